@@ -1,0 +1,1 @@
+"""The HTTP API: routers, authentication, error shapes, and Websoft9's legacy routes."""

@@ -1,0 +1,102 @@
+"""Named API keys: stored as SHA-256 hashes with a role, compared in constant time.
+
+A key reads `ahk_<id>_<secret>`. The id finds the row; the hash of the whole key is then compared
+with `hmac.compare_digest`, so the lookup reveals nothing about the secret part. Keys are 256-bit
+random, so a plain hash is enough; a slow password hash would only slow every request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import sqlite3
+from dataclasses import dataclass
+from typing import Literal
+
+from apphub.audit.log import utc_now
+from apphub.db import Database
+from apphub.errors import ApphubError, NotFound
+
+Role = Literal["read", "write", "admin"]
+ROLES: tuple[Role, ...] = ("read", "write", "admin")
+ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# Actor names apphub itself uses in the audit log; a key cannot take one of them.
+RESERVED_NAMES = frozenset({"cli", "api_key", "apphub", "file", "init"})
+_KEY_PATTERN = re.compile(r"^ahk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
+
+
+class KeyNameError(ApphubError, ValueError):
+    """A key name is malformed, reserved, or taken."""
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    name: str
+    role: Role
+    created_at: str
+    key_id: str
+
+
+def has_role(granted: Role, needed: Role) -> bool:
+    return ROLE_RANK[granted] >= ROLE_RANK[needed]
+
+
+def _hash(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+class KeyStore:
+    """Creates, lists, revokes and verifies the named keys of one data folder."""
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    def create(self, name: str, role: Role) -> str:
+        """Create a key and return it; this is the only time its plaintext exists."""
+        if not NAME_PATTERN.match(name):
+            raise KeyNameError(f"key name {name!r} is not allowed: use 1-64 letters, digits, '_', '.' or '-'")
+        if name in RESERVED_NAMES:
+            raise KeyNameError(f"key name {name!r} is reserved for apphub's own audit entries")
+        if role not in ROLES:
+            raise KeyNameError(f"role {role!r} is not one of {', '.join(ROLES)}")
+        key_id = secrets.token_hex(6)
+        key = f"ahk_{key_id}_{secrets.token_urlsafe(32)}"
+        try:
+            with self._db.transaction() as connection:
+                connection.execute(
+                    "INSERT INTO api_keys (name, key_id, key_hash, role, created_at) VALUES (?, ?, ?, ?, ?)",
+                    (name, key_id, _hash(key), role, utc_now()),
+                )
+        except sqlite3.IntegrityError as exc:
+            raise KeyNameError(f"a key named {name!r} already exists; revoke it first") from exc
+        return key
+
+    def list(self) -> list[ApiKey]:
+        rows = self._db.query("SELECT name, role, created_at, key_id FROM api_keys ORDER BY name")
+        return [ApiKey(row["name"], row["role"], row["created_at"], row["key_id"]) for row in rows]
+
+    def revoke(self, name: str) -> None:
+        with self._db.transaction() as connection:
+            deleted = connection.execute("DELETE FROM api_keys WHERE name = ?", (name,)).rowcount
+        if not deleted:
+            raise NotFound(f"no API key named {name!r}")
+
+    def has_admin(self) -> bool:
+        return bool(self._db.query("SELECT 1 FROM api_keys WHERE role = 'admin' LIMIT 1"))
+
+    def verify(self, presented: str) -> ApiKey | None:
+        """The key `presented` stands for, or None; never raises on malformed input."""
+        match = _KEY_PATTERN.match(presented)
+        if match is None:
+            return None
+        rows = self._db.query(
+            "SELECT name, role, created_at, key_id, key_hash FROM api_keys WHERE key_id = ?", (match.group(1),)
+        )
+        if not rows or not hmac.compare_digest(rows[0]["key_hash"], _hash(presented)):
+            return None
+        row = rows[0]
+        return ApiKey(row["name"], row["role"], row["created_at"], row["key_id"])

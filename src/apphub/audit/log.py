@@ -1,0 +1,164 @@
+"""The audit log in SQLite: one event per accepted write, one row per changed key.
+
+Values of secret keys never reach this module in plaintext: callers pass them masked.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from apphub.db import Database
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def normalise_time(value: str) -> str:
+    """An ISO 8601 time, with or without zone, as the UTC text the log stores (for comparisons)."""
+    parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class Change:
+    """One key's change inside an event: `set`, `add` or `delete`, old and new values (masked if secret)."""
+
+    section: str
+    key: str | None
+    change: str
+    old: str | None = None
+    new: str | None = None
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who makes a change and through what: the key's name (or `cli`), the source, the request id."""
+
+    name: str
+    source: str
+    request_id: str | None = None
+
+
+@dataclass
+class AuditEvent:
+    id: int
+    at: str
+    actor: str
+    source: str
+    request_id: str | None
+    action: str
+    file: str | None
+    version_before: str | None
+    version_after: str | None
+    message: str | None
+    changes: list[Change] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "at": self.at,
+            "actor": self.actor,
+            "source": self.source,
+            "request_id": self.request_id,
+            "action": self.action,
+            "file": self.file,
+            "version_before": self.version_before,
+            "version_after": self.version_after,
+            "message": self.message,
+            "changes": [change.__dict__ for change in self.changes],
+        }
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    section: str | None = None
+    key: str | None = None
+    actor: str | None = None
+    source: str | None = None
+    action: str | None = None
+    since: str | None = None
+    until: str | None = None
+    before_id: int | None = None
+    limit: int = 50
+
+
+class AuditLog:
+    """Records events and answers queries, newest first."""
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    def record(
+        self,
+        actor: Actor,
+        action: str,
+        changes: Sequence[Change] = (),
+        *,
+        file: str | None = None,
+        version_before: str | None = None,
+        version_after: str | None = None,
+        message: str | None = None,
+    ) -> int:
+        with self._db.transaction() as connection:
+            cursor = connection.execute(
+                "INSERT INTO audit_events (at, actor, source, request_id, action, file, version_before,"
+                " version_after, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (utc_now(), actor.name, actor.source, actor.request_id, action, file, version_before,
+                 version_after, message),
+            )
+            event_id = int(cursor.lastrowid or 0)
+            connection.executemany(
+                "INSERT INTO audit_changes (event_id, position, section, key, change, old, new)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(event_id, n, c.section, c.key, c.change, c.old, c.new) for n, c in enumerate(changes)],
+            )
+        return event_id
+
+    def query(self, query: AuditQuery) -> list[AuditEvent]:
+        conditions: list[str] = []
+        parameters: list[Any] = []
+        for column, value in (("actor", query.actor), ("source", query.source), ("action", query.action)):
+            if value is not None:
+                conditions.append(f"e.{column} = ?")
+                parameters.append(value)
+        if query.since is not None:
+            conditions.append("e.at >= ?")
+            parameters.append(normalise_time(query.since))
+        if query.until is not None:
+            conditions.append("e.at <= ?")
+            parameters.append(normalise_time(query.until))
+        if query.before_id is not None:
+            conditions.append("e.id < ?")
+            parameters.append(query.before_id)
+        if query.section is not None or query.key is not None:
+            inner = ["c.event_id = e.id"]
+            if query.section is not None:
+                inner.append("c.section = ?")
+                parameters.append(query.section)
+            if query.key is not None:
+                inner.append("c.key = ?")
+                parameters.append(query.key)
+            conditions.append(f"EXISTS (SELECT 1 FROM audit_changes c WHERE {' AND '.join(inner)})")  # noqa: S608
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+        rows = self._db.query(
+            f"SELECT * FROM audit_events e {where} ORDER BY e.id DESC LIMIT ?",  # noqa: S608 - columns are fixed
+            (*parameters, query.limit),
+        )
+        events = [AuditEvent(**dict(zip(row.keys(), tuple(row), strict=True))) for row in rows]
+        if events:
+            by_id = {event.id: event for event in events}
+            marks = ",".join("?" * len(by_id))
+            for row in self._db.query(
+                f"SELECT * FROM audit_changes WHERE event_id IN ({marks}) ORDER BY event_id, position",  # noqa: S608
+                tuple(by_id),
+            ):
+                by_id[row["event_id"]].changes.append(
+                    Change(row["section"], row["key"], row["change"], row["old"], row["new"])
+                )
+        return events

@@ -1,0 +1,43 @@
+"""Everything apphub holds for one data folder, built once and closed once (API and CLI alike)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from apphub.api.keys import KeyStore
+from apphub.audit.log import AuditLog
+from apphub.db import Database
+from apphub.errors import DataDirError
+from apphub.paths import DataDir
+from apphub.store.inistore import IniStore
+from apphub.store.schema import FileName, Schema, load_schema
+from apphub.store.secrets import SecretBox
+
+
+class Core:
+    """The stores, the audit log and the key store of one initialised data folder."""
+
+    def __init__(self, data: DataDir, schema: Schema | None = None) -> None:
+        if not data.is_initialised():
+            raise DataDirError(
+                f"{data.root} is not an initialised apphub data folder "
+                "(run `apphub init` or `apphub serve`, or point --data-dir / APPHUB_DATA at one)"
+            )
+        self.data = data
+        self.schema = schema if schema is not None else load_schema(data.schema_dir)
+        self.box = SecretBox(data.secret_key)
+        # Two connections: request authentication reads keys while a write records its audit event.
+        self._audit_db = Database(data.database)
+        self._audit_db.migrate()
+        self._keys_db = Database(data.database)
+        self.audit = AuditLog(self._audit_db)
+        self.keys = KeyStore(self._keys_db)
+        self.config = self._store(data.config_ini, "config")
+        self.system = self._store(data.system_ini, "system")
+
+    def _store(self, path: Path, name: FileName) -> IniStore:
+        return IniStore(path, self.data.lock_for(path), self.schema.for_file(name), self.box, self.audit)
+
+    def close(self) -> None:
+        self._audit_db.close()
+        self._keys_db.close()

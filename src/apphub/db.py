@@ -1,0 +1,103 @@
+"""The SQLite database of a data folder: opening it the same way everywhere, and its schema."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from apphub.errors import DataDirError
+
+# Each entry moves the database one version up; PRAGMA user_version records where it stands.
+_MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE api_keys (
+        name TEXT PRIMARY KEY,
+        key_id TEXT NOT NULL UNIQUE,
+        key_hash TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('read', 'write', 'admin')),
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE audit_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        source TEXT NOT NULL,
+        request_id TEXT,
+        action TEXT NOT NULL,
+        file TEXT,
+        version_before TEXT,
+        version_after TEXT,
+        message TEXT
+    );
+    CREATE TABLE audit_changes (
+        event_id INTEGER NOT NULL REFERENCES audit_events (id),
+        position INTEGER NOT NULL,
+        section TEXT NOT NULL,
+        key TEXT,
+        change TEXT NOT NULL,
+        old TEXT,
+        new TEXT,
+        PRIMARY KEY (event_id, position)
+    );
+    CREATE INDEX audit_events_at ON audit_events (at);
+    CREATE INDEX audit_events_actor ON audit_events (actor);
+    CREATE INDEX audit_changes_section_key ON audit_changes (section, key);
+    """,
+]
+
+
+class Database:
+    """One connection, shared by the threads of one component under a lock."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        try:
+            self._connection = sqlite3.connect(path, timeout=10.0, check_same_thread=False, isolation_level=None)
+            self._connection.row_factory = sqlite3.Row
+            self._connection.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode: a commit survives a process crash; only a power loss may drop the last ones.
+            self._connection.execute("PRAGMA synchronous=NORMAL")
+            self._connection.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.Error as exc:
+            raise DataDirError(f"cannot open the database {path}: {exc}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            self._connection.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (BEGIN IMMEDIATE), committed on success and rolled back on error."""
+        with self._lock, _translated(self.path):
+            self._connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._connection
+            except BaseException:
+                self._connection.execute("ROLLBACK")
+                raise
+            self._connection.execute("COMMIT")
+
+    def query(self, sql: str, parameters: tuple[Any, ...] | dict[str, Any] = ()) -> list[sqlite3.Row]:
+        with self._lock, _translated(self.path):
+            return self._connection.execute(sql, parameters).fetchall()
+
+    def migrate(self) -> None:
+        with self.transaction() as connection:
+            version = connection.execute("PRAGMA user_version").fetchone()[0]
+            for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
+                for statement in filter(str.strip, script.split(";")):
+                    connection.execute(statement)
+                connection.execute(f"PRAGMA user_version = {number}")
+
+
+@contextlib.contextmanager
+def _translated(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise DataDirError(f"database {path}: {exc}") from exc

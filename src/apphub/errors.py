@@ -1,0 +1,152 @@
+"""The exceptions apphub raises, one tree for every part.
+
+ApphubError
+├── DataDirError                 the data folder is missing, not initialised, or unusable
+├── IniParseError (ValueError)   an INI file does not parse (file, line)
+├── SchemaError (ValueError)     a schema file is invalid (file, field)
+├── ValidationFailed (ValueError)
+│                                proposed settings break the schema; carries every FieldError at once
+├── NotFound (LookupError)
+│   ├── SectionNotFound          no such section in the file
+│   └── KeyNotFound              no such key in the section
+├── VersionConflict              an If-Match version is not the current one
+├── LockTimeout                  another writer held the file lock for too long
+├── SecretError                  a stored secret cannot be decrypted (names section and key)
+└── AuthError
+    ├── Unauthenticated          no API key, or one that is not known
+    └── Forbidden                the key's role is too weak for the action
+
+Third-party exceptions (sqlite3, cryptography, OSError from the file system) are translated into
+these where they are raised, so an HTTP handler or a CLI command only ever sees this tree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class ApphubError(Exception):
+    """Base of every error apphub raises on purpose."""
+
+
+class DataDirError(ApphubError):
+    """The data folder is missing, not initialised, or cannot be used."""
+
+
+class IniParseError(ApphubError, ValueError):
+    """An INI file does not parse; names the file and the line."""
+
+    def __init__(self, source: str, line: int | None, message: str) -> None:
+        self.source = source
+        self.line = line
+        self.message = message
+        where = f"{source}:{line}" if line is not None else source
+        super().__init__(f"{where}: {message}")
+
+
+class SchemaError(ApphubError, ValueError):
+    """A schema file is invalid; names the file and the field."""
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One broken rule: which file, section and key, the (masked) value, the rule and why."""
+
+    section: str
+    key: str | None
+    rule: str
+    message: str
+    value: str | None = None
+    file: str = "config.ini"
+    line: int | None = None
+
+    def location(self) -> str:
+        where = f"[{self.section}]" + (f" {self.key}" if self.key is not None else "")
+        prefix = f"{self.file}:{self.line}: " if self.line is not None else f"{self.file}: "
+        return prefix + where
+
+    def __str__(self) -> str:
+        shown = f" = {self.value!r}" if self.value is not None else ""
+        return f"{self.location()}{shown}: {self.message} (rule: {self.rule})"
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "file": self.file,
+            "section": self.section,
+            "key": self.key,
+            "value": self.value,
+            "rule": self.rule,
+            "message": self.message,
+            "line": self.line,
+        }
+
+
+@dataclass
+class ValidationFailed(ApphubError, ValueError):
+    """Proposed settings break the schema. Carries every problem found, not just the first."""
+
+    errors: list[FieldError] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        count = len(self.errors)
+        lines = [f"{count} problem{'s' if count != 1 else ''} in the proposed settings:"]
+        lines += [f"  {error}" for error in self.errors]
+        return "\n".join(lines)
+
+
+class NotFound(ApphubError, LookupError):
+    """Something that was asked for does not exist."""
+
+
+class SectionNotFound(NotFound):
+    """No such section in the file."""
+
+    def __init__(self, section: str, file: str = "config.ini") -> None:
+        self.section = section
+        self.file = file
+        super().__init__(f"Section [{section}] does not exist in {file}")
+
+
+class KeyNotFound(NotFound):
+    """No such key in the section."""
+
+    def __init__(self, section: str, key: str, file: str = "config.ini") -> None:
+        self.section = section
+        self.key = key
+        self.file = file
+        super().__init__(f"Key '{key}' does not exist in section [{section}] of {file}")
+
+
+class VersionConflict(ApphubError):
+    """The version a writer based its change on (If-Match) is no longer the current one."""
+
+    def __init__(self, expected: str, current: str) -> None:
+        self.expected = expected
+        self.current = current
+        super().__init__(
+            f"config.ini changed since version {expected}; the current version is {current}. "
+            "Read it again and retry."
+        )
+
+
+class LockTimeout(ApphubError):
+    """Another writer held the lock on a file for longer than we wait."""
+
+
+class SecretError(ApphubError):
+    """A stored secret cannot be decrypted: the key file is missing, wrong, or the value is damaged."""
+
+
+class AuthError(ApphubError):
+    """Base of authentication and authorisation failures."""
+
+
+class Unauthenticated(AuthError):
+    """No API key was sent, or the key is not known."""
+
+
+class Forbidden(AuthError):
+    """The API key is known, but its role is too weak for the action."""

@@ -1,0 +1,118 @@
+"""Atomic file replacement and the lock that lets one writer at a time touch a file.
+
+A write goes to a temporary file in the same folder, is flushed to disk, gets the old file's mode
+and owner, and replaces the old file with `os.replace`, then the folder entry is flushed too. A
+reader, or a process killed at any instant, sees either the old bytes or the new, never a mix.
+
+The lock is `flock` on a sidecar file, not on the file itself: the file is replaced on every
+write, and a lock on a replaced inode would guard nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from apphub.errors import LockTimeout
+
+TEMP_SUFFIX = ".apphub-tmp"
+
+# flock excludes other open file descriptions, threads of this process included, but a
+# process-wide lock per path first keeps threads from spinning on the file lock.
+_thread_locks: dict[Path, threading.Lock] = {}
+_thread_locks_guard = threading.Lock()
+
+
+def _thread_lock(path: Path) -> threading.Lock:
+    with _thread_locks_guard:
+        return _thread_locks.setdefault(path, threading.Lock())
+
+
+@contextlib.contextmanager
+def exclusive_lock(lock_path: Path, timeout: float = 10.0, what: str | None = None) -> Iterator[None]:
+    """Hold the write lock of `lock_path` (threads and processes alike), waiting up to `timeout`."""
+    deadline = time.monotonic() + timeout
+    thread_lock = _thread_lock(lock_path)
+    if not thread_lock.acquire(timeout=timeout):
+        raise LockTimeout(f"another writer held {what or lock_path} for more than {timeout:g} s")
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            delay = 0.001
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise LockTimeout(
+                            f"another process held {what or lock_path} for more than {timeout:g} s "
+                            f"(lock file {lock_path})"
+                        ) from None
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.05)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the flock
+    finally:
+        thread_lock.release()
+
+
+def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
+    """Replace `path` with `data` atomically, keeping its mode and owner (or using `mode` when new)."""
+    try:
+        current = path.stat()
+    except FileNotFoundError:
+        current = None
+    fd, temporary = _create_temporary(path)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+            if current is not None:
+                os.fchmod(handle.fileno(), current.st_mode & 0o7777)
+                if os.geteuid() == 0 and (current.st_uid, current.st_gid) != (os.geteuid(), os.getegid()):
+                    os.fchown(handle.fileno(), current.st_uid, current.st_gid)
+            else:
+                os.fchmod(handle.fileno(), 0o644 if mode is None else mode)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    _fsync_directory(path.parent)
+
+
+def _create_temporary(path: Path) -> tuple[int, str]:
+    for attempt in range(100):
+        name = path.parent / f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.{attempt}{TEMP_SUFFIX}"
+        try:
+            return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), str(name)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"cannot create a temporary file next to {path}")
+
+
+def _fsync_directory(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Delete temporary files a killed writer left next to `path`; call it with the lock held."""
+    removed = []
+    for leftover in path.parent.glob(f".{path.name}.*{TEMP_SUFFIX}"):
+        with contextlib.suppress(FileNotFoundError):
+            leftover.unlink()
+            removed.append(leftover)
+    return removed

@@ -1,0 +1,226 @@
+"""An INI file as text plus an index of where each section and key lives in it.
+
+configupdater parses the file (so the rules are those of Python's configparser, which Websoft9's
+files were written with). Edits are applied as splices of the original lines, not by re-rendering:
+configupdater rewrites a changed line as `key = value` whatever its spacing was, and we promise to
+keep every byte that was not changed, `k=v` spacing, CRLF line ends and inline text included.
+"""
+
+from __future__ import annotations
+
+import configparser
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from configupdater import ConfigUpdater, Option, Section
+
+from apphub.errors import IniParseError
+
+# `key<ws><delimiter><ws>` at the start of an option's first line; the value follows it.
+_OPTION_PREFIX = re.compile(r"^(?P<prefix>[^=:]*?\s*[=:][ \t]*)(?P<value>.*?)(?P<trailing>[ \t]*)(?P<eol>\r?\n|\r)?$")
+
+
+@dataclass(frozen=True)
+class SetValue:
+    """Set `section.key` to `value`, adding the key (and the section) when they are missing."""
+
+    section: str
+    key: str
+    value: str
+
+
+@dataclass(frozen=True)
+class DeleteKey:
+    """Remove `section.key` and its continuation lines."""
+
+    section: str
+    key: str
+
+
+Edit = SetValue | DeleteKey
+
+
+@dataclass(frozen=True)
+class _OptionSpan:
+    key: str
+    value: str
+    start: int  # index of the option's first line
+    end: int  # index after its last continuation line
+
+
+@dataclass(frozen=True)
+class _SectionSpan:
+    name: str
+    header: int  # index of the `[name]` line
+    end: int  # index after the section's last line
+    options: dict[str, _OptionSpan]
+
+
+class IniDocument:
+    """The parsed, immutable view of one INI text. `with_edits` returns a new document."""
+
+    def __init__(self, text: str, source: str = "<string>") -> None:
+        self.text = text
+        self.source = source
+        self._lines = text.splitlines(keepends=True)
+        self._sections = _index(text, source)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def sections(self) -> list[str]:
+        return list(self._sections)
+
+    def has_section(self, section: str) -> bool:
+        return section in self._sections
+
+    def has_key(self, section: str, key: str) -> bool:
+        span = self._sections.get(section)
+        return span is not None and key in span.options
+
+    def items(self, section: str) -> list[tuple[str, str]]:
+        span = self._sections[section]
+        return [(option.key, option.value) for option in span.options.values()]
+
+    def get(self, section: str, key: str) -> str | None:
+        span = self._sections.get(section)
+        if span is None or key not in span.options:
+            return None
+        return span.options[key].value
+
+    def as_dict(self) -> dict[str, dict[str, str]]:
+        return {name: {k: o.value for k, o in span.options.items()} for name, span in self._sections.items()}
+
+    def line_of(self, section: str, key: str | None = None) -> int | None:
+        """The 1-based line of a section header, or of a key's first line."""
+        span = self._sections.get(section)
+        if span is None:
+            return None
+        if key is None:
+            return span.header + 1
+        option = span.options.get(key)
+        return option.start + 1 if option is not None else None
+
+    # -- editing ------------------------------------------------------------------------------
+
+    def with_edits(self, edits: Iterable[Edit]) -> IniDocument:
+        """Apply edits in order and return the new document; the old one is unchanged."""
+        document = self
+        for edit in edits:
+            document = document._apply(edit)
+        return document
+
+    def _apply(self, edit: Edit) -> IniDocument:
+        for text in (edit.section, edit.key) + ((edit.value,) if isinstance(edit, SetValue) else ()):
+            if "\n" in text or "\r" in text:
+                raise ValueError(f"[{edit.section}] {edit.key}: a line break cannot be stored in an INI value")
+        lines = list(self._lines)
+        span = self._sections.get(edit.section)
+        if isinstance(edit, DeleteKey):
+            if span is None or edit.key not in span.options:
+                return self
+            option = span.options[edit.key]
+            del lines[option.start : option.end]
+        elif span is not None and edit.key in span.options:
+            option = span.options[edit.key]
+            lines[option.start : option.end] = [_replace_value(lines[option.start], edit.value)]
+        elif span is not None:
+            options = list(span.options.values())
+            anchor = options[-1].end if options else span.header + 1
+            spaced = _uses_spaces(lines[options[-1].start]) if options else True
+            _ensure_line_end(lines, anchor - 1, self._newline())
+            lines.insert(anchor, _format_option(edit.key, edit.value, spaced, self._newline()))
+        else:
+            newline = self._newline()
+            if lines:
+                _ensure_line_end(lines, len(lines) - 1, newline)
+                if lines[-1].strip():
+                    lines.append(newline)
+            lines.append(f"[{edit.section}]{newline}")
+            lines.append(_format_option(edit.key, edit.value, True, newline))
+        document = IniDocument("".join(lines), self.source)
+        expected = edit.value if isinstance(edit, SetValue) else None
+        if document.get(edit.section, edit.key) != expected:
+            # A value INI cannot hold as given (leading or trailing blanks); callers validate first.
+            raise ValueError(f"[{edit.section}] {edit.key}: the value would not read back as written")
+        return document
+
+    def _newline(self) -> str:
+        for line in self._lines:
+            if line.endswith("\r\n"):
+                return "\r\n"
+            if line.endswith("\n"):
+                return "\n"
+        return "\n"
+
+
+def _index(text: str, source: str) -> dict[str, _SectionSpan]:
+    updater = _parse(text, source)
+    sections: dict[str, _SectionSpan] = {}
+    line = 0
+    for block in updater.iter_blocks():
+        if not isinstance(block, Section):
+            line += len(block.lines)
+            continue
+        header = line
+        line += len(block.lines)
+        options: dict[str, _OptionSpan] = {}
+        for child in block.iter_blocks():
+            count = len(child.lines)
+            if isinstance(child, Option):
+                options[child.raw_key] = _OptionSpan(child.raw_key, child.value or "", line, line + count)
+            line += count
+        sections[block.name] = _SectionSpan(block.name, header, line, options)
+    return sections
+
+
+def _parse(text: str, source: str) -> ConfigUpdater:
+    updater = ConfigUpdater(strict=True, allow_no_value=False)
+    updater.optionxform = str  # type: ignore[assignment,method-assign]  # keep the key case of the file
+    try:
+        updater.read_string(text, source=source)
+    except configparser.MissingSectionHeaderError as exc:
+        message = f"a key comes before any [section] header: {exc.line.strip()!r}"
+        raise IniParseError(source, exc.lineno, message) from exc
+    except configparser.DuplicateSectionError as exc:
+        raise IniParseError(source, exc.lineno, f"section [{exc.section}] appears twice") from exc
+    except configparser.DuplicateOptionError as exc:
+        raise IniParseError(source, exc.lineno, f"key '{exc.option}' appears twice in section [{exc.section}]") from exc
+    except configparser.ParsingError as exc:
+        lineno, bad_line = exc.errors[0]
+        message = f"this line is neither a [section], a key = value, nor a comment: {bad_line.strip()!r}"
+        raise IniParseError(source, lineno, message) from exc
+    except configparser.Error as exc:
+        raise IniParseError(source, getattr(exc, "lineno", None), str(exc)) from exc
+    return updater
+
+
+def _replace_value(first_line: str, value: str) -> str:
+    match = _OPTION_PREFIX.match(first_line)
+    if match is None:  # pragma: no cover - configupdater only yields options that have a delimiter
+        raise ValueError(f"cannot locate the value in line {first_line!r}")
+    prefix = match["prefix"]
+    if value and not prefix[-1:].isspace() and prefix.rstrip()[-1:] in "=:" and _uses_spaces(first_line):
+        prefix += " "
+    return f"{prefix}{value}{match['eol'] or ''}"
+
+
+def _uses_spaces(option_line: str) -> bool:
+    match = re.match(r"^[^=:]*?(\s*)[=:]", option_line)
+    return bool(match and match.group(1))
+
+
+def _format_option(key: str, value: str, spaced: bool, newline: str) -> str:
+    return f"{key} = {value}{newline}" if spaced else f"{key}={value}{newline}"
+
+
+def _ensure_line_end(lines: list[str], index: int, newline: str) -> None:
+    if 0 <= index < len(lines) and not lines[index].endswith(("\n", "\r")):
+        lines[index] += newline
+
+
+def iter_values(document: IniDocument) -> Iterator[tuple[str, str, str]]:
+    """Every (section, key, value) of a document, in file order."""
+    for section in document.sections():
+        for key, value in document.items(section):
+            yield section, key, value

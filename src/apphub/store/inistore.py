@@ -1,0 +1,366 @@
+"""One INI file under its schema: reads from a cache that is never stale, and safe writes.
+
+A write is, under the file's lock: read the current bytes, check the If-Match version, apply the
+changes to the text, validate everything the write touches, encrypt the secrets it sets, replace
+the file atomically, record the audit event. Nothing is written unless all of it passes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from apphub.audit.log import Actor, AuditLog, Change
+from apphub.errors import (
+    DataDirError,
+    FieldError,
+    IniParseError,
+    KeyNotFound,
+    SectionNotFound,
+    ValidationFailed,
+    VersionConflict,
+)
+from apphub.store.atomic import atomic_write, exclusive_lock, remove_stale_temporaries
+from apphub.store.inidoc import DeleteKey, Edit, IniDocument, SetValue
+from apphub.store.schema import FileSchema
+from apphub.store.secrets import MASK, Secret, SecretBox, is_encrypted, mask
+from apphub.store.validate import Problem, check_file, check_name, to_ini_text, to_json_value
+
+_BOM = "\ufeff"
+
+
+def version_of(data: bytes) -> str:
+    """The version token of a file's bytes: the API's ETag."""
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+@dataclass
+class Snapshot:
+    """One version of one INI file: its bytes, its parsed document, and views of it."""
+
+    name: str
+    raw: bytes
+    document: IniDocument
+    schema: FileSchema
+    box: SecretBox
+    version: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.version = version_of(self.raw)
+
+    def is_secret(self, section: str, key: str) -> bool:
+        return self.schema.is_secret(section, key)
+
+    def sections(self) -> list[str]:
+        return self.document.sections()
+
+    def stored(self, section: str) -> dict[str, str]:
+        """The section's values as stored (secrets still encrypted)."""
+        if not self.document.has_section(section):
+            raise SectionNotFound(section, self.name)
+        return dict(self.document.items(section))
+
+    def plaintext(self, section: str, key: str) -> str | Secret:
+        """One value in plaintext; a secret comes as a Secret so that it cannot leak by accident."""
+        stored = self.document.get(section, key)
+        if stored is None:
+            if not self.document.has_section(section):
+                raise SectionNotFound(section, self.name)
+            raise KeyNotFound(section, key, self.name)
+        if self.is_secret(section, key) or is_encrypted(stored):
+            return self.box.decrypt(stored, f"{self.name} [{section}] {key}")
+        return stored
+
+    def section_plaintext(self, section: str) -> dict[str, str]:
+        """A whole section with secrets decrypted (for the CLI of a local operator only)."""
+        values = {}
+        for key in self.stored(section):
+            value = self.plaintext(section, key)
+            values[key] = value.reveal() if isinstance(value, Secret) else value
+        return values
+
+    def public_section(self, section: str, *, reveal: bool = False, typed: bool = True) -> dict[str, Any]:
+        """A section as the API shows it: typed values, secrets masked unless `reveal`."""
+        shown: dict[str, Any] = {}
+        for key, stored in self.stored(section).items():
+            spec = self.schema.key(section, key)
+            secret = (spec is not None and spec.secret) or is_encrypted(stored)
+            if secret:
+                value = self.plaintext(section, key)
+                text = value.reveal() if isinstance(value, Secret) else value
+                shown[key] = text if reveal else mask(text)
+            else:
+                shown[key] = to_json_value(spec, stored) if typed else stored
+        return shown
+
+    @cached_property
+    def public(self) -> dict[str, dict[str, Any]]:
+        """Every section, masked; computed once per version."""
+        return {section: self.public_section(section) for section in self.sections()}
+
+    @cached_property
+    def secret_values(self) -> dict[tuple[str, str], Secret]:
+        """Every secret of the file, decrypted once per version (the legacy key check needs it)."""
+        found: dict[tuple[str, str], Secret] = {}
+        for section in self.sections():
+            for key, stored in self.document.items(section):
+                if self.is_secret(section, key) or is_encrypted(stored):
+                    value = self.plaintext(section, key)
+                    found[(section, key)] = value if isinstance(value, Secret) else Secret(value)
+        return found
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What a write did: the new snapshot, the changes (masked) and whether the file changed."""
+
+    snapshot: Snapshot
+    changes: list[Change]
+    previous_version: str
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.changes)
+
+
+Changes = Mapping[str, Mapping[str, object]]
+
+
+class IniStore:
+    """Reads and writes one INI file (`config.ini` or `system.ini`) under its schema."""
+
+    def __init__(
+        self,
+        path: Path,
+        lock_path: Path,
+        schema: FileSchema,
+        box: SecretBox,
+        audit: AuditLog,
+        *,
+        mode: int = 0o600,
+    ) -> None:
+        self.path = path
+        self.name = path.name
+        self.schema = schema
+        self._lock_path = lock_path
+        self._box = box
+        self._audit = audit
+        self._mode = mode
+        self._cache: Snapshot | None = None
+        self._cache_lock = threading.Lock()
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        """The file as it is on disk now. Parsed again only when its bytes changed."""
+        raw = self._read_bytes()
+        cached = self._cache
+        if cached is not None and cached.raw == raw:
+            return cached
+        snapshot = self._parse(raw)
+        with self._cache_lock:
+            self._cache = snapshot
+        return snapshot
+
+    def _read_bytes(self) -> bytes:
+        try:
+            return self.path.read_bytes()
+        except FileNotFoundError as exc:
+            raise DataDirError(f"{self.path} does not exist; run `apphub init` or `apphub serve` first") from exc
+        except OSError as exc:
+            raise DataDirError(f"{self.path} cannot be read: {exc}") from exc
+
+    def _parse(self, raw: bytes) -> Snapshot:
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = raw[: exc.start].count(b"\n") + 1
+            raise IniParseError(self.name, line, f"is not valid UTF-8 (byte {exc.start})") from exc
+        if text.startswith(_BOM):
+            text = text[len(_BOM) :]
+        return Snapshot(self.name, raw, IniDocument(text, self.name), self.schema, self._box)
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def update(
+        self,
+        changes: Changes,
+        actor: Actor,
+        *,
+        deletes: Iterable[tuple[str, str]] = (),
+        if_match: str | None = None,
+        existing_only: bool = False,
+        action: str = "settings.update",
+    ) -> WriteResult:
+        """Merge `changes` ({section: {key: value}}) and `deletes` into the file, all or nothing.
+
+        Values are JSON values checked against the schema; a secret key sent back as the mask
+        keeps its stored value. `existing_only` is Websoft9's rule: only keys that exist change.
+        """
+
+        def plan(snapshot: Snapshot) -> tuple[list[Edit], list[Change], dict[tuple[str, str], str | None]]:
+            return self._plan(snapshot, changes, list(deletes), existing_only)
+
+        return self._write(plan, actor, if_match=if_match, action=action)
+
+    def reencrypt_secrets(self, actor: Actor, *, only_plaintext: bool) -> WriteResult:
+        """Encrypt secrets typed in plaintext, or (rotation) every secret with the primary key."""
+
+        def plan(snapshot: Snapshot) -> tuple[list[Edit], list[Change], dict[tuple[str, str], str | None]]:
+            edits: list[Edit] = []
+            audit: list[Change] = []
+            for (section, key), secret in snapshot.secret_values.items():
+                stored = snapshot.document.get(section, key) or ""
+                plain = secret.reveal()
+                if not plain or (only_plaintext and is_encrypted(stored)):
+                    continue
+                if not only_plaintext and not self._box.needs_rotation(stored):
+                    continue
+                edits.append(SetValue(section, key, self._box.encrypt(plain)))
+                audit.append(Change(section, key, "encrypt", MASK, MASK))
+            return edits, audit, {}
+
+        action = "secrets.encrypt" if only_plaintext else "secrets.rotate"
+        return self._write(plan, actor, if_match=None, action=action)
+
+    def _write(
+        self,
+        plan: Callable[[Snapshot], tuple[list[Edit], list[Change], dict[tuple[str, str], str | None]]],
+        actor: Actor,
+        *,
+        if_match: str | None,
+        action: str,
+    ) -> WriteResult:
+        with exclusive_lock(self._lock_path, what=self.name):
+            remove_stale_temporaries(self.path)
+            current = self._parse(self._read_bytes())
+            if if_match is not None and if_match != current.version:
+                raise VersionConflict(if_match, current.version)
+            edits, audit_changes, proposed = plan(current)
+            if proposed:
+                self._validate(current, proposed)
+            if not edits:
+                return WriteResult(current, [], current.version)
+            try:
+                document = current.document.with_edits(edits)
+            except ValueError as exc:  # the validation above should have caught it; never write
+                raise ValidationFailed([FieldError("?", None, "ini", str(exc), file=self.name)]) from exc
+            data = document.text.encode("utf-8")
+            if current.raw.startswith(_BOM.encode("utf-8")):
+                data = _BOM.encode("utf-8") + data
+            atomic_write(self.path, data, mode=self._mode)
+            written = Snapshot(self.name, data, document, self.schema, self._box)
+            self._audit.record(
+                actor,
+                action,
+                audit_changes,
+                file=self.name,
+                version_before=current.version,
+                version_after=written.version,
+            )
+            with self._cache_lock:
+                self._cache = written
+            return WriteResult(written, audit_changes, current.version)
+
+    def _plan(
+        self,
+        current: Snapshot,
+        changes: Changes,
+        deletes: list[tuple[str, str]],
+        existing_only: bool,
+    ) -> tuple[list[Edit], list[Change], dict[tuple[str, str], str | None]]:
+        document = current.document
+        errors: list[FieldError] = []
+        edits: list[Edit] = []
+        audit: list[Change] = []
+        proposed: dict[tuple[str, str], str | None] = {}  # plaintext of every touched key; None = deleted
+
+        def problem(section: str, key: str | None, found: Problem, value: object = None) -> None:
+            shown = None if value is None else (MASK if self.schema.is_secret(section, key or "") else str(value))
+            errors.append(FieldError(section, key, found.rule, found.message, shown, self.name,
+                                     document.line_of(section, key)))
+
+        for section, keys in changes.items():
+            if (bad := check_name("section", section)) is not None:
+                problem(section, None, bad)
+                continue
+            if existing_only and not document.has_section(section):
+                raise SectionNotFound(section, self.name)
+            for key, value in keys.items():
+                if (bad := check_name("key", key)) is not None:
+                    problem(section, key, bad)
+                    continue
+                if existing_only and not document.has_key(section, key):
+                    raise KeyNotFound(section, key, self.name)
+                spec = self.schema.key(section, key)
+                text = to_ini_text(spec, value)
+                if isinstance(text, Problem):
+                    problem(section, key, text, value)
+                    continue
+                stored = document.get(section, key)
+                secret = (spec is not None and spec.secret) or (stored is not None and is_encrypted(stored))
+                if secret:
+                    if text == MASK:
+                        continue  # the client sent back what it was shown: keep the stored value
+                    if stored is not None and is_encrypted(stored) and current.plaintext(section, key) == Secret(text):
+                        continue
+                    new_stored = self._box.encrypt(text) if text else ""
+                    old_shown, new_shown = (mask(stored) if stored is not None else None), mask(text)
+                else:
+                    if stored == text:
+                        continue
+                    new_stored, old_shown, new_shown = text, stored, text
+                proposed[(section, key)] = text
+                edits.append(SetValue(section, key, new_stored))
+                audit.append(Change(section, key, "add" if stored is None else "set", old_shown, new_shown))
+
+        for section, key in deletes:
+            stored = document.get(section, key)
+            if stored is None:
+                if not document.has_section(section):
+                    raise SectionNotFound(section, self.name)
+                raise KeyNotFound(section, key, self.name)
+            spec = self.schema.key(section, key)
+            if spec is not None and spec.required:
+                problem(section, key, Problem("required", "is required and cannot be deleted"))
+                continue
+            secret = (spec is not None and spec.secret) or is_encrypted(stored)
+            proposed[(section, key)] = None
+            edits.append(DeleteKey(section, key))
+            audit.append(Change(section, key, "delete", mask(stored) if secret else stored, None))
+
+        if errors:
+            raise ValidationFailed(errors)
+        return edits, audit, proposed
+
+    def _validate(self, current: Snapshot, proposed: Mapping[tuple[str, str], str | None]) -> None:
+        document = current.document
+        values: dict[str, dict[str, str]] = {}
+        for section in dict.fromkeys(section for section, _ in proposed):
+            # Untouched keys of a touched section only matter for presence (required keys).
+            values[section] = dict(document.items(section)) if document.has_section(section) else {}
+        for (section, key), text in proposed.items():
+            if text is None:
+                values[section].pop(key, None)
+            else:
+                values[section][key] = text
+        touched = [pair for pair, text in proposed.items() if text is not None]
+
+        def masked(section: str, key: str, value: str) -> str:
+            return mask(value) if self.schema.is_secret(section, key) else value
+
+        errors = check_file(self.schema, values, file=self.name, only=touched, line_of=document.line_of, mask=masked)
+        if errors:
+            raise ValidationFailed(errors)
+
+
+
+def plain_values(snapshot: Snapshot) -> dict[str, dict[str, str]]:
+    """Every value of a file in plaintext, for offline checks (`apphub check`)."""
+    return {section: snapshot.section_plaintext(section) for section in snapshot.sections()}
+

@@ -1,0 +1,191 @@
+"""The schema: what sections and keys `config.ini` and `system.ini` may hold, and their rules.
+
+A schema file is YAML with two parts, `config` and `system`, one per INI file:
+
+    config:
+      extra_sections: false          # may a write add a section the schema does not name?
+      sections:
+        gitea:
+          description: Gitea admin account apphub uses
+          extra_keys: false          # may a write add a key the schema does not name?
+          keys:
+            base_url: {type: url, required: true, default: "http://websoft9-git:3000/api/v1"}
+            user_pwd: {type: string, secret: true, min_length: 8, generate: password}
+
+The built-in schema (Websoft9's sections) loads first, then every `DATA/schema.d/*.yaml` in name
+order. A later file adds sections, adds or replaces keys, and overrides the flags it sets.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from apphub.errors import SchemaError
+
+KeyType = Literal["string", "int", "bool", "port", "url", "email", "hostname", "path", "enum", "list"]
+ApplyMode = Literal["hot", "reload", "restart"]
+Generator = Literal["password", "token_hex"]
+FileName = Literal["config", "system"]
+
+# How strong each `apply` is, so a plan can take the strongest one the changed keys need.
+APPLY_STRENGTH: dict[str, int] = {"hot": 0, "reload": 1, "restart": 2}
+
+
+class KeySpec(BaseModel):
+    """The rules for one key."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: KeyType = "string"
+    description: str = ""
+    secret: bool = False
+    required: bool = False
+    default: str | int | bool | list[str] | None = None
+    min: int | None = None
+    max: int | None = None
+    min_length: int | None = Field(default=None, ge=0)
+    max_length: int | None = Field(default=None, ge=1)
+    pattern: str | None = None
+    choices: list[str] | None = None
+    schemes: list[str] = Field(default_factory=lambda: ["http", "https"])
+    apply: ApplyMode = "restart"
+    generate: Generator | None = None
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern_compiles(cls, pattern: str | None) -> str | None:
+        if pattern is not None:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern {pattern!r} is not a valid regular expression: {exc}") from exc
+        return pattern
+
+    @model_validator(mode="after")
+    def _consistent(self) -> KeySpec:
+        if self.type == "enum" and not self.choices:
+            raise ValueError("type enum needs a non-empty 'choices' list")
+        if self.choices and self.type not in ("enum", "list"):
+            raise ValueError(f"'choices' only applies to enum and list keys, not {self.type}")
+        if (self.min is not None or self.max is not None) and self.type not in ("int", "port"):
+            raise ValueError(f"'min' and 'max' only apply to int and port keys, not {self.type}")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is greater than max {self.max}")
+        if self.generate is not None and self.default is not None:
+            raise ValueError("a key has either a 'default' or a 'generate', not both")
+        return self
+
+    @property
+    def deletable(self) -> bool:
+        return not self.required
+
+
+class SectionSpec(BaseModel):
+    """The rules for one section."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    description: str = ""
+    extra_keys: bool = False
+    keys: dict[str, KeySpec] = Field(default_factory=dict)
+
+
+class FileSchema(BaseModel):
+    """The rules for one INI file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    extra_sections: bool = False
+    sections: dict[str, SectionSpec] = Field(default_factory=dict)
+
+    def key(self, section: str, key: str) -> KeySpec | None:
+        spec = self.sections.get(section)
+        return spec.keys.get(key) if spec is not None else None
+
+    def is_secret(self, section: str, key: str) -> bool:
+        spec = self.key(section, key)
+        return spec is not None and spec.secret
+
+
+class Schema(BaseModel):
+    """The rules for both files; what `load_schema` returns."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    config: FileSchema = Field(default_factory=FileSchema)
+    system: FileSchema = Field(default_factory=FileSchema)
+    sources: tuple[str, ...] = ()
+
+    def for_file(self, name: FileName) -> FileSchema:
+        return self.config if name == "config" else self.system
+
+
+def builtin_schema_text() -> str:
+    return resources.files("apphub.store").joinpath("builtin/websoft9.yaml").read_text(encoding="utf-8")
+
+
+def load_schema(schema_dir: Path | None) -> Schema:
+    """The built-in schema merged with every `*.yaml` file of `schema_dir`, in name order."""
+    documents: list[tuple[str, Any]] = [("<built-in websoft9.yaml>", yaml.safe_load(builtin_schema_text()))]
+    if schema_dir is not None and schema_dir.is_dir():
+        for path in sorted(schema_dir.glob("*.yaml")):
+            try:
+                documents.append((str(path), yaml.safe_load(path.read_text(encoding="utf-8"))))
+            except (OSError, UnicodeDecodeError) as exc:
+                raise SchemaError(f"{path}: cannot be read: {exc}") from exc
+            except yaml.YAMLError as exc:
+                raise SchemaError(f"{path}: is not valid YAML: {exc}") from exc
+    return merge_schemas(documents)
+
+
+def merge_schemas(documents: Iterable[tuple[str, Any]]) -> Schema:
+    merged: dict[str, dict[str, Any]] = {"config": {"sections": {}}, "system": {"sections": {}}}
+    sources: list[str] = []
+    for source, document in documents:
+        if document is None:  # an empty file, or one of comments only
+            continue
+        _check_file(source, document)
+        for file_name in ("config", "system"):
+            part = document.get(file_name)
+            if part is None:
+                continue
+            target = merged[file_name]
+            if "extra_sections" in part:
+                target["extra_sections"] = part["extra_sections"]
+            for name, section in (part.get("sections") or {}).items():
+                section = section or {}
+                existing = target["sections"].setdefault(name, {"keys": {}})
+                for flag in ("description", "extra_keys"):
+                    if flag in section:
+                        existing[flag] = section[flag]
+                existing["keys"].update(section.get("keys") or {})
+        sources.append(source)
+    try:
+        return Schema.model_validate({**merged, "sources": tuple(sources)})
+    except ValidationError as exc:
+        raise SchemaError(_describe(exc, " + ".join(sources))) from exc
+
+
+def _check_file(source: str, document: Any) -> None:
+    """Check one file's shape on its own, so an error names the file that has it."""
+    if not isinstance(document, dict):
+        raise SchemaError(f"{source}: the top level must be a mapping with 'config' and/or 'system'")
+    try:
+        Schema.model_validate({k: v for k, v in document.items()})
+    except ValidationError as exc:
+        raise SchemaError(_describe(exc, source)) from exc
+
+
+def _describe(exc: ValidationError, source: str) -> str:
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"])
+        problems.append(f"  {where}: {error['msg']}")
+    return f"{source}: invalid schema:\n" + "\n".join(problems)
