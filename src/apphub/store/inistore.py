@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -193,7 +193,7 @@ class IniStore:
         actor: Actor,
         *,
         deletes: Iterable[tuple[str, str]] = (),
-        if_match: str | None = None,
+        if_match: Collection[str] | None = None,
         existing_only: bool = False,
         action: str = "settings.update",
     ) -> WriteResult:
@@ -201,6 +201,7 @@ class IniStore:
 
         Values are JSON values checked against the schema; a secret key sent back as the mask
         keeps its stored value. `existing_only` is Websoft9's rule: only keys that exist change.
+        `if_match`: the versions the caller based its change on; any other current version fails.
         """
 
         def plan(snapshot: Snapshot) -> tuple[list[Edit], list[Change], dict[tuple[str, str], str | None]]:
@@ -233,14 +234,14 @@ class IniStore:
         plan: Callable[[Snapshot], tuple[list[Edit], list[Change], dict[tuple[str, str], str | None]]],
         actor: Actor,
         *,
-        if_match: str | None,
+        if_match: Collection[str] | None,
         action: str,
     ) -> WriteResult:
         with exclusive_lock(self._lock_path, what=self.name):
             remove_stale_temporaries(self.path)
             current = self._parse(self._read_bytes())
-            if if_match is not None and if_match != current.version:
-                raise VersionConflict(if_match, current.version)
+            if if_match is not None and current.version not in if_match:
+                raise VersionConflict(", ".join(sorted(if_match)) or "(none)", current.version)
             edits, audit_changes, proposed = plan(current)
             if proposed:
                 self._validate(current, proposed)

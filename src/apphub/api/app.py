@@ -1,0 +1,75 @@
+"""The FastAPI application: routers, middleware, error handlers, and the lifespan that owns `Core`.
+
+The lifespan opens the data folder's stores when the server starts and closes them when it stops;
+it is where the sync thread starts and stops too (DESIGN §3), so shutdown stays clean and quick.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from starlette.responses import HTMLResponse, JSONResponse
+
+import apphub
+from apphub.api import audit, legacy, settings, system
+from apphub.api.auth import Principal, require_read
+from apphub.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from apphub.api.problems import install_error_handlers
+from apphub.core import Core
+from apphub.paths import DataDir
+
+DESCRIPTION = """\
+Configuration center: `config.ini` (user settings) and `system.ini` (system settings, read-only here)
+are the single source of truth. Every route but `GET /healthz` needs an `x-api-key` header; keys
+have a role (`read`, `write`, `admin`). Errors on `/api/v1` are RFC 9457 problem details.
+Reads return an `ETag`; send it back as `If-Match` to make a write fail (412) if someone else
+changed the file in between.
+"""
+
+
+def create_app(data: DataDir) -> FastAPI:
+    """The application for one initialised data folder."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        core = Core(data)
+        app.state.core = core
+        try:
+            yield
+        finally:
+            core.close()
+
+    app = FastAPI(
+        title="Apphub config center",
+        version=apphub.__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(RequestContextMiddleware)
+    for router in (settings.router, system.router, audit.router, legacy.router):
+        app.include_router(router)
+
+    @app.get("/healthz", tags=["health"], summary="Liveness: the process answers (no key needed)")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "version": apphub.__version__}
+
+    # The API description is behind a key like everything else (only /healthz is open).
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi(_: Annotated[Principal, Depends(require_read)]) -> JSONResponse:
+        schema: dict[str, Any] = app.openapi()
+        return JSONResponse(schema)
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs(_: Annotated[Principal, Depends(require_read)]) -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="Apphub config center")
+
+    return app

@@ -1,0 +1,211 @@
+"""Error responses: RFC 9457 problem details on the new routes, Websoft9's shape on the legacy ones.
+
+Every error the API can produce goes through here, so a client of the new routes always gets
+`application/problem+json` with a `title`, a `detail` that names the thing, and `errors` (one per
+broken rule) where there are several; Websoft9's clients keep getting `{"message", "details"}`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response
+
+from apphub.errors import (
+    ApphubError,
+    AuthError,
+    DataDirError,
+    FieldError,
+    Forbidden,
+    IniParseError,
+    KeyNotFound,
+    LockTimeout,
+    NotFound,
+    SchemaError,
+    SecretError,
+    SectionNotFound,
+    Unauthenticated,
+    ValidationFailed,
+    VersionConflict,
+)
+
+logger = logging.getLogger("apphub.api")
+
+PROBLEM_JSON = "application/problem+json"
+LEGACY_PREFIX = "/api/settings"
+
+# status, short title and problem type of each error class; the first match in the MRO wins
+_PROBLEMS: dict[type[ApphubError], tuple[int, str, str]] = {
+    ValidationFailed: (422, "Invalid settings", "validation-failed"),
+    SectionNotFound: (404, "Section not found", "section-not-found"),
+    KeyNotFound: (404, "Key not found", "key-not-found"),
+    NotFound: (404, "Not found", "not-found"),
+    VersionConflict: (412, "Version conflict", "version-conflict"),
+    IniParseError: (409, "File does not parse", "file-does-not-parse"),
+    Unauthenticated: (401, "Not authenticated", "unauthenticated"),
+    Forbidden: (403, "Forbidden", "forbidden"),
+    LockTimeout: (503, "Busy", "lock-timeout"),
+    SecretError: (500, "Secret cannot be decrypted", "secret-error"),
+    SchemaError: (500, "Invalid schema", "schema-error"),
+    DataDirError: (500, "Data folder error", "data-dir-error"),
+}
+
+
+def is_legacy(request: Request) -> bool:
+    path = request.url.path
+    return path == LEGACY_PREFIX or path.startswith(LEGACY_PREFIX + "/")
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    slug: str | None = None,
+    errors: Sequence[dict[str, Any]] | None = None,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+    request_id: str | None = None,
+) -> Response:
+    body: dict[str, Any] = {
+        "type": f"urn:apphub:problem:{slug}" if slug else "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if instance is not None:
+        body["instance"] = instance
+    if errors:
+        body["errors"] = list(errors)
+    if request_id is not None:
+        body["request_id"] = request_id
+    return Response(json.dumps(body), status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def legacy_error(status: int, message: str, details: str, headers: dict[str, str] | None = None) -> Response:
+    """Websoft9's ErrorResponse: {"message": ..., "details": ...}."""
+    return JSONResponse({"message": message, "details": details}, status_code=status, headers=headers)
+
+
+def _request_id(request: Request) -> str | None:
+    return getattr(request.state, "request_id", None)
+
+
+def _field_errors(errors: Sequence[FieldError]) -> list[dict[str, Any]]:
+    return [error.as_dict() for error in errors]
+
+
+def apphub_error_response(request: Request, exc: ApphubError) -> Response:
+    status, title, slug = next(
+        (_PROBLEMS[cls] for cls in type(exc).__mro__ if cls in _PROBLEMS), (500, "Internal error", "internal")
+    )
+    headers = {"WWW-Authenticate": 'APIKey header="x-api-key"'} if isinstance(exc, Unauthenticated) else None
+    if status >= 500:
+        logger.error("request %s failed: %s", _request_id(request), exc)
+    if is_legacy(request):
+        return _legacy_response(exc, status, headers)
+    errors = _field_errors(exc.errors) if isinstance(exc, ValidationFailed) else None
+    detail = str(exc)
+    if isinstance(exc, ValidationFailed):
+        count = len(exc.errors)
+        detail = f"{count} problem{'s' if count != 1 else ''} in the proposed settings: " + "; ".join(
+            str(error) for error in exc.errors
+        )
+    return problem(status, title, detail, slug=slug, errors=errors, instance=request.url.path,
+                   headers=headers, request_id=_request_id(request))
+
+
+def _legacy_response(exc: ApphubError, status: int, headers: dict[str, str] | None) -> Response:
+    # Websoft9 answers 400 "Invalid Request" for every client mistake, auth included (reference §1.2).
+    if isinstance(exc, SectionNotFound):
+        return legacy_error(400, "Invalid Request", f"Section:{exc.section} does not exist")
+    if isinstance(exc, KeyNotFound):
+        return legacy_error(400, "Invalid Request", f"Key:{exc.key} does not exist")
+    if isinstance(exc, Unauthenticated):
+        return legacy_error(400, "Invalid Request", str(exc), headers)
+    if isinstance(exc, Forbidden):
+        return legacy_error(403, "Forbidden", str(exc))
+    if isinstance(exc, ValidationFailed):
+        return legacy_error(400, "Invalid Request", "; ".join(str(error) for error in exc.errors))
+    if isinstance(exc, AuthError | NotFound | IniParseError | VersionConflict):
+        return legacy_error(400, "Invalid Request", str(exc))
+    return legacy_error(status, "Internal Server Error" if status >= 500 else "Invalid Request", str(exc))
+
+
+def request_validation_response(request: Request, exc: RequestValidationError) -> Response:
+    """A request FastAPI could not read (malformed JSON, wrong shape, missing parameter): 400."""
+    errors = []
+    for error in exc.errors():
+        location = ".".join(str(part) for part in error.get("loc", ()))
+        message = error.get("msg", "is invalid")
+        if error.get("type") == "json_invalid":
+            context = error.get("ctx") or {}
+            message = f"malformed JSON: {context.get('error', message)}"
+        errors.append({"field": location, "message": message, "rule": error.get("type", "invalid")})
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "the request is invalid"
+    if is_legacy(request):
+        return legacy_error(400, "Request Validation Error", detail)
+    return problem(400, "Invalid request", detail, slug="invalid-request", errors=errors,
+                   instance=request.url.path, request_id=_request_id(request))
+
+
+def http_error_response(request: Request, exc: StarletteHTTPException) -> Response:
+    detail = str(exc.detail) if exc.detail else "error"
+    if exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "")
+        detail = f"{request.method} is not allowed on {request.url.path}"
+        if allowed:
+            detail += f" (allowed: {allowed})"
+    elif exc.status_code == 404:
+        detail = f"no route {request.method} {request.url.path}"
+    headers = dict(exc.headers) if exc.headers else None
+    if is_legacy(request):
+        return legacy_error(exc.status_code, "Invalid Request", detail, headers)
+    return problem(exc.status_code, _reason(exc.status_code), detail, instance=request.url.path,
+                   headers=headers, request_id=_request_id(request))
+
+
+def unexpected_error_response(request: Request, exc: Exception) -> Response:
+    # The traceback goes to the log only; it never carries plaintext secrets (they are Secret objects).
+    logger.exception("request %s failed unexpectedly", _request_id(request))
+    if is_legacy(request):
+        return legacy_error(500, "Internal Server Error", "unexpected error; see the apphub log")
+    return problem(500, "Internal error", "unexpected error; see the apphub log for request_id",
+                   slug="internal", request_id=_request_id(request))
+
+
+def _reason(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_apphub_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApphubError)
+        return apphub_error_response(request, exc)
+
+    async def on_request_validation(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        return request_validation_response(request, exc)
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        return http_error_response(request, exc)
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        return unexpected_error_response(request, exc)
+
+    app.add_exception_handler(ApphubError, on_apphub_error)
+    app.add_exception_handler(RequestValidationError, on_request_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unexpected)

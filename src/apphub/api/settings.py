@@ -1,0 +1,141 @@
+"""`/api/v1/settings`: read and change `config.ini`, validated, versioned, audited."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Header, Query, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from apphub.api.auth import Principal, core_of, require_read, require_write
+from apphub.api.etags import etag, is_not_modified, parse_if_match
+from apphub.audit.log import Actor, Change
+from apphub.errors import Forbidden
+from apphub.store.inistore import IniStore, Snapshot, WriteResult
+
+router = APIRouter(prefix="/api/v1", tags=["settings"])
+
+JSON = "application/json"
+SettingsBody = Annotated[
+    dict[str, Any],
+    Body(description="Keys and their new values; a secret sent back as ******** keeps its value",
+         examples=[{"user_name": "websoft9", "user_email": "ops@example.com"}]),
+]
+BatchBody = Annotated[
+    dict[str, dict[str, Any]],
+    Body(description="Sections, each with keys and their new values; applied all or nothing",
+         examples=[{"gitea": {"user_email": "ops@example.com"}, "cockpit": {"port": 9091}}]),
+]
+IfMatch = Annotated[str | None, Header(description="Apply only if config.ini is still at this version (ETag)")]
+Reveal = Annotated[bool, Query(description="Show secrets in plaintext (admin keys only; audited)")]
+
+
+def actor_of(request: Request, principal: Principal) -> Actor:
+    return Actor(principal.name, "api", getattr(request.state, "request_id", None))
+
+
+class _RenderedCache:
+    """The JSON bytes of the latest version's masked view, so a read costs no serialisation."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[tuple[str, str], bytes] = {}
+
+    def body(self, snapshot: Snapshot) -> bytes:
+        key = (snapshot.name, snapshot.version)
+        cached = self._entries.get(key)
+        if cached is None:
+            cached = json.dumps({"version": snapshot.version, "settings": snapshot.public}).encode()
+            with self._lock:
+                self._entries = {k: v for k, v in self._entries.items() if k[0] != snapshot.name}
+                self._entries[key] = cached
+        return cached
+
+
+rendered = _RenderedCache()
+
+
+def read_response(request: Request, snapshot: Snapshot, payload: dict[str, Any] | None = None) -> Response:
+    headers = {"ETag": etag(snapshot.version), "Cache-Control": "no-cache"}
+    if is_not_modified(request, snapshot.version):
+        return Response(status_code=304, headers=headers)
+    content = rendered.body(snapshot) if payload is None else json.dumps(payload).encode()
+    return Response(content, media_type=JSON, headers=headers)
+
+
+def write_response(result: WriteResult, sections: Iterable[str]) -> Response:
+    snapshot = result.snapshot
+    body = {
+        "version": snapshot.version,
+        "previous_version": result.previous_version,
+        "changed": [change.__dict__ for change in result.changes],
+        "settings": {section: snapshot.public_section(section) for section in dict.fromkeys(sections)
+                     if snapshot.document.has_section(section)},
+    }
+    return Response(json.dumps(body), media_type=JSON, headers={"ETag": etag(snapshot.version)})
+
+
+async def reveal_payload(request: Request, principal: Principal, store: IniStore, snapshot: Snapshot,
+                         sections: list[str]) -> dict[str, Any]:
+    """The plaintext view for an admin, recorded in the audit log (which keys, never the values)."""
+    if principal.role != "admin":
+        raise Forbidden(f"the key '{principal.name}' has the role '{principal.role}'; revealing secrets needs 'admin'")
+    settings = {section: snapshot.public_section(section, reveal=True) for section in sections}
+    shown = [Change(section, key, "reveal") for (section, key), value in snapshot.secret_values.items()
+             if section in sections and value]
+    if shown:
+        await run_in_threadpool(core_of(request).audit.record, actor_of(request, principal), "secrets.reveal",
+                                shown, file=store.name, version_before=snapshot.version,
+                                version_after=snapshot.version)
+    return {"version": snapshot.version, "settings": settings}
+
+
+@router.get("/settings", summary="All sections of config.ini", response_description="Secrets masked")
+async def read_settings(request: Request, principal: Annotated[Principal, Depends(require_read)],
+                        reveal: Reveal = False) -> Response:
+    store = core_of(request).config
+    snapshot = store.snapshot()
+    if reveal:
+        return read_response(request, snapshot,
+                             await reveal_payload(request, principal, store, snapshot, snapshot.sections()))
+    return read_response(request, snapshot)
+
+
+@router.get("/settings/{section}", summary="One section of config.ini")
+async def read_section(section: str, request: Request, principal: Annotated[Principal, Depends(require_read)],
+                       reveal: Reveal = False) -> Response:
+    store = core_of(request).config
+    snapshot = store.snapshot()
+    values = snapshot.public_section(section)  # raises SectionNotFound first, whatever the role
+    if reveal:
+        payload = await reveal_payload(request, principal, store, snapshot, [section])
+        return read_response(request, snapshot, {"version": snapshot.version, "section": section,
+                                                 "settings": payload["settings"][section]})
+    return read_response(request, snapshot, {"version": snapshot.version, "section": section, "settings": values})
+
+
+@router.put("/settings/{section}", summary="Merge keys into one section")
+def update_section(section: str, body: SettingsBody, request: Request,
+                   principal: Annotated[Principal, Depends(require_write)], if_match: IfMatch = None) -> Response:
+    result = core_of(request).config.update({section: body}, actor_of(request, principal),
+                                            if_match=parse_if_match(if_match))
+    return write_response(result, [section])
+
+
+@router.put("/settings", summary="Change several sections at once, all or nothing")
+def update_settings(body: BatchBody, request: Request, principal: Annotated[Principal, Depends(require_write)],
+                    if_match: IfMatch = None) -> Response:
+    result = core_of(request).config.update(body, actor_of(request, principal), if_match=parse_if_match(if_match))
+    return write_response(result, body)
+
+
+@router.delete("/settings/{section}/{key}", summary="Remove a key the schema does not require")
+def delete_key(section: str, key: str, request: Request, principal: Annotated[Principal, Depends(require_write)],
+               if_match: IfMatch = None) -> Response:
+    result = core_of(request).config.update({}, actor_of(request, principal), deletes=[(section, key)],
+                                            if_match=parse_if_match(if_match), action="settings.delete")
+    return write_response(result, [section])
