@@ -59,10 +59,22 @@ class SecretBox:
 
     def __init__(self, key_file: Path) -> None:
         self.key_file = key_file
-        keys = _read_keys(key_file)
+        self._identity: tuple[int, int, int] | None = None
+        self._load()
+
+    def _load(self) -> None:
+        self._identity = _identity(self.key_file)
+        keys = _read_keys(self.key_file)
         self._primary = Fernet(keys[0])
         self._all = MultiFernet([Fernet(key) for key in keys])
         self.key_count = len(keys)
+
+    def _refresh(self) -> bool:
+        """Reload the keys if another process rotated them (`apphub secrets rotate`); True if it did."""
+        if _identity(self.key_file) == self._identity:
+            return False
+        self._load()
+        return True
 
     @staticmethod
     def create_key_file(key_file: Path) -> None:
@@ -88,6 +100,7 @@ class SecretBox:
         os.replace(temporary, key_file)
 
     def encrypt(self, plaintext: str) -> str:
+        self._refresh()
         return PREFIX + self._primary.encrypt(plaintext.encode("utf-8")).decode("ascii")
 
     def decrypt(self, stored: str, where: str) -> Secret:
@@ -95,6 +108,14 @@ class SecretBox:
         if not is_encrypted(stored):
             return Secret(stored)
         token = stored[len(PREFIX) :].encode("ascii", errors="replace")
+        try:
+            return Secret(self._all.decrypt(token).decode("utf-8"))
+        except InvalidToken:
+            if not self._refresh():
+                raise SecretError(
+                    f"{where}: the stored secret cannot be decrypted with the keys in {self.key_file} "
+                    "(wrong key file, or the value was damaged)"
+                ) from None
         try:
             return Secret(self._all.decrypt(token).decode("utf-8"))
         except InvalidToken as exc:
@@ -112,6 +133,14 @@ class SecretBox:
         except InvalidToken:
             return True
         return False
+
+
+def _identity(key_file: Path) -> tuple[int, int, int] | None:
+    try:
+        status = key_file.stat()
+    except OSError:
+        return None
+    return (status.st_ino, status.st_mtime_ns, status.st_size)
 
 
 def _read_keys(key_file: Path) -> list[bytes]:

@@ -1,0 +1,167 @@
+"""`apphub config show|get|set` and `apphub check`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from apphub.cli.context import CLI_ACTOR, data_of, open_core
+from apphub.errors import FieldError, IniParseError, SchemaError, SecretError
+from apphub.store.inidoc import IniDocument
+from apphub.store.schema import FileSchema, load_schema
+from apphub.store.secrets import MASK, SecretBox, is_encrypted, mask
+from apphub.store.validate import check_file
+
+FILES = click.Choice(["config", "system"])
+
+
+@click.group()
+def config() -> None:
+    """Read and change settings (validated, locked and audited, like the API)."""
+
+
+@config.command("show")
+@click.argument("section", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of INI text.")
+@click.option("--reveal", is_flag=True, help="Print secrets in plaintext (audited).")
+@click.option("--file", "file_name", type=FILES, default="config", show_default=True)
+@click.pass_context
+def show(ctx: click.Context, section: str | None, as_json: bool, reveal: bool, file_name: str) -> None:
+    """Print all sections, or one, with secrets masked unless --reveal."""
+    with open_core(ctx) as core:
+        store = core.config if file_name == "config" else core.system
+        snapshot = store.snapshot()
+        sections = [section] if section else snapshot.sections()
+        values = {name: snapshot.public_section(name, reveal=reveal) for name in sections}
+        if reveal:
+            from apphub.audit.log import Change
+
+            shown = [Change(s, k, "reveal") for (s, k), v in snapshot.secret_values.items() if s in sections and v]
+            if shown:
+                core.audit.record(CLI_ACTOR, "secrets.reveal", shown, file=store.name,
+                                  version_before=snapshot.version, version_after=snapshot.version)
+    if as_json:
+        click.echo(json.dumps(values[section] if section else values, indent=2))
+        return
+    blocks = []
+    for name, keys in values.items():
+        lines = [f"[{name}]"] + [f"{key} = {_text(value)}" for key, value in keys.items()]
+        blocks.append("\n".join(lines))
+    click.echo("\n\n".join(blocks))
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ",".join(value)
+    return str(value)
+
+
+@config.command("get")
+@click.argument("section")
+@click.argument("key")
+@click.option("--file", "file_name", type=FILES, default="config", show_default=True)
+@click.pass_context
+def get(ctx: click.Context, section: str, key: str, file_name: str) -> None:
+    """Print one value; a secret is printed decrypted (for scripts run by the operator)."""
+    with open_core(ctx) as core:
+        store = core.config if file_name == "config" else core.system
+        value = store.snapshot().plaintext(section, key)
+    click.echo(value if isinstance(value, str) else value.reveal())
+
+
+@config.command("set")
+@click.argument("section")
+@click.argument("key")
+@click.argument("value")
+@click.pass_context
+def set_(ctx: click.Context, section: str, key: str, value: str) -> None:
+    """Set one key of config.ini (adding it where the schema allows), validated and audited."""
+    with open_core(ctx) as core:
+        result = core.config.update({section: {key: value}}, CLI_ACTOR)
+        secret = core.config.schema.is_secret(section, key)
+    shown = mask(value) if secret else value
+    if result.changed:
+        click.echo(f"[{section}] {key} = {shown}  (version {result.snapshot.version})")
+    else:
+        click.echo(f"[{section}] {key} unchanged  (version {result.snapshot.version})")
+
+
+@click.command()
+@click.pass_context
+def check(ctx: click.Context) -> None:
+    """Validate config.ini and system.ini against the schema, offline; list every problem.
+
+    Exit status 1 when there is any problem (each printed as FILE:LINE: [section] key = value: why).
+    """
+    data = data_of(ctx)
+    problems: list[str] = []
+    try:
+        schema = load_schema(data.schema_dir)
+    except SchemaError as exc:
+        raise click.ClickException(str(exc)) from exc
+    try:
+        box: SecretBox | None = SecretBox(data.secret_key)
+    except SecretError as exc:
+        box = None
+        problems.append(str(exc))
+    counts = []
+    for path, file_schema in ((data.config_ini, schema.config), (data.system_ini, schema.system)):
+        found, summary = _check_one(path, file_schema, box)
+        problems += found
+        if summary:
+            counts.append(summary)
+    for problem in problems:
+        click.echo(problem, err=True)
+    if problems:
+        raise click.exceptions.Exit(1)
+    for summary in counts:
+        click.echo(summary)
+
+
+def _check_one(path: Path, schema: FileSchema, box: SecretBox | None) -> tuple[list[str], str | None]:
+    try:
+        text = path.read_text(encoding="utf-8").removeprefix("\ufeff")
+    except FileNotFoundError:
+        return [f"{path.name}: does not exist in {path.parent}"], None
+    except (OSError, UnicodeDecodeError) as exc:
+        return [f"{path.name}: cannot be read: {exc}"], None
+    try:
+        document = IniDocument(text, path.name)
+    except IniParseError as exc:
+        return [str(exc)], None
+    problems: list[str] = []
+    values: dict[str, dict[str, str]] = {}
+    for section in document.sections():
+        values[section] = {}
+        for key, stored in document.items(section):
+            plain = stored
+            if schema.is_secret(section, key) or is_encrypted(stored):
+                if box is None:
+                    continue
+                try:
+                    where = f"{path.name}:{document.line_of(section, key)}: [{section}] {key}"
+                    plain = box.decrypt(stored, where).reveal()
+                except SecretError as exc:
+                    problems.append(str(exc))
+                    continue
+                if stored and not is_encrypted(stored):
+                    problems.append(str(FieldError(section, key, "encrypted", "is a secret stored in plaintext; "
+                                                   "`apphub serve` or `apphub init` encrypts it", MASK, path.name,
+                                                   document.line_of(section, key))))
+            values[section][key] = plain
+
+    def masked(section: str, key: str, value: str) -> str:
+        return mask(value) if schema.is_secret(section, key) else value
+
+    errors = check_file(schema, values, file=path.name, line_of=document.line_of, mask=masked)
+    problems += [str(error) for error in errors]
+    keys = sum(len(keys) for keys in values.values())
+    return problems, f"{path.name}: OK ({len(values)} sections, {keys} keys)"
+
+
+COMMANDS = [config, check]
