@@ -150,7 +150,10 @@ def request_validation_response(request: Request, exc: RequestValidationError) -
         errors.append({"field": location, "message": message, "rule": error.get("type", "invalid")})
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "the request is invalid"
     if is_legacy(request):
-        return legacy_error(400, "Request Validation Error", detail)
+        # Websoft9 joins "<name>: <message>" with ", ", naming the parameter without its location.
+        names = [str(error["loc"][1]) if len(error.get("loc", ())) > 1 else "body" for error in exc.errors()]
+        details = ", ".join(f"{name}: {error['message']}" for name, error in zip(names, errors, strict=True))
+        return legacy_error(400, "Request Validation Error", details)
     return problem(400, "Invalid request", detail, slug="invalid-request", errors=errors,
                    instance=request.url.path, request_id=_request_id(request))
 
@@ -175,7 +178,7 @@ def unexpected_error_response(request: Request, exc: Exception) -> Response:
     # The traceback goes to the log only; it never carries plaintext secrets (they are Secret objects).
     logger.exception("request %s failed unexpectedly", _request_id(request))
     if is_legacy(request):
-        return legacy_error(500, "Internal Server Error", "unexpected error; see the apphub log")
+        return legacy_error(500, "Internal Server Error", "Internal Server Error")
     return problem(500, "Internal error", "unexpected error; see the apphub log for request_id",
                    slug="internal", request_id=_request_id(request))
 
