@@ -8,7 +8,7 @@ as an admin key (DESIGN §10). Both comparisons run in constant time.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from fastapi import Request, Security
@@ -67,6 +67,14 @@ def require(role: Role) -> Callable[[Request], Awaitable[Principal]]:
 
     dependency.__name__ = f"require_{role}"
     return dependency
+
+
+def check_may_change(principal: Principal, sections: Mapping[str, Iterable[str]]) -> None:
+    """Setting Websoft9's key is setting an admin credential: only an admin may do it."""
+    section, key = LEGACY_KEY
+    if principal.role != "admin" and key in sections.get(section, ()):
+        raise Forbidden(f"the key '{principal.name}' has the role '{principal.role}'; "
+                        f"changing [{section}] {key} (an admin credential) needs 'admin'")
 
 
 require_read = require("read")

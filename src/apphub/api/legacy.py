@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from apphub.api.auth import Principal, core_of, require_read, require_write
+from apphub.api.auth import Principal, check_may_change, core_of, require_read, require_write
 from apphub.api.settings import actor_of
 from apphub.store.inistore import Snapshot
 
@@ -64,6 +64,7 @@ def legacy_update(
     key: Annotated[str, Query(description="An existing key of the section")],
     value: Annotated[str, Query(description="Its new value")],
 ) -> dict[str, Any]:
+    check_may_change(principal, {section: [key]})
     result = core_of(request).config.update({section: {key: value}}, actor_of(request, principal),
                                             existing_only=True)
     return result.snapshot.public_section(section, typed=False)

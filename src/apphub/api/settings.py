@@ -11,7 +11,7 @@ from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from apphub.api.auth import Principal, core_of, require_read, require_write
+from apphub.api.auth import Principal, check_may_change, core_of, require_read, require_write
 from apphub.api.etags import etag, is_not_modified, parse_if_match
 from apphub.audit.log import Actor, Change
 from apphub.errors import Forbidden
@@ -121,6 +121,7 @@ async def read_section(section: str, request: Request, principal: Annotated[Prin
 @router.put("/settings/{section}", summary="Merge keys into one section")
 def update_section(section: str, body: SettingsBody, request: Request,
                    principal: Annotated[Principal, Depends(require_write)], if_match: IfMatch = None) -> Response:
+    check_may_change(principal, {section: body})
     result = core_of(request).config.update({section: body}, actor_of(request, principal),
                                             if_match=parse_if_match(if_match))
     return write_response(result, [section])
@@ -129,6 +130,7 @@ def update_section(section: str, body: SettingsBody, request: Request,
 @router.put("/settings", summary="Change several sections at once, all or nothing")
 def update_settings(body: BatchBody, request: Request, principal: Annotated[Principal, Depends(require_write)],
                     if_match: IfMatch = None) -> Response:
+    check_may_change(principal, body)
     result = core_of(request).config.update(body, actor_of(request, principal), if_match=parse_if_match(if_match))
     return write_response(result, body)
 
@@ -136,6 +138,7 @@ def update_settings(body: BatchBody, request: Request, principal: Annotated[Prin
 @router.delete("/settings/{section}/{key}", summary="Remove a key the schema does not require")
 def delete_key(section: str, key: str, request: Request, principal: Annotated[Principal, Depends(require_write)],
                if_match: IfMatch = None) -> Response:
+    check_may_change(principal, {section: [key]})
     result = core_of(request).config.update({}, actor_of(request, principal), deletes=[(section, key)],
                                             if_match=parse_if_match(if_match), action="settings.delete")
     return write_response(result, [section])
