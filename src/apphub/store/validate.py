@@ -84,7 +84,7 @@ def _check_type(spec: KeySpec, value: str) -> list[Problem]:
     kind = spec.type
     if kind in ("int", "port"):
         if not _INT.match(value):
-            return [Problem("type", f"must be a whole number, not {value!r}")]
+            return [Problem("type", "must be a whole number")]
         number = int(value)
         low = spec.min if spec.min is not None else (1 if kind == "port" else None)
         high = spec.max if spec.max is not None else (65535 if kind == "port" else None)
@@ -121,8 +121,8 @@ def _check_url(value: str, schemes: list[str]) -> list[Problem]:
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - reading .port validates it
-    except ValueError as exc:
-        return [Problem("type", f"is not a URL: {exc}")]
+    except ValueError:  # its message can quote the value, which may be a secret
+        return [Problem("type", "is not a URL: its host or port part is malformed")]
     if parts.scheme not in schemes:
         return [Problem("type", f"must be a URL starting with {' or '.join(s + '://' for s in schemes)}")]
     if not parts.hostname:
@@ -133,14 +133,16 @@ def _check_url(value: str, schemes: list[str]) -> list[Problem]:
 def _check_list(spec: KeySpec, value: str) -> list[Problem]:
     items = split_list(value)
     problems = []
-    for item in items:
+    for number, item in enumerate(items, start=1):
+        # Name the item by position for a secret list: a message must never carry a secret.
+        shown = f"item {number}" if spec.secret else f"item {item!r}"
         if item == "":
             problems.append(Problem("type", "has an empty item (two commas in a row, or a comma at an end)"))
             break
         if spec.pattern is not None and not re.search(spec.pattern, item):
-            problems.append(Problem("pattern", f"item {item!r} does not match the pattern {spec.pattern}"))
+            problems.append(Problem("pattern", f"{shown} does not match the pattern {spec.pattern}"))
         if spec.choices is not None and item not in spec.choices:
-            problems.append(Problem("choices", f"item {item!r} is not one of: {', '.join(spec.choices)}"))
+            problems.append(Problem("choices", f"{shown} is not one of: {', '.join(spec.choices)}"))
     return problems
 
 
