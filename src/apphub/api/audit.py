@@ -9,10 +9,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from apphub.api.auth import Principal, core_of, require_read
+from apphub.api.problems import READ_RESPONSES
 from apphub.audit.log import AuditQuery, normalise_time
 from apphub.errors import FieldError, ValidationFailed
 
-router = APIRouter(prefix="/api/v1", tags=["audit"])
+router = APIRouter(prefix="/api/v1", tags=["audit"], responses=READ_RESPONSES)
 
 
 def _time(name: str, value: str | None) -> str | None:

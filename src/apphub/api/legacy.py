@@ -12,10 +12,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 
 from apphub.api.auth import Principal, check_may_change, core_of, require_read, require_write
+from apphub.api.problems import LEGACY_RESPONSES
 from apphub.api.settings import actor_of
 from apphub.store.inistore import Snapshot
 
-router = APIRouter(prefix="/api", tags=["websoft9"])
+router = APIRouter(prefix="/api", tags=["websoft9"], responses=LEGACY_RESPONSES)
 
 # Websoft9's AppSettings model (classic 2.2.17): the sections and keys GET /api/settings returns,
 # and which of them it types as integers. Everything else in config.ini is left out, as there.

@@ -24,10 +24,6 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _REDACTED_PARAMETERS = frozenset({"value", "x-api-key", "api_key", "key_value"})
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
 class RequestContextMiddleware:
     """Gives each request an id (the client's X-Request-ID when it is sane), logs it when done."""
 
@@ -83,30 +79,34 @@ class BodyLimitMiddleware:
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
             await self._refuse(scope, send)
             return
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
+        if declared is None and _header(scope, b"transfer-encoding") is not None:
+            # A chunked body has no Content-Length. Read it all (up to the limit) before the route
+            # runs, so that a route that never reads its body (Websoft9's PUT) is refused as well.
+            chunks: list[bytes] = []
+            received = 0
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return  # the client went away
                 received += len(message.get("body", b""))
                 if received > self.limit:
-                    raise _BodyTooLarge
-            return message
+                    await self._refuse(scope, send)
+                    return
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    break
+            replayed = False
 
-        started = False
+            async def replay() -> Message:
+                nonlocal replayed
+                if replayed:
+                    return await receive()
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLarge:
-            if not started:
-                await self._refuse(scope, send)
+            await self.app(scope, replay, send)
+            return
+        await self.app(scope, receive, send)
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
         detail = f"the request body is larger than {self.limit} bytes"

@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
@@ -212,3 +213,64 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_request_validation)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(Exception, on_unexpected)
+
+
+# -- how the errors look in the OpenAPI document ------------------------------------------------
+
+
+class FieldProblem(BaseModel):
+    """One broken rule of a write."""
+
+    file: str
+    section: str
+    key: str | None
+    value: str | None = Field(description="The value sent, masked (********) when the key is secret")
+    rule: str = Field(examples=["type", "required", "min_length", "unknown_key"])
+    message: str
+    line: int | None = Field(description="Line of the key in the file, when it is already there")
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem details object."""
+
+    type: str = Field(examples=["urn:apphub:problem:validation-failed"])
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    errors: list[FieldProblem] | None = Field(default=None, description="Every problem of a refused write")
+    request_id: str | None = None
+
+
+class Websoft9Error(BaseModel):
+    """Websoft9's ErrorResponse."""
+
+    message: str = Field(examples=["Invalid Request"])
+    details: str = Field(examples=["Section:foo does not exist"])
+
+
+def _problem_response(description: str) -> dict[str, Any]:
+    return {"model": Problem, "description": description,
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+
+
+READ_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _problem_response("The request cannot be read (a malformed parameter)"),
+    401: _problem_response("No x-api-key, or one that is not known"),
+    403: _problem_response("The key's role is too weak (reveal needs admin)"),
+    404: _problem_response("No such section"),
+    409: _problem_response("The file does not parse (a hand edit to fix)"),
+}
+WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **READ_RESPONSES,
+    400: _problem_response("The request cannot be read: malformed JSON, a body that is not an object"),
+    404: _problem_response("No such section or key (DELETE)"),
+    412: _problem_response("If-Match names a version that is no longer the current one"),
+    413: _problem_response("The body is over 1 MiB"),
+    422: _problem_response("The schema refuses the values; `errors` lists every problem"),
+    503: _problem_response("Another writer held the file lock too long"),
+}
+LEGACY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": Websoft9Error, "description": "Missing or invalid key, unknown section or key, invalid value"},
+    403: {"model": Websoft9Error, "description": "The key's role is too weak"},
+}

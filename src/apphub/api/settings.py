@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from apphub.api.auth import Principal, check_may_change, core_of, require_read, require_write
 from apphub.api.etags import etag, is_not_modified, parse_if_match
+from apphub.api.problems import READ_RESPONSES, WRITE_RESPONSES
 from apphub.audit.log import Actor, Change
 from apphub.errors import Forbidden
 from apphub.store.inistore import IniStore, Snapshot, WriteResult
@@ -94,7 +95,8 @@ async def reveal_payload(request: Request, principal: Principal, store: IniStore
     return {"version": snapshot.version, "settings": settings}
 
 
-@router.get("/settings", summary="All sections of config.ini", response_description="Secrets masked")
+@router.get("/settings", summary="All sections of config.ini", response_description="Secrets masked",
+            responses=READ_RESPONSES)
 async def read_settings(request: Request, principal: Annotated[Principal, Depends(require_read)],
                         reveal: Reveal = False) -> Response:
     store = core_of(request).config
@@ -105,7 +107,7 @@ async def read_settings(request: Request, principal: Annotated[Principal, Depend
     return read_response(request, snapshot)
 
 
-@router.get("/settings/{section}", summary="One section of config.ini")
+@router.get("/settings/{section}", summary="One section of config.ini", responses=READ_RESPONSES)
 async def read_section(section: str, request: Request, principal: Annotated[Principal, Depends(require_read)],
                        reveal: Reveal = False) -> Response:
     store = core_of(request).config
@@ -118,7 +120,7 @@ async def read_section(section: str, request: Request, principal: Annotated[Prin
     return read_response(request, snapshot, {"version": snapshot.version, "section": section, "settings": values})
 
 
-@router.put("/settings/{section}", summary="Merge keys into one section")
+@router.put("/settings/{section}", summary="Merge keys into one section", responses=WRITE_RESPONSES)
 def update_section(section: str, body: SettingsBody, request: Request,
                    principal: Annotated[Principal, Depends(require_write)], if_match: IfMatch = None) -> Response:
     check_may_change(principal, {section: body})
@@ -127,7 +129,7 @@ def update_section(section: str, body: SettingsBody, request: Request,
     return write_response(result, [section])
 
 
-@router.put("/settings", summary="Change several sections at once, all or nothing")
+@router.put("/settings", summary="Change several sections at once, all or nothing", responses=WRITE_RESPONSES)
 def update_settings(body: BatchBody, request: Request, principal: Annotated[Principal, Depends(require_write)],
                     if_match: IfMatch = None) -> Response:
     check_may_change(principal, body)
@@ -135,7 +137,8 @@ def update_settings(body: BatchBody, request: Request, principal: Annotated[Prin
     return write_response(result, body)
 
 
-@router.delete("/settings/{section}/{key}", summary="Remove a key the schema does not require")
+@router.delete("/settings/{section}/{key}", summary="Remove a key the schema does not require",
+               responses=WRITE_RESPONSES)
 def delete_key(section: str, key: str, request: Request, principal: Annotated[Principal, Depends(require_write)],
                if_match: IfMatch = None) -> Response:
     check_may_change(principal, {section: [key]})

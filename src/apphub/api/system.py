@@ -8,9 +8,10 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from apphub.api.auth import Principal, core_of, require_read
+from apphub.api.problems import READ_RESPONSES
 from apphub.api.settings import Reveal, read_response, reveal_payload
 
-router = APIRouter(prefix="/api/v1", tags=["system"])
+router = APIRouter(prefix="/api/v1", tags=["system"], responses=READ_RESPONSES)
 
 
 @router.get("/system", summary="All sections of system.ini")

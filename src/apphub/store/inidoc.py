@@ -8,7 +8,9 @@ keep every byte that was not changed, `k=v` spacing, CRLF line ends and inline t
 
 from __future__ import annotations
 
+import ast
 import configparser
+import contextlib
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -17,6 +19,7 @@ from configupdater import ConfigUpdater, Option, Section
 
 from apphub.errors import IniParseError
 
+_LINE = re.compile(r"[^\n]*\n|[^\n]+")
 # `key<ws><delimiter><ws>` at the start of an option's first line; the value follows it.
 _OPTION_PREFIX = re.compile(r"^(?P<prefix>[^=:]*?\s*[=:][ \t]*)(?P<value>.*?)(?P<trailing>[ \t]*)(?P<eol>\r?\n|\r)?$")
 
@@ -63,7 +66,9 @@ class IniDocument:
     def __init__(self, text: str, source: str = "<string>") -> None:
         self.text = text
         self.source = source
-        self._lines = text.splitlines(keepends=True)
+        # Split at "\n" only, as configupdater does: str.splitlines also breaks at form feeds and
+        # Unicode line separators, which would shift every index after them.
+        self._lines = _LINE.findall(text)
         self._sections = _index(text, source)
 
     # -- reading ------------------------------------------------------------------------------
@@ -188,6 +193,8 @@ def _parse(text: str, source: str) -> ConfigUpdater:
         raise IniParseError(source, exc.lineno, f"key '{exc.option}' appears twice in section [{exc.section}]") from exc
     except configparser.ParsingError as exc:
         lineno, bad_line = exc.errors[0]
+        with contextlib.suppress(ValueError, SyntaxError):
+            bad_line = ast.literal_eval(bad_line)  # configparser hands the line over as repr(line)
         message = f"this line is neither a [section], a key = value, nor a comment: {bad_line.strip()!r}"
         raise IniParseError(source, lineno, message) from exc
     except configparser.Error as exc:

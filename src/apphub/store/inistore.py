@@ -129,6 +129,9 @@ class WriteResult:
 
 
 Changes = Mapping[str, Mapping[str, object]]
+# What a write would do: the edits, their audit entries, the plaintext of every touched key
+# (None: deleted), and the problems found while working that out.
+Plan = tuple[list[Edit], list[Change], dict[tuple[str, str], str | None], list[FieldError]]
 
 
 class IniStore:
@@ -204,7 +207,7 @@ class IniStore:
         `if_match`: the versions the caller based its change on; any other current version fails.
         """
 
-        def plan(snapshot: Snapshot) -> tuple[list[Edit], list[Change], dict[tuple[str, str], str | None]]:
+        def plan(snapshot: Snapshot) -> Plan:
             return self._plan(snapshot, changes, list(deletes), existing_only)
 
         return self._write(plan, actor, if_match=if_match, action=action)
@@ -212,7 +215,7 @@ class IniStore:
     def reencrypt_secrets(self, actor: Actor, *, only_plaintext: bool) -> WriteResult:
         """Encrypt secrets typed in plaintext, or (rotation) every secret with the primary key."""
 
-        def plan(snapshot: Snapshot) -> tuple[list[Edit], list[Change], dict[tuple[str, str], str | None]]:
+        def plan(snapshot: Snapshot) -> Plan:
             edits: list[Edit] = []
             audit: list[Change] = []
             for (section, key), secret in snapshot.secret_values.items():
@@ -224,14 +227,14 @@ class IniStore:
                     continue
                 edits.append(SetValue(section, key, self._box.encrypt(plain)))
                 audit.append(Change(section, key, "encrypt", MASK, MASK))
-            return edits, audit, {}
+            return edits, audit, {}, []
 
         action = "secrets.encrypt" if only_plaintext else "secrets.rotate"
         return self._write(plan, actor, if_match=None, action=action)
 
     def _write(
         self,
-        plan: Callable[[Snapshot], tuple[list[Edit], list[Change], dict[tuple[str, str], str | None]]],
+        plan: Callable[[Snapshot], Plan],
         actor: Actor,
         *,
         if_match: Collection[str] | None,
@@ -242,9 +245,11 @@ class IniStore:
             current = self._parse(self._read_bytes())
             if if_match is not None and current.version not in if_match:
                 raise VersionConflict(", ".join(sorted(if_match)) or "(none)", current.version)
-            edits, audit_changes, proposed = plan(current)
+            edits, audit_changes, proposed, errors = plan(current)
             if proposed:
-                self._validate(current, proposed)
+                errors += self._validate(current, proposed)
+            if errors:
+                raise ValidationFailed(errors)
             if not edits:
                 return WriteResult(current, [], current.version)
             try:
@@ -274,7 +279,7 @@ class IniStore:
         changes: Changes,
         deletes: list[tuple[str, str]],
         existing_only: bool,
-    ) -> tuple[list[Edit], list[Change], dict[tuple[str, str], str | None]]:
+    ) -> Plan:
         document = current.document
         errors: list[FieldError] = []
         edits: list[Edit] = []
@@ -335,11 +340,9 @@ class IniStore:
             edits.append(DeleteKey(section, key))
             audit.append(Change(section, key, "delete", mask(stored) if secret else stored, None))
 
-        if errors:
-            raise ValidationFailed(errors)
-        return edits, audit, proposed
+        return edits, audit, proposed, errors
 
-    def _validate(self, current: Snapshot, proposed: Mapping[tuple[str, str], str | None]) -> None:
+    def _validate(self, current: Snapshot, proposed: Mapping[tuple[str, str], str | None]) -> list[FieldError]:
         document = current.document
         values: dict[str, dict[str, str]] = {}
         for section in dict.fromkeys(section for section, _ in proposed):
@@ -355,9 +358,7 @@ class IniStore:
         def masked(section: str, key: str, value: str) -> str:
             return mask(value) if self.schema.is_secret(section, key) else value
 
-        errors = check_file(self.schema, values, file=self.name, only=touched, line_of=document.line_of, mask=masked)
-        if errors:
-            raise ValidationFailed(errors)
+        return check_file(self.schema, values, file=self.name, only=touched, line_of=document.line_of, mask=masked)
 
 
 

@@ -132,10 +132,10 @@ def builtin_schema_text() -> str:
 
 
 def load_schema(schema_dir: Path | None) -> Schema:
-    """The built-in schema merged with every `*.yaml` file of `schema_dir`, in name order."""
+    """The built-in schema merged with every `*.yaml` / `*.yml` file of `schema_dir`, in name order."""
     documents: list[tuple[str, Any]] = [("<built-in websoft9.yaml>", yaml.safe_load(builtin_schema_text()))]
     if schema_dir is not None and schema_dir.is_dir():
-        for path in sorted(schema_dir.glob("*.yaml")):
+        for path in sorted([*schema_dir.glob("*.yaml"), *schema_dir.glob("*.yml")]):
             try:
                 documents.append((str(path), yaml.safe_load(path.read_text(encoding="utf-8"))))
             except (OSError, UnicodeDecodeError) as exc:

@@ -13,6 +13,7 @@ from pathlib import Path
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from apphub.errors import SecretError
+from apphub.store.atomic import atomic_write, exclusive_lock
 
 PREFIX = "enc:v1:"
 MASK = "********"
@@ -88,16 +89,13 @@ class SecretBox:
 
     @staticmethod
     def add_primary_key(key_file: Path) -> None:
-        """Put a new key first in the key file (rotation); older keys stay for decryption."""
-        keys = _read_keys(key_file)
-        content = b"\n".join([Fernet.generate_key(), *keys]) + b"\n"
-        temporary = key_file.with_name(key_file.name + ".new")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, key_file)
+        """Put a new key first in the key file (rotation); older keys stay for decryption.
+
+        Under a lock, so that two rotations at once cannot drop the key the other one added.
+        """
+        with exclusive_lock(key_file.with_name(key_file.name + ".lock"), what=str(key_file)):
+            keys = _read_keys(key_file)
+            atomic_write(key_file, b"\n".join([Fernet.generate_key(), *keys]) + b"\n", mode=0o600)
 
     def encrypt(self, plaintext: str) -> str:
         self._refresh()

@@ -17,7 +17,8 @@ from apphub.store.schema import FileSchema, KeySpec
 
 MAX_VALUE_LENGTH = 4096
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# C0 and C1 controls and the Unicode line and paragraph separators: none belongs in a one-line value.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _INT = re.compile(r"^[+-]?\d{1,18}$")
 _DOMAIN_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _EMAIL = re.compile(rf"^[A-Za-z0-9.!#$%&'*+/=?^_`{{|}}~-]+@{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})+$")
@@ -192,15 +193,18 @@ def to_ini_text(spec: KeySpec | None, value: object) -> str | Problem:
 
 
 def to_json_value(spec: KeySpec | None, text: str) -> JsonValue:
-    """The typed JSON value of INI text; text that does not fit its type is returned unchanged."""
+    """The typed JSON value of INI text; text that does not fit its type is returned unchanged.
+
+    An empty list reads as []; other empty values stay "" (which a write accepts back as "unset").
+    """
+    if spec is not None and spec.type == "list":
+        return split_list(text)
     if spec is None or text == "":
         return text
     if spec.type in ("int", "port") and _INT.match(text):
         return int(text)
     if spec.type == "bool" and text.lower() in _TRUE | _FALSE:
         return text.lower() in _TRUE
-    if spec.type == "list":
-        return split_list(text)
     return text
 
 
