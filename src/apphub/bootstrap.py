@@ -16,7 +16,7 @@ from apphub.db import Database
 from apphub.errors import DataDirError
 from apphub.paths import DataDir
 from apphub.store.atomic import atomic_write
-from apphub.store.inistore import IniStore
+from apphub.store.inistore import IniStore, version_of
 from apphub.store.schema import FileSchema, KeySpec, load_schema
 from apphub.store.secrets import PREFIX, SecretBox
 
@@ -75,10 +75,12 @@ def initialise(data: DataDir) -> InitReport:
     box = SecretBox(data.secret_key)
 
     schema = load_schema(data.schema_dir)
+    created: set[Path] = set()
     for path, file_schema in ((data.config_ini, schema.config), (data.system_ini, schema.system)):
         if not path.exists():
             atomic_write(path, render_default_ini(file_schema, box).encode("utf-8"), mode=0o600)
             report.created.append(str(path))
+            created.add(path)
 
     database = Database(data.database)
     try:
@@ -89,6 +91,12 @@ def initialise(data: DataDir) -> InitReport:
         if not keys.has_admin():
             report.admin_key_file = _create_admin_key(keys, data.admin_key)
         audit = AuditLog(database)
+        for path in (data.config_ini, data.system_ini):
+            if audit.last_version(path.name) is None:  # the first version the audit log knows
+                action, message = (("settings.init", f"created {path.name}") if path in created
+                                   else ("settings.adopt", f"adopted the existing {path.name}"))
+                audit.record(INIT_ACTOR, action, file=path.name, version_after=version_of(path.read_bytes()),
+                             message=message)
         for path, file_schema in ((data.config_ini, schema.config), (data.system_ini, schema.system)):
             store = IniStore(path, data.lock_for(path), file_schema, box, audit)
             report.encrypted_secrets += len(store.reencrypt_secrets(INIT_ACTOR, only_plaintext=True).changes)

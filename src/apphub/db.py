@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -56,6 +57,7 @@ class Database:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
+        new = not path.exists()
         try:
             self._connection = sqlite3.connect(path, timeout=10.0, check_same_thread=False, isolation_level=None)
             self._connection.row_factory = sqlite3.Row
@@ -63,7 +65,9 @@ class Database:
             # NORMAL in WAL mode: a commit survives a process crash; only a power loss may drop the last ones.
             self._connection.execute("PRAGMA synchronous=NORMAL")
             self._connection.execute("PRAGMA foreign_keys=ON")
-        except sqlite3.Error as exc:
+            if new:
+                os.chmod(path, 0o600)  # API key hashes and the audit log; its -wal and -shm inherit the mode
+        except (sqlite3.Error, OSError) as exc:
             raise DataDirError(f"cannot open the database {path}: {exc}") from exc
 
     def close(self) -> None:
@@ -99,5 +103,7 @@ class Database:
 def _translated(path: Path) -> Iterator[None]:
     try:
         yield
+    except sqlite3.IntegrityError:
+        raise  # a broken constraint is the caller's to explain (a taken key name, say)
     except sqlite3.Error as exc:
         raise DataDirError(f"database {path}: {exc}") from exc

@@ -34,14 +34,20 @@ class DataDirError(ApphubError):
 
 
 class IniParseError(ApphubError, ValueError):
-    """An INI file does not parse; names the file and the line."""
+    """An INI file does not parse; names the file and the line, and quotes the line (`excerpt`).
 
-    def __init__(self, source: str, line: int | None, message: str) -> None:
+    `public` leaves the quote out: the API says where the problem is, never what the line holds
+    (a broken line can be a password without its `=`).
+    """
+
+    def __init__(self, source: str, line: int | None, message: str, excerpt: str | None = None) -> None:
         self.source = source
         self.line = line
         self.message = message
+        self.excerpt = excerpt
         where = f"{source}:{line}" if line is not None else source
-        super().__init__(f"{where}: {message}")
+        self.public = f"{where}: {message}"
+        super().__init__(self.public + (f": {excerpt!r}" if excerpt is not None else ""))
 
 
 class SchemaError(ApphubError, ValueError):

@@ -16,7 +16,7 @@ from starlette.responses import HTMLResponse, JSONResponse
 
 import apphub
 from apphub.api import audit, legacy, settings, system
-from apphub.api.auth import Principal, require_read
+from apphub.api.auth import AuthenticationMiddleware, Principal, require_read
 from apphub.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from apphub.api.problems import install_error_handlers
 from apphub.core import Core
@@ -53,7 +53,9 @@ def create_app(data: DataDir) -> FastAPI:
         openapi_url=None,
     )
     install_error_handlers(app)
+    # The last added runs first: request id and access log, then the key, then the body limit.
     app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(AuthenticationMiddleware)
     app.add_middleware(RequestContextMiddleware)
     for router in (settings.router, system.router, audit.router, legacy.router):
         app.include_router(router)

@@ -12,6 +12,7 @@ import hmac
 import re
 import secrets
 import sqlite3
+import threading
 from dataclasses import dataclass
 from typing import Literal
 
@@ -54,6 +55,11 @@ class KeyStore:
 
     def __init__(self, database: Database) -> None:
         self._db = database
+        # Keys verified since the database last changed. Every request checks SQLite's
+        # data_version, which moves when any other connection (a CLI revoke) commits.
+        self._verified: dict[str, ApiKey] = {}
+        self._verified_at: int | None = None
+        self._cache_lock = threading.Lock()
 
     def create(self, name: str, role: Role) -> str:
         """Create a key and return it; this is the only time its plaintext exists."""
@@ -73,6 +79,7 @@ class KeyStore:
                 )
         except sqlite3.IntegrityError as exc:
             raise KeyNameError(f"a key named {name!r} already exists; revoke it first") from exc
+        self._forget()
         return key
 
     def list(self) -> list[ApiKey]:
@@ -82,21 +89,45 @@ class KeyStore:
     def revoke(self, name: str) -> None:
         with self._db.transaction() as connection:
             deleted = connection.execute("DELETE FROM api_keys WHERE name = ?", (name,)).rowcount
+        self._forget()
         if not deleted:
             raise NotFound(f"no API key named {name!r}")
 
     def has_admin(self) -> bool:
         return bool(self._db.query("SELECT 1 FROM api_keys WHERE role = 'admin' LIMIT 1"))
 
+    def _forget(self) -> None:
+        # data_version does not move for this connection's own commits: forget by hand.
+        with self._cache_lock:
+            self._verified = {}
+            self._verified_at = None
+
     def verify(self, presented: str) -> ApiKey | None:
         """The key `presented` stands for, or None; never raises on malformed input."""
         match = _KEY_PATTERN.match(presented)
         if match is None:
             return None
+        digest = _hash(presented)
+        version = int(self._db.query("PRAGMA data_version")[0][0])
+        with self._cache_lock:
+            if version != self._verified_at:
+                self._verified = {}
+                self._verified_at = version
+            known = self._verified.get(digest)
+        if known is not None:
+            return known
+        found = self._lookup(match.group(1), digest)
+        if found is not None:
+            with self._cache_lock:
+                if self._verified_at == version and len(self._verified) < 1024:
+                    self._verified[digest] = found
+        return found
+
+    def _lookup(self, key_id: str, digest: str) -> ApiKey | None:
         rows = self._db.query(
-            "SELECT name, role, created_at, key_id, key_hash FROM api_keys WHERE key_id = ?", (match.group(1),)
+            "SELECT name, role, created_at, key_id, key_hash FROM api_keys WHERE key_id = ?", (key_id,)
         )
-        if not rows or not hmac.compare_digest(rows[0]["key_hash"], _hash(presented)):
+        if not rows or not hmac.compare_digest(rows[0]["key_hash"], digest):
             return None
         row = rows[0]
         return ApiKey(row["name"], row["role"], row["created_at"], row["key_id"])

@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match
 
 from apphub.errors import (
     ApphubError,
@@ -112,7 +113,7 @@ def apphub_error_response(request: Request, exc: ApphubError) -> Response:
     if is_legacy(request):
         return _legacy_response(exc, status, headers)
     errors = _field_errors(exc.errors) if isinstance(exc, ValidationFailed) else None
-    detail = str(exc)
+    detail = exc.public if isinstance(exc, IniParseError) else str(exc)
     if isinstance(exc, ValidationFailed):
         count = len(exc.errors)
         detail = f"{count} problem{'s' if count != 1 else ''} in the proposed settings: " + "; ".join(
@@ -134,7 +135,9 @@ def _legacy_response(exc: ApphubError, status: int, headers: dict[str, str] | No
         return legacy_error(403, "Forbidden", str(exc))
     if isinstance(exc, ValidationFailed):
         return legacy_error(400, "Invalid Request", "; ".join(str(error) for error in exc.errors))
-    if isinstance(exc, AuthError | NotFound | IniParseError | VersionConflict):
+    if isinstance(exc, IniParseError):
+        return legacy_error(409, "Invalid Request", exc.public)
+    if isinstance(exc, AuthError | NotFound | VersionConflict):
         return legacy_error(400, "Invalid Request", str(exc))
     return legacy_error(status, "Internal Server Error" if status >= 500 else "Invalid Request", str(exc))
 
@@ -161,18 +164,24 @@ def request_validation_response(request: Request, exc: RequestValidationError) -
 
 def http_error_response(request: Request, exc: StarletteHTTPException) -> Response:
     detail = str(exc.detail) if exc.detail else "error"
+    headers = dict(exc.headers) if exc.headers else None
     if exc.status_code == 405:
-        allowed = (exc.headers or {}).get("Allow", "")
-        detail = f"{request.method} is not allowed on {request.url.path}"
-        if allowed:
-            detail += f" (allowed: {allowed})"
+        allowed = allowed_methods(request)
+        headers = {**(headers or {}), "Allow": ", ".join(allowed)}
+        detail = f"{request.method} is not allowed on {request.url.path} (allowed: {', '.join(allowed)})"
     elif exc.status_code == 404:
         detail = f"no route {request.method} {request.url.path}"
-    headers = dict(exc.headers) if exc.headers else None
     if is_legacy(request):
         return legacy_error(exc.status_code, "Invalid Request", detail, headers)
     return problem(exc.status_code, _reason(exc.status_code), detail, instance=request.url.path,
                    headers=headers, request_id=_request_id(request))
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette's 405 names only the first route's)."""
+    # Asked method by method, through the public Route.matches, so that it holds for included routers too.
+    return [method for method in ("GET", "HEAD", "PUT", "POST", "PATCH", "DELETE")
+            if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in request.app.routes)]
 
 
 def unexpected_error_response(request: Request, exc: Exception) -> Response:

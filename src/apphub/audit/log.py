@@ -120,6 +120,15 @@ class AuditLog:
             )
         return event_id
 
+    def last_version(self, file: str) -> str | None:
+        """The version of `file` the newest event left it at, or None if no event names one."""
+        rows = self._db.query(
+            "SELECT version_after FROM audit_events WHERE file = ? AND version_after IS NOT NULL"
+            " ORDER BY id DESC LIMIT 1",
+            (file,),
+        )
+        return str(rows[0][0]) if rows else None
+
     def query(self, query: AuditQuery) -> list[AuditEvent]:
         conditions: list[str] = []
         parameters: list[Any] = []

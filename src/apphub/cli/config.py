@@ -136,18 +136,23 @@ def _check_one(path: Path, schema: FileSchema, box: SecretBox | None) -> tuple[l
         return [str(exc)], None
     problems: list[str] = []
     values: dict[str, dict[str, str]] = {}
+    unreadable: set[tuple[str, str]] = set()  # already reported; present, but not checked further
     for section in document.sections():
         values[section] = {}
         for key, stored in document.items(section):
             plain = stored
             if schema.is_secret(section, key) or is_encrypted(stored):
                 if box is None:
+                    unreadable.add((section, key))
+                    values[section][key] = stored
                     continue
                 try:
                     where = f"{path.name}:{document.line_of(section, key)}: [{section}] {key}"
                     plain = box.decrypt(stored, where).reveal()
                 except SecretError as exc:
                     problems.append(str(exc))
+                    unreadable.add((section, key))
+                    values[section][key] = stored
                     continue
                 if stored and not is_encrypted(stored):
                     problems.append(str(FieldError(section, key, "encrypted", "is a secret stored in plaintext; "
@@ -159,7 +164,7 @@ def _check_one(path: Path, schema: FileSchema, box: SecretBox | None) -> tuple[l
         return mask(value) if schema.is_secret(section, key) else value
 
     errors = check_file(schema, values, file=path.name, line_of=document.line_of, mask=masked)
-    problems += [str(error) for error in errors]
+    problems += [str(error) for error in errors if (error.section, error.key) not in unreadable]
     keys = sum(len(keys) for keys in values.values())
     return problems, f"{path.name}: OK ({len(values)} sections, {keys} keys)"
 

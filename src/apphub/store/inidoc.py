@@ -185,8 +185,7 @@ def _parse(text: str, source: str) -> ConfigUpdater:
     try:
         updater.read_string(text, source=source)
     except configparser.MissingSectionHeaderError as exc:
-        message = f"a key comes before any [section] header: {exc.line.strip()!r}"
-        raise IniParseError(source, exc.lineno, message) from exc
+        raise IniParseError(source, exc.lineno, "a key comes before any [section] header", exc.line.strip()) from exc
     except configparser.DuplicateSectionError as exc:
         raise IniParseError(source, exc.lineno, f"section [{exc.section}] appears twice") from exc
     except configparser.DuplicateOptionError as exc:
@@ -195,10 +194,10 @@ def _parse(text: str, source: str) -> ConfigUpdater:
         lineno, bad_line = exc.errors[0]
         with contextlib.suppress(ValueError, SyntaxError):
             bad_line = ast.literal_eval(bad_line)  # configparser hands the line over as repr(line)
-        message = f"this line is neither a [section], a key = value, nor a comment: {bad_line.strip()!r}"
-        raise IniParseError(source, lineno, message) from exc
+        message = "this line is neither a [section], a key = value, nor a comment"
+        raise IniParseError(source, lineno, message, bad_line.strip()) from exc
     except configparser.Error as exc:
-        raise IniParseError(source, getattr(exc, "lineno", None), str(exc)) from exc
+        raise IniParseError(source, getattr(exc, "lineno", None), "does not parse", str(exc)) from exc
     return updater
 
 

@@ -8,7 +8,9 @@ the file atomically, record the audit event. Nothing is written unless all of it
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
+import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -32,6 +34,17 @@ from apphub.store.secrets import MASK, Secret, SecretBox, is_encrypted, mask
 from apphub.store.validate import Problem, check_file, check_name, to_ini_text, to_json_value
 
 _BOM = "\ufeff"
+# Who a change nobody made through apphub is attributed to.
+OUTSIDE_ACTOR = Actor("file", "file")
+
+
+# How old a file's ctime must be before its stat alone is trusted (well above the kernel's
+# timestamp granularity, a clock tick of at most 10 ms).
+RACY_NS = 100_000_000
+
+
+def _stat_key(status: os.stat_result) -> tuple[int, ...]:
+    return (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns)
 
 
 def version_of(data: bytes) -> str:
@@ -49,9 +62,21 @@ class Snapshot:
     schema: FileSchema
     box: SecretBox
     version: str = field(init=False)
+    _decrypted: dict[tuple[str, str], Secret] = field(init=False, default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.version = version_of(self.raw)
+
+    def secret(self, section: str, key: str) -> Secret | None:
+        """One secret decrypted (once per version), or None when the key is absent."""
+        found = self._decrypted.get((section, key))
+        if found is None:
+            stored = self.document.get(section, key)
+            if stored is None:
+                return None
+            found = self.box.decrypt(stored, f"{self.name} [{section}] {key}")
+            self._decrypted[(section, key)] = found
+        return found
 
     def is_secret(self, section: str, key: str) -> bool:
         return self.schema.is_secret(section, key)
@@ -110,8 +135,7 @@ class Snapshot:
         for section in self.sections():
             for key, stored in self.document.items(section):
                 if self.is_secret(section, key) or is_encrypted(stored):
-                    value = self.plaintext(section, key)
-                    found[(section, key)] = value if isinstance(value, Secret) else Secret(value)
+                    found[(section, key)] = self.secret(section, key) or Secret("")
         return found
 
 
@@ -155,19 +179,33 @@ class IniStore:
         self._audit = audit
         self._mode = mode
         self._cache: Snapshot | None = None
+        self._cache_stat: tuple[int, ...] | None = None  # set only when the stat alone proves the bytes unchanged
         self._cache_lock = threading.Lock()
 
     # -- reading ------------------------------------------------------------------------------
 
     def snapshot(self) -> Snapshot:
-        """The file as it is on disk now. Parsed again only when its bytes changed."""
-        raw = self._read_bytes()
+        """The file as it is on disk now: never stale, and parsed again only when its bytes changed.
+
+        A read skips even reading the file when its stat (inode, size, mtime, ctime) is the one
+        cached and that ctime was older than RACY_NS when the bytes were read: any change since
+        would carry a newer ctime. A younger file is "racy" (git's word): its timestamps may not
+        tell two writes in one clock tick apart, so its bytes are compared instead.
+        """
+        try:
+            status = os.stat(self.path)
+        except OSError:
+            status = None
+        key = _stat_key(status) if status is not None else None
         cached = self._cache
-        if cached is not None and cached.raw == raw:
+        if cached is not None and key is not None and key == self._cache_stat:
             return cached
-        snapshot = self._parse(raw)
+        trusted = status is not None and status.st_ctime_ns < time.time_ns() - RACY_NS
+        raw = self._read_bytes()
+        snapshot = cached if cached is not None and cached.raw == raw else self._parse(raw)
         with self._cache_lock:
             self._cache = snapshot
+            self._cache_stat = key if trusted else None
         return snapshot
 
     def _read_bytes(self) -> bytes:
@@ -242,7 +280,10 @@ class IniStore:
     ) -> WriteResult:
         with exclusive_lock(self._lock_path, what=self.name):
             remove_stale_temporaries(self.path)
-            current = self._parse(self._read_bytes())
+            raw = self._read_bytes()
+            cached = self._cache
+            current = cached if cached is not None and cached.raw == raw else self._parse(raw)
+            self._account_for(current)
             if if_match is not None and current.version not in if_match:
                 raise VersionConflict(", ".join(sorted(if_match)) or "(none)", current.version)
             edits, audit_changes, proposed, errors = plan(current)
@@ -271,7 +312,25 @@ class IniStore:
             )
             with self._cache_lock:
                 self._cache = written
+                self._cache_stat = None
             return WriteResult(written, audit_changes, current.version)
+
+    def _account_for(self, current: Snapshot) -> None:
+        """Record a version on disk that no audit event produced, so the chain has no gap.
+
+        That is a hand edit, or a write whose process died between replacing the file and
+        recording its event (the two cannot be one transaction).
+        """
+        audited = self._audit.last_version(self.name)
+        if audited is not None and audited != current.version:
+            self._audit.record(
+                OUTSIDE_ACTOR,
+                "settings.unaudited",
+                file=self.name,
+                version_before=audited,
+                version_after=current.version,
+                message=f"{self.name} changed outside apphub: a hand edit, or a write interrupted before its audit",
+            )
 
     def _plan(
         self,
@@ -294,6 +353,11 @@ class IniStore:
         for section, keys in changes.items():
             if (bad := check_name("section", section)) is not None:
                 problem(section, None, bad)
+                continue
+            if not keys and section not in self.schema.sections and not self.schema.extra_sections:
+                # With keys, validation names the section; an empty object must not slip through.
+                known = ", ".join(self.schema.sections) or "none"
+                problem(section, None, Problem("unknown_section", f"is not a section of {self.name} (known: {known})"))
                 continue
             if existing_only and not document.has_section(section):
                 raise SectionNotFound(section, self.name)

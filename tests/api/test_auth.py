@@ -1,0 +1,294 @@
+"""Authentication and roles on every route: the OpenAPI document lists them, each key kind is tried on each.
+
+Expected: /healthz is open; no key or an unknown or malformed key is 401 (Websoft9's routes: 400
+with its body); a key whose role is too weak is 403; every other combination gets through.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from apphub.core import Core
+from tests.api.conftest import Keys, assert_legacy_error, assert_problem, websoft9_key_of
+from tests.conftest import LiveServer
+
+APPHUB = Path(sys.executable).with_name("apphub")
+# An `ahk_` key of the right shape that no data folder has issued.
+UNKNOWN_KEY = "ahk_0123456789ab_" + "A" * 43
+MALFORMED_KEYS: list[str | None] = ["not-a-key", "ahk_zz", "ahk_" + "0" * 12 + "_short", "ahk_", "x" * 5000,
+                                    "clé-é\xff"]
+CREDENTIALS = ["none", "unknown", "malformed", "read", "write", "admin", "websoft9"]
+RANK = {"read": 0, "write": 1, "admin": 2, "websoft9": 2}
+EXPECTED_OPERATIONS = {
+    ("GET", "/healthz"), ("GET", "/openapi.json"), ("GET", "/docs"),
+    ("GET", "/api/v1/settings"), ("PUT", "/api/v1/settings"),
+    ("GET", "/api/v1/settings/{section}"), ("PUT", "/api/v1/settings/{section}"),
+    ("DELETE", "/api/v1/settings/{section}/{key}"),
+    ("GET", "/api/v1/system"), ("GET", "/api/v1/system/{section}"),
+    ("GET", "/api/v1/audit"),
+    ("GET", "/api/settings"), ("GET", "/api/settings/{section}"), ("PUT", "/api/settings/{section}"),
+}
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    template: str
+
+    @property
+    def legacy(self) -> bool:
+        return self.template == "/api/settings" or self.template.startswith("/api/settings/")
+
+    @property
+    def needs(self) -> str | None:
+        if self.template == "/healthz":
+            return None
+        return "read" if self.method == "GET" else "write"
+
+
+def client_with(server: LiveServer, headers: dict[str, str] | dict[bytes, bytes]) -> httpx.Client:
+    return httpx.Client(base_url=server.url, headers=headers, timeout=10.0)
+
+
+def operations(admin: httpx.Client) -> list[Operation]:
+    """Every operation of the OpenAPI document (fetched with the admin key), plus /docs and /openapi.json."""
+    document = admin.get("/openapi.json")
+    assert document.status_code == 200, document.text
+    found = [Operation(method.upper(), path) for path, item in document.json()["paths"].items() for method in item
+             if method in ("get", "put", "post", "patch", "delete")]
+    found += [Operation("GET", "/openapi.json"), Operation("GET", "/docs")]
+    return found
+
+
+# Values a request needs to get past validation on each route, so that only auth decides the outcome.
+PATH_VALUES = {
+    "/api/v1/settings/{section}": {"section": "gitea"},
+    "/api/v1/settings/{section}/{key}": {"section": "nginx_proxy_manager", "key": "nike_name"},
+    "/api/v1/system/{section}": {"section": "volume_backup"},
+    "/api/settings/{section}": {"section": "gitea"},
+}
+BODIES: dict[tuple[str, str], Any] = {
+    ("PUT", "/api/v1/settings"): {"gitea": {"user_email": "batch@example.com"}},
+    ("PUT", "/api/v1/settings/{section}"): {"user_email": "section@example.com"},
+}
+PARAMS: dict[tuple[str, str], dict[str, str]] = {
+    ("PUT", "/api/settings/{section}"): {"key": "user_email", "value": "legacy@example.com"},
+}
+
+
+def send(client: httpx.Client, operation: Operation, admin: httpx.Client) -> httpx.Response:
+    values = PATH_VALUES.get(operation.template, {})
+    path = operation.template.format(**values)
+    assert "{" not in path, f"no test values for the path parameters of {operation.template}; add them to PATH_VALUES"
+    if operation.method == "DELETE":
+        # The key must exist for the delete to succeed; put it back with the admin key first.
+        admin.put(f"/api/v1/settings/{values['section']}", json={values["key"]: "restored"}).raise_for_status()
+    key = (operation.method, operation.template)
+    return client.request(operation.method, path, json=BODIES.get(key), params=PARAMS.get(key))
+
+
+def check(operation: Operation, credential: str, response: httpx.Response) -> None:
+    needs = operation.needs
+    if needs is None:
+        assert response.status_code == 200
+        return
+    if credential in ("none", "unknown", "malformed"):
+        details = "No API Key provided" if credential == "none" else "Invalid API Key"
+        if operation.legacy:
+            assert_legacy_error(response, 400, "Invalid Request", details)
+        else:
+            assert_problem(response, 401, details)
+            assert response.headers["www-authenticate"].startswith("APIKey")
+        return
+    if RANK[credential] < RANK[needs]:
+        if operation.legacy:
+            assert_legacy_error(response, 403, "Forbidden")
+        else:
+            assert_problem(response, 403, credential, needs)
+        return
+    assert response.status_code == 200, response.text[:500]
+
+
+def run_matrix(live_server: LiveServer, admin: httpx.Client, key_for: Callable[[], list[str | None]],
+               credential: str) -> None:
+    found = operations(admin)
+    assert {(o.method, o.template) for o in found} >= EXPECTED_OPERATIONS
+    failures = []
+    for presented in key_for():
+        headers = {b"x-api-key": presented.encode("latin-1")} if presented is not None else {}
+        with client_with(live_server, headers) as client:
+            for operation in found:
+                response = send(client, operation, admin)
+                try:
+                    check(operation, credential, response)
+                except AssertionError as exc:
+                    failures.append(f"{operation.method} {operation.template} with {credential} key "
+                                    f"{(presented or '')[:24]!r}: {response.status_code} {response.text[:200]} ({exc})")
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("credential", CREDENTIALS)
+def test_every_route_with_every_kind_of_key(module_server: LiveServer, module_admin: httpx.Client,
+                                            module_keys: Keys, credential: str) -> None:
+    keys = module_keys
+
+    def key_for() -> list[str | None]:
+        if credential == "none":
+            return [None, ""]
+        if credential == "unknown":
+            return [UNKNOWN_KEY, keys.admin[:-1] + ("B" if keys.admin[-1] != "B" else "C"), keys.websoft9 + "0"]
+        if credential == "malformed":
+            return list(MALFORMED_KEYS)
+        return [keys.of(credential)]
+
+    run_matrix(module_server, module_admin, key_for, credential)
+
+
+def test_healthz_is_open_and_answers_the_same_with_any_key(module_server: LiveServer) -> None:
+    for headers in ({}, {"x-api-key": "nonsense"}):
+        with client_with(module_server, headers) as client:
+            response = client.get("/healthz")
+        assert response.status_code == 200
+        assert response.json()["status"] == "ok"
+
+
+def test_the_key_header_name_is_x_api_key_only(module_server: LiveServer, module_keys: Keys) -> None:
+    keys = module_keys
+    for headers in ({"Authorization": f"Bearer {keys.admin}"}, {"api_key": keys.admin}):
+        with client_with(module_server, headers) as client:
+            assert_problem(client.get("/api/v1/settings"), 401, "No API Key provided")
+    with client_with(module_server, {"X-API-KEY": keys.read}) as client:
+        assert client.get("/api/v1/settings").status_code == 200
+
+
+def test_a_key_in_the_query_string_is_not_accepted(module_server: LiveServer, module_keys: Keys) -> None:
+    with module_server.client() as client:
+        assert_problem(client.get("/api/v1/settings", params={"x-api-key": module_keys.admin}), 401)
+
+
+# -- keys created and revoked while the server runs ----------------------------------------------
+
+
+def test_a_key_created_while_the_server_runs_works_at_once(live_server: LiveServer, core: Core) -> None:
+    key = core.keys.create("late", "read")
+    with live_server.client(key) as client:
+        assert client.get("/api/v1/settings").status_code == 200
+
+
+def test_a_revoked_key_stops_working_immediately(live_server: LiveServer, core: Core) -> None:
+    key = core.keys.create("temporary", "write")
+    with live_server.client(key) as client:
+        assert client.put("/api/v1/settings/cockpit", json={"port": 9091}).status_code == 200
+
+        core.keys.revoke("temporary")
+
+        assert_problem(client.get("/api/v1/settings"), 401, "Invalid API Key")
+        assert_problem(client.put("/api/v1/settings/cockpit", json={"port": 9092}), 401)
+        assert_legacy_error(client.get("/api/settings"), 400, "Invalid Request", "Invalid API Key")
+    assert b"port = 9091\n" in live_server.data.config_ini.read_bytes()
+
+
+def test_a_key_revoked_with_the_cli_stops_working(live_server: LiveServer, core: Core) -> None:
+    key = core.keys.create("ci-bot", "read")
+    with live_server.client(key) as client:
+        assert client.get("/api/v1/settings").status_code == 200
+        result = subprocess.run([str(APPHUB), "--data-dir", str(live_server.data.root), "keys", "revoke", "ci-bot"],
+                                capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 0, result.stderr
+        assert_problem(client.get("/api/v1/settings"), 401, "Invalid API Key")
+
+
+def test_a_new_key_with_a_revoked_name_is_a_different_key(live_server: LiveServer, core: Core) -> None:
+    old = core.keys.create("rotating", "read")
+    core.keys.revoke("rotating")
+    new = core.keys.create("rotating", "read")
+    with live_server.client(old) as client:
+        assert client.get("/api/v1/settings").status_code == 401
+    with live_server.client(new) as client:
+        assert client.get("/api/v1/settings").status_code == 200
+
+
+def test_replacing_the_websoft9_key_retires_the_old_one_at_once(live_server: LiveServer, admin: httpx.Client,
+                                                                core: Core) -> None:
+    old = websoft9_key_of(core)
+    new = "f" * 64
+    with live_server.client(old) as client:
+        assert client.put("/api/v1/settings/api_key", json={"key": new}).status_code == 200
+        assert_legacy_error(client.get("/api/settings"), 400, "Invalid Request", "Invalid API Key")
+        assert_problem(client.get("/api/v1/settings"), 401)
+    with live_server.client(new) as client:
+        assert client.get("/api/settings").status_code == 200
+    assert admin.get("/api/v1/audit").json()["entries"][0]["actor"] == "api_key"
+
+
+@pytest.mark.parametrize("route", ["legacy", "v1-section", "v1-batch"])
+def test_only_an_admin_may_change_the_websoft9_key(module_server: LiveServer, module_keys: Keys, route: str) -> None:
+    before = module_server.data.config_ini.read_bytes()
+    with module_server.client(module_keys.write) as writer:
+        if route == "legacy":
+            response = writer.put("/api/settings/api_key", params={"key": "key", "value": "a" * 64})
+            assert_legacy_error(response, 403, "Forbidden")
+        elif route == "v1-section":
+            assert_problem(writer.put("/api/v1/settings/api_key", json={"key": "a" * 64}), 403, "admin")
+        else:
+            response = writer.put("/api/v1/settings", json={"cockpit": {"port": 9091}, "api_key": {"key": "a" * 64}})
+            assert_problem(response, 403, "admin")
+    assert module_server.data.config_ini.read_bytes() == before
+    with module_server.client(module_keys.websoft9) as websoft9:
+        assert websoft9.get("/api/settings").status_code == 200
+
+
+def test_an_empty_websoft9_key_lets_no_one_in(live_server: LiveServer) -> None:
+    path = live_server.data.config_ini
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    start = lines.index("[api_key]\n")
+    lines[start + 1] = "key = \n"
+    path.write_text("".join(lines), encoding="utf-8")
+
+    for presented in ("", "enc:v1:", "None", "0"):
+        with client_with(live_server, {"x-api-key": presented}) as client:
+            assert client.get("/api/v1/settings").status_code == 401
+
+
+# -- the Websoft9 key when config.ini is not in good shape ---------------------------------------
+
+
+def test_a_config_ini_that_does_not_parse_is_not_shown_to_a_caller_without_a_valid_key(
+        live_server: LiveServer) -> None:
+    path = live_server.data.config_ini
+    path.write_text(path.read_text(encoding="utf-8").replace("port = 9090\n", "port = 9090\nroot_password hunter2\n"),
+                    encoding="utf-8")
+
+    with client_with(live_server, {"x-api-key": "guessing"}) as client:
+        new_route = client.get("/api/v1/settings")
+        legacy_route = client.get("/api/settings")
+
+    assert_problem(new_route, 401, "Invalid API Key")
+    assert_legacy_error(legacy_route, 400, "Invalid Request", "Invalid API Key")
+    for response in (new_route, legacy_route):
+        assert "hunter2" not in response.text
+
+
+def test_a_damaged_secret_in_another_section_does_not_lock_out_the_websoft9_key(live_server: LiveServer,
+                                                                                 core: Core) -> None:
+    websoft9 = websoft9_key_of(core)
+    path = live_server.data.config_ini
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    gitea = lines.index("[gitea]\n")
+    password = next(n for n in range(gitea, len(lines)) if lines[n].startswith("user_pwd = "))
+    lines[password] = "user_pwd = enc:v1:damaged-by-a-hand-edit\n"
+    path.write_text("".join(lines), encoding="utf-8")
+
+    with live_server.client(websoft9) as client:
+        response = client.get("/api/settings/cockpit")
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {"port": "9090"}

@@ -1,0 +1,235 @@
+"""After many writes of secrets through every door, their plaintext is nowhere it should not be.
+
+Not in config.ini or system.ini, not in any API response (but `?reveal=true` for an admin), not in
+the audit database (apphub.db and its -wal and -shm files, read as raw bytes), not in the server's
+debug log (whose access log sees Websoft9's `?value=`), and not in error responses for secrets
+that fail validation. Each secret carries a random hex marker, so the search finds it under any
+encoding (URL, JSON) as well.
+"""
+
+from __future__ import annotations
+
+import secrets as random
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from apphub.core import Core
+from apphub.paths import DataDir
+from apphub.store.secrets import MASK
+from tests.integration.conftest import ServeProcess, StartServe, assert_stops_cleanly, run_cli
+
+
+@dataclass
+class Evidence:
+    """Every secret used, and every place that must not hold one."""
+
+    markers: list[str] = field(default_factory=list)
+    responses: list[tuple[str, bytes]] = field(default_factory=list)
+    cli_outputs: list[tuple[str, str]] = field(default_factory=list)
+
+    def secret(self, template: str = "Pw-{}-secret") -> str:
+        """A new secret value whose marker (16 random hex digits) is searched for afterwards."""
+        marker = random.token_hex(8)
+        self.markers.append(marker)
+        return template.format(marker)
+
+    def short(self, prefix: str) -> str:
+        """A secret of 9 characters, too short for a password (its marker is 8 hex digits)."""
+        marker = random.token_hex(4)
+        self.markers.append(marker)
+        return prefix + marker
+
+    def known(self, value: str) -> None:
+        self.markers.append(value)
+
+    def response(self, response: httpx.Response) -> httpx.Response:
+        headers = "\n".join(f"{k}: {v}" for k, v in response.headers.items()).encode()
+        self.responses.append((f"{response.request.method} {response.request.url}", headers + b"\n" + response.content))
+        return response
+
+    def cli(self, data: DataDir, *args: str) -> subprocess.CompletedProcess[str]:
+        result = run_cli(data, *args)
+        self.cli_outputs.append((" ".join(args[:3]), result.stdout + result.stderr))
+        return result
+
+
+def leaks(evidence: Evidence, places: dict[str, bytes]) -> list[str]:
+    found = []
+    for marker in evidence.markers:
+        for name, content in places.items():
+            if marker.encode() in content:
+                found.append(f"{marker} in {name}")
+    return found
+
+
+def state_files(data: DataDir) -> dict[str, bytes]:
+    files = {"config.ini": data.config_ini.read_bytes(), "system.ini": data.system_ini.read_bytes()}
+    for suffix in ("", "-wal", "-shm"):
+        path = Path(f"{data.database}{suffix}")
+        if path.exists():
+            files[path.name] = path.read_bytes()
+    return files
+
+
+def current_secrets(data: DataDir) -> dict[tuple[str, str], str]:
+    core = Core(data)
+    try:
+        return {key: value.reveal() for key, value in core.config.snapshot().secret_values.items()}
+    finally:
+        core.close()
+
+
+@pytest.fixture
+def evidence(data_dir: DataDir) -> Evidence:
+    found = Evidence()
+    for value in current_secrets(data_dir).values():
+        found.known(value)  # the credentials generated on first start are secrets too
+    return found
+
+
+@pytest.fixture
+def debug_server(data_dir: DataDir, serve: StartServe) -> ServeProcess:
+    return serve(data_dir, log_level="debug")
+
+
+def test_secrets_written_through_every_door_appear_nowhere_else(
+    data_dir: DataDir, debug_server: ServeProcess, admin_key: str, evidence: Evidence
+) -> None:
+    server = debug_server
+    # keys create prints the new key by design; its output is not a place that must not hold it.
+    writer_key = run_cli(data_dir, "keys", "create", "--name", "writer", "--role", "write").stdout.strip()
+    evidence.known(writer_key)
+    record = evidence.response
+    with server.client(admin_key) as admin, server.client(writer_key) as writer:
+        for round_number in range(6):
+            one = evidence.secret()
+            assert record(admin.put("/api/v1/settings/gitea", json={"user_pwd": one})).status_code == 200
+            special = evidence.secret("p@ss w0rd/{}+&=%?#")
+            assert record(writer.put("/api/v1/settings/nginx_proxy_manager",
+                                     json={"user_pwd": special})).status_code == 200
+            legacy = evidence.secret("Legacy-{}-pwd")
+            assert record(admin.put("/api/settings/portainer",
+                                    params={"key": "user_pwd", "value": legacy})).status_code == 200
+            legacy_special = evidence.secret("L&gacy={}?x=1 +")
+            assert record(writer.put("/api/settings/gitea",
+                                     params={"key": "user_pwd", "value": legacy_special})).status_code == 200
+            batch_one, batch_two = evidence.secret(), evidence.secret("Batch-{}-portainer")
+            batch = record(admin.put("/api/v1/settings", json={
+                "gitea": {"user_pwd": batch_one, "user_email": f"r{round_number}@example.com"},
+                "portainer": {"user_pwd": batch_two}}))
+            assert batch.status_code == 200
+            # Sending the mask back keeps the value; a PUT of the same section echoes only masks.
+            assert record(admin.put("/api/v1/settings/gitea", json={"user_pwd": MASK})).status_code == 200
+            for path in ("/api/v1/settings", "/api/v1/settings/gitea", "/api/settings", "/api/settings/portainer",
+                         "/api/v1/system", "/api/v1/audit?limit=500", "/openapi.json"):
+                assert record(writer.get(path)).status_code == 200, path
+
+        cli_secret = evidence.secret("Cli-{}-set")
+        assert evidence.cli(data_dir, "config", "set", "portainer", "user_pwd", cli_secret).returncode == 0
+        setconfig_secret = evidence.secret("Setconfig-{}")
+        assert evidence.cli(data_dir, "setconfig", "--section", "gitea", "--key", "user_pwd",
+                            "--value", setconfig_secret).returncode == 0
+        webhook = evidence.secret("https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key={}")
+        assert evidence.cli(data_dir, "setsysconfig", "--section", "webhook", "--key", "wechat",
+                            "--value", webhook).returncode == 0
+        generated = run_cli(data_dir, "genkey")  # prints the key by design (Websoft9's clients read it)
+        assert generated.returncode == 0
+        legacy_key = generated.stdout.strip()
+        evidence.known(legacy_key)
+        assert evidence.cli(data_dir, "config", "show").returncode == 0
+        assert evidence.cli(data_dir, "check").returncode == 0
+
+        with server.client(legacy_key) as websoft9:
+            assert record(websoft9.get("/api/settings")).status_code == 200
+            after_genkey = evidence.secret("After-genkey-{}")
+            assert record(websoft9.put("/api/settings/gitea",
+                                       params={"key": "user_pwd", "value": after_genkey})).status_code == 200
+
+        # An admin may reveal; these answers are the one place the plaintext belongs (not recorded).
+        revealed = admin.get("/api/v1/settings", params={"reveal": "true"})
+        assert revealed.status_code == 200
+        assert revealed.json()["settings"]["gitea"]["user_pwd"] == after_genkey
+        assert revealed.json()["settings"]["api_key"]["key"] == legacy_key
+        system_revealed = admin.get("/api/v1/system/webhook", params={"reveal": "true"})
+        assert system_revealed.json()["settings"]["wechat"] == webhook
+        assert record(writer.get("/api/v1/settings", params={"reveal": "true"})).status_code == 403
+
+    assert current_secrets(data_dir)[("portainer", "user_pwd")] == cli_secret
+
+    places = state_files(data_dir)
+    assert "apphub.db-wal" in places, "read the WAL while the server holds the database open"
+    places.update({f"response to {name}": body for name, body in evidence.responses})
+    places.update({f"output of apphub {name}": out.encode() for name, out in evidence.cli_outputs})
+    assert_stops_cleanly(server)
+    places.update({"server log": server.logs()})
+    places.update({f"{name} after stop": content for name, content in state_files(data_dir).items()})
+
+    assert b'PUT /api/settings/portainer?key=user_pwd&value=********' in places["server log"], (
+        "the access log should show the legacy PUT with its value masked")
+    assert leaks(evidence, places) == []
+    # The search itself works: the markers are where they belong.
+    assert leaks(evidence, {"reveal": revealed.content}) != []
+
+
+def test_rejected_secrets_are_not_echoed_in_errors_or_logs(
+    data_dir: DataDir, debug_server: ServeProcess, admin_key: str, evidence: Evidence
+) -> None:
+    server = debug_server
+    record = evidence.response
+    before = data_dir.config_ini.read_bytes()
+    with server.client(admin_key) as admin:
+        refusals = [
+            # Too short (portainer asks for 12 characters).
+            (admin.put("/api/v1/settings/portainer", json={"user_pwd": evidence.short("S")}), 422),
+            (admin.put("/api/settings/portainer", params={"key": "user_pwd", "value": evidence.short("T")}),
+             400),
+            (admin.put("/api/v1/settings", json={"portainer": {"user_pwd": evidence.short("U")}}), 422),
+            # Too long, control characters, blanks at the ends.
+            (admin.put("/api/v1/settings/gitea", json={"user_pwd": evidence.secret("Long-{}-") + "x" * 300}), 422),
+            (admin.put("/api/v1/settings/gitea", json={"user_pwd": evidence.secret("Ctl-{}\u0001-pwd")}), 422),
+            (admin.put("/api/settings/gitea", params={"key": "user_pwd", "value": evidence.secret(" Blank-{} ")}),
+             400),
+            # Wrong types, with the secret inside.
+            (admin.put("/api/v1/settings/gitea", json={"user_pwd": [evidence.secret()]}), 422),
+            (admin.put("/api/v1/settings/gitea", json={"user_pwd": {"nested": evidence.secret()}}), 422),
+            (admin.put("/api/v1/settings", json={"gitea": evidence.secret("Not-an-object-{}")}), 400),
+            # A good secret in a write that fails for another reason.
+            (admin.put("/api/v1/settings/gitea", json={"user_pwd": evidence.secret("Good-{}-pwd"), "colour": 1}),
+             422),
+            (admin.put("/api/v1/settings/gitea", json={"user_pwd": evidence.secret("Good-{}-pwd")},
+                       headers={"If-Match": '"0123456789abcdef0123456789abcdef"'}), 412),
+            # The Websoft9 key has a pattern; a key that breaks it is still a secret.
+            (admin.put("/api/settings/api_key", params={"key": "key", "value": evidence.secret("bad key {} !")}), 400),
+            # A key or section that does not exist, with a secret as the value.
+            (admin.put("/api/settings/gitea", params={"key": "nope", "value": evidence.secret()}), 400),
+            (admin.put("/api/settings/nope", params={"key": "user_pwd", "value": evidence.secret()}), 400),
+            # Malformed JSON that holds a secret.
+            (admin.put("/api/v1/settings/gitea", content=b'{"user_pwd": "' + evidence.secret().encode(),
+                       headers={"content-type": "application/json"}), 400),
+        ]
+        # A secret sent as the API key itself.
+        with server.client(evidence.secret("Wrong-key-{}")) as stranger:
+            refusals.append((stranger.put("/api/settings/gitea", params={"key": "user_pwd", "value": "whatever1"}),
+                             400))
+            refusals.append((stranger.get("/api/v1/settings"), 401))
+    for response, status in refusals:
+        record(response)
+        assert response.status_code == status, (response.request.url, response.text)
+    assert data_dir.config_ini.read_bytes() == before
+
+    # The same through the CLI.
+    assert evidence.cli(data_dir, "config", "set", "portainer", "user_pwd", evidence.short("C")).returncode == 1
+    assert evidence.cli(data_dir, "setconfig", "--section", "gitea", "--key", "user_pwd",
+                        "--value", evidence.secret(" Lead-{}")).returncode == 1
+    assert data_dir.config_ini.read_bytes() == before
+
+    assert_stops_cleanly(server)
+    places = state_files(data_dir)
+    places.update({f"response to {name}": body for name, body in evidence.responses})
+    places.update({f"output of apphub {name}": out.encode() for name, out in evidence.cli_outputs})
+    places["server log"] = server.logs()
+    assert leaks(evidence, places) == []
