@@ -23,7 +23,7 @@ from apphub.bootstrap import initialise
 from apphub.core import Core
 from apphub.paths import DataDir
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+# Upstream files the tests use (copied from shared/reference, so that a clone anywhere has them).
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 

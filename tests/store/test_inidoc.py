@@ -9,9 +9,9 @@ import pytest
 
 from apphub.errors import IniParseError
 from apphub.store.inidoc import DeleteKey, IniDocument, SetValue, iter_values
-from tests.conftest import REFERENCE
+from tests.conftest import FIXTURES
 
-GITEA = REFERENCE / "gitea-v1.26.3-app.example.ini"
+GITEA = FIXTURES / "gitea-v1.26.3-app.example.ini"
 
 # What Cockpit's /etc/cockpit/cockpit.conf looks like on a Websoft9 host: `k = v` and `k=v` mixed,
 # fnmatch escapes in Origins, a comment between sections.
