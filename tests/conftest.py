@@ -6,6 +6,7 @@ so the API tests go through the real HTTP stack, middleware and lifespan include
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -76,11 +77,11 @@ class LiveServer:
         return httpx.Client(base_url=self.url, headers=headers, timeout=10.0, **kwargs)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-def live_server(data_dir: DataDir) -> Iterator[LiveServer]:
-    """The API of `data_dir` served by uvicorn on 127.0.0.1, stopped after the test."""
+@contextlib.contextmanager
+def serving(data: DataDir) -> Iterator[LiveServer]:
+    """The API of `data` served by uvicorn on a loopback port in a thread, stopped on exit."""
     port = free_port()
-    config = uvicorn.Config(create_app(data_dir), host="127.0.0.1", port=port, log_level="warning",
+    config = uvicorn.Config(create_app(data), host="127.0.0.1", port=port, log_level="warning",
                             access_log=False, lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
@@ -91,10 +92,17 @@ def live_server(data_dir: DataDir) -> Iterator[LiveServer]:
             raise RuntimeError("the test server did not start")
         time.sleep(0.01)
     try:
-        yield LiveServer(f"http://127.0.0.1:{port}", data_dir, server)
+        yield LiveServer(f"http://127.0.0.1:{port}", data, server)
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_server(data_dir: DataDir) -> Iterator[LiveServer]:
+    """The API of `data_dir`, served for the length of one test."""
+    with serving(data_dir) as server:
+        yield server
 
 
 @pytest.fixture

@@ -10,24 +10,19 @@ the suite fast; every test that writes uses its own `live_server`.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
-from apphub.api.app import create_app
 from apphub.bootstrap import initialise
 from apphub.core import Core
 from apphub.paths import DataDir
 from apphub.store.secrets import Secret
-from tests.conftest import LiveServer, free_port
+from tests.conftest import LiveServer, serving
 
 PROBLEM_JSON = "application/problem+json"
 MASK = "********"
@@ -74,27 +69,6 @@ def reader(live_server: LiveServer, keys: Keys) -> Iterator[httpx.Client]:
 def writer(live_server: LiveServer, keys: Keys) -> Iterator[httpx.Client]:
     with live_server.client(keys.write) as client:
         yield client
-
-
-@contextlib.contextmanager
-def serving(data: DataDir) -> Iterator[LiveServer]:
-    """uvicorn on a loopback port in a thread, exactly as the `live_server` fixture runs it."""
-    port = free_port()
-    config = uvicorn.Config(create_app(data), host="127.0.0.1", port=port, log_level="warning",
-                            access_log=False, lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="uvicorn-api-tests", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.01)
-    try:
-        yield LiveServer(f"http://127.0.0.1:{port}", data, server)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")

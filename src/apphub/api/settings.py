@@ -95,11 +95,8 @@ async def reveal_payload(request: Request, principal: Principal, store: IniStore
     return {"version": snapshot.version, "settings": settings}
 
 
-@router.get("/settings", summary="All sections of config.ini", response_description="Secrets masked",
-            responses=READ_RESPONSES)
-async def read_settings(request: Request, principal: Annotated[Principal, Depends(require_read)],
-                        reveal: Reveal = False) -> Response:
-    store = core_of(request).config
+async def read_file(request: Request, principal: Principal, store: IniStore, reveal: bool) -> Response:
+    """Every section of one INI file (config.ini here, system.ini in the system router)."""
     snapshot = store.snapshot()
     if reveal:
         return read_response(request, snapshot,
@@ -107,17 +104,26 @@ async def read_settings(request: Request, principal: Annotated[Principal, Depend
     return read_response(request, snapshot)
 
 
-@router.get("/settings/{section}", summary="One section of config.ini", responses=READ_RESPONSES)
-async def read_section(section: str, request: Request, principal: Annotated[Principal, Depends(require_read)],
-                       reveal: Reveal = False) -> Response:
-    store = core_of(request).config
+async def read_file_section(request: Request, principal: Principal, store: IniStore, section: str,
+                            reveal: bool) -> Response:
     snapshot = store.snapshot()
     values = snapshot.public_section(section)  # raises SectionNotFound first, whatever the role
     if reveal:
-        payload = await reveal_payload(request, principal, store, snapshot, [section])
-        return read_response(request, snapshot, {"version": snapshot.version, "section": section,
-                                                 "settings": payload["settings"][section]})
+        values = (await reveal_payload(request, principal, store, snapshot, [section]))["settings"][section]
     return read_response(request, snapshot, {"version": snapshot.version, "section": section, "settings": values})
+
+
+@router.get("/settings", summary="All sections of config.ini", response_description="Secrets masked",
+            responses=READ_RESPONSES)
+async def read_settings(request: Request, principal: Annotated[Principal, Depends(require_read)],
+                        reveal: Reveal = False) -> Response:
+    return await read_file(request, principal, core_of(request).config, reveal)
+
+
+@router.get("/settings/{section}", summary="One section of config.ini", responses=READ_RESPONSES)
+async def read_section(section: str, request: Request, principal: Annotated[Principal, Depends(require_read)],
+                       reveal: Reveal = False) -> Response:
+    return await read_file_section(request, principal, core_of(request).config, section, reveal)
 
 
 @router.put("/settings/{section}", summary="Merge keys into one section", responses=WRITE_RESPONSES)
