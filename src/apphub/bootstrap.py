@@ -16,9 +16,10 @@ from apphub.db import Database
 from apphub.errors import DataDirError
 from apphub.paths import DataDir
 from apphub.store.atomic import atomic_write
-from apphub.store.inistore import IniStore, version_of
+from apphub.store.inistore import IniStore
 from apphub.store.schema import FileSchema, KeySpec, load_schema
 from apphub.store.secrets import PREFIX, SecretBox
+from apphub.store.snapshot import version_of
 
 INIT_ACTOR = Actor("init", "init")
 

@@ -18,7 +18,6 @@ import httpx
 import pytest
 
 from apphub.core import Core
-from apphub.store.inistore import plain_values
 from apphub.store.validate import check_file
 from tests.api.conftest import MASK, PROBLEM_JSON, assert_legacy_error, assert_problem, version_of_file
 from tests.conftest import LiveServer
@@ -328,7 +327,7 @@ def random_body(rng: random.Random) -> tuple[str, Any]:
 
 def config_problems(core: Core) -> list[str]:
     snapshot = core.config.snapshot()
-    return [str(error) for error in check_file(core.schema.config, plain_values(snapshot), file="config.ini")]
+    return [str(error) for error in check_file(core.schema.config, snapshot.plaintext_values(), file="config.ini")]
 
 
 def test_random_bodies_never_cause_a_5xx_or_an_invalid_file(admin: httpx.Client, live_server: LiveServer,

@@ -11,8 +11,8 @@ import pytest
 
 from apphub.core import Core
 from apphub.paths import DataDir
-from apphub.store.inistore import version_of
 from apphub.store.secrets import MASK
+from apphub.store.snapshot import version_of
 from tests.cli.conftest import RunApphub, audit_rows, changes_of
 
 SECRETS = [("nginx_proxy_manager", "user_pwd"), ("gitea", "user_pwd"), ("portainer", "user_pwd"), ("api_key", "key")]

@@ -13,8 +13,8 @@ import pytest
 
 from apphub.core import Core
 from apphub.paths import DataDir
-from apphub.store.inistore import version_of
 from apphub.store.secrets import MASK
+from apphub.store.snapshot import version_of
 from tests.cli.conftest import RunApphub, changes_of
 from tests.conftest import LiveServer
 

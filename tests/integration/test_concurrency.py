@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from apphub.paths import DataDir
 from apphub.store.inidoc import IniDocument
-from apphub.store.inistore import version_of
+from apphub.store.snapshot import version_of
 from tests.integration.conftest import StartServe, add_load_section, assert_stops_cleanly, audit_db, run_cli
 
 API_WRITERS = 4

@@ -29,7 +29,7 @@ from apphub.audit.log import Actor
 from apphub.core import Core
 from apphub.paths import DataDir
 from apphub.store.atomic import TEMP_SUFFIX
-from apphub.store.inistore import version_of
+from apphub.store.snapshot import version_of
 from apphub.store.validate import check_file
 from tests.integration.conftest import add_load_section, run_cli
 
@@ -248,17 +248,25 @@ def test_sigkill_during_writes_many_rounds(data_dir: DataDir, writer_script: Pat
 
 
 # The moment between replacing config.ini and committing the audit event, chosen on purpose: the
-# child kills itself from inside AuditLog.record, as a power cut or OOM kill at that instant would.
+# child kills itself right after the file is replaced, inside the open audit transaction, as a
+# power cut or OOM kill at that instant would.
 KILLED_BEFORE_AUDIT_SOURCE = """
 import os, signal, sys
 from pathlib import Path
 
+import apphub.store.inistore as inistore
 from apphub.audit.log import Actor
 from apphub.core import Core
 from apphub.paths import DataDir
 
+replace = inistore.atomic_write
+
+def replace_then_die(*args, **kwargs):
+    replace(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+inistore.atomic_write = replace_then_die
 core = Core(DataDir(Path(sys.argv[1])))
-core.audit.record = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)
 core.config.update({"gitea": {"user_email": "killed@example.com"}}, Actor("crash-writer", "test"))
 """
 
@@ -270,8 +278,7 @@ def test_a_write_killed_before_its_audit_event_is_not_left_unaccounted(data_dir:
                            check=False)
     assert child.returncode == -9, child.stderr.decode(errors="replace")
     landed = data_dir.config_ini.read_bytes()
-    if b"user_email = killed@example.com" not in landed:
-        return  # the write was rolled back: nothing to account for
+    assert b"user_email = killed@example.com" in landed  # replaced, and its audit event never committed
     # The change is in config.ini. The next write through apphub must not carry on as if it were
     # not: the audit log has to say who or what made that version (the write itself, or a
     # recovery event recording an unattributed change), else the history has a hole.

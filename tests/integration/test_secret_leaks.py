@@ -78,7 +78,9 @@ def state_files(data: DataDir) -> dict[str, bytes]:
 def current_secrets(data: DataDir) -> dict[tuple[str, str], str]:
     core = Core(data)
     try:
-        return {key: value.reveal() for key, value in core.config.snapshot().secret_values.items()}
+        snapshot = core.config.snapshot()
+        return {(section, key): snapshot.section_plaintext_value(section, key)
+                for section, key in snapshot.secret_keys()}
     finally:
         core.close()
 

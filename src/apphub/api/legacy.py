@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from apphub.api.auth import Principal, check_may_change, core_of, require_read, require_write
 from apphub.api.problems import LEGACY_RESPONSES
 from apphub.api.settings import actor_of
-from apphub.store.inistore import Snapshot
+from apphub.store.snapshot import Snapshot
 
 router = APIRouter(prefix="/api", tags=["websoft9"], responses=LEGACY_RESPONSES)
 

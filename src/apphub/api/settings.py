@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterable
 from typing import Annotated, Any
 
@@ -14,9 +13,10 @@ from starlette.responses import Response
 from apphub.api.auth import Principal, check_may_change, core_of, require_read, require_write
 from apphub.api.etags import etag, is_not_modified, parse_if_match
 from apphub.api.problems import READ_RESPONSES, WRITE_RESPONSES
-from apphub.audit.log import Actor, Change
+from apphub.audit.log import Actor
 from apphub.errors import Forbidden
-from apphub.store.inistore import IniStore, Snapshot, WriteResult
+from apphub.store.inistore import IniStore, WriteResult
+from apphub.store.snapshot import Snapshot
 
 router = APIRouter(prefix="/api/v1", tags=["settings"])
 
@@ -39,32 +39,11 @@ def actor_of(request: Request, principal: Principal) -> Actor:
     return Actor(principal.name, "api", getattr(request.state, "request_id", None))
 
 
-class _RenderedCache:
-    """The JSON bytes of the latest version's masked view, so a read costs no serialisation."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._entries: dict[tuple[str, str], bytes] = {}
-
-    def body(self, snapshot: Snapshot) -> bytes:
-        key = (snapshot.name, snapshot.version)
-        cached = self._entries.get(key)
-        if cached is None:
-            cached = json.dumps({"version": snapshot.version, "settings": snapshot.public}).encode()
-            with self._lock:
-                self._entries = {k: v for k, v in self._entries.items() if k[0] != snapshot.name}
-                self._entries[key] = cached
-        return cached
-
-
-rendered = _RenderedCache()
-
-
 def read_response(request: Request, snapshot: Snapshot, payload: dict[str, Any] | None = None) -> Response:
     headers = {"ETag": etag(snapshot.version), "Cache-Control": "no-cache"}
     if is_not_modified(request, snapshot.version):
         return Response(status_code=304, headers=headers)
-    content = rendered.body(snapshot) if payload is None else json.dumps(payload).encode()
+    content = snapshot.public_json if payload is None else json.dumps(payload).encode()
     return Response(content, media_type=JSON, headers=headers)
 
 
@@ -86,12 +65,9 @@ async def reveal_payload(request: Request, principal: Principal, store: IniStore
     if principal.role != "admin":
         raise Forbidden(f"the key '{principal.name}' has the role '{principal.role}'; revealing secrets needs 'admin'")
     settings = {section: snapshot.public_section(section, reveal=True) for section in sections}
-    shown = [Change(section, key, "reveal") for (section, key), value in snapshot.secret_values.items()
-             if section in sections and value]
-    if shown:
-        await run_in_threadpool(core_of(request).audit.record, actor_of(request, principal), "secrets.reveal",
-                                shown, file=store.name, version_before=snapshot.version,
-                                version_after=snapshot.version)
+    shown = [(section, key) for section, key in snapshot.secret_keys() if section in sections]
+    await run_in_threadpool(core_of(request).audit.record_reveal, actor_of(request, principal), store.name,
+                            snapshot.version, shown)
     return {"version": snapshot.version, "settings": settings}
 
 

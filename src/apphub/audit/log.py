@@ -5,8 +5,9 @@ Values of secret keys never reach this module in plaintext: callers pass them ma
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,6 +106,26 @@ class AuditLog:
         version_after: str | None = None,
         message: str | None = None,
     ) -> int:
+        with self.recording(actor, action, changes, file=file, version_before=version_before,
+                            version_after=version_after, message=message) as event_id:
+            return event_id
+
+    @contextlib.contextmanager
+    def recording(
+        self,
+        actor: Actor,
+        action: str,
+        changes: Sequence[Change] = (),
+        *,
+        file: str | None = None,
+        version_before: str | None = None,
+        version_after: str | None = None,
+        message: str | None = None,
+    ) -> Iterator[int]:
+        """Hold an event in an open transaction: committed when the block succeeds, gone if it raises.
+
+        A write wraps its file replacement in it, so that it is never reported as failed while done.
+        """
         with self._db.transaction() as connection:
             cursor = connection.execute(
                 "INSERT INTO audit_events (at, actor, source, request_id, action, file, version_before,"
@@ -118,7 +139,17 @@ class AuditLog:
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(event_id, n, c.section, c.key, c.change, c.old, c.new) for n, c in enumerate(changes)],
             )
-        return event_id
+            yield event_id
+
+    def record_reveal(self, actor: Actor, file: str, version: str, keys: Sequence[tuple[str, str]]) -> None:
+        """Someone was shown secrets in plaintext: which keys, never the values.
+
+        A read names the version it read as version_before only: it must never count as the
+        version a file was left at (last_version), since a write may have come in between.
+        """
+        if keys:
+            self.record(actor, "secrets.reveal", [Change(section, key, "reveal") for section, key in keys],
+                        file=file, version_before=version)
 
     def last_version(self, file: str) -> str | None:
         """The version of `file` the newest event left it at, or None if no event names one."""

@@ -13,7 +13,7 @@ from apphub.errors import FieldError, IniParseError, SchemaError, SecretError
 from apphub.store.inidoc import IniDocument
 from apphub.store.schema import FileSchema, load_schema
 from apphub.store.secrets import MASK, SecretBox, is_encrypted, mask
-from apphub.store.validate import check_file
+from apphub.store.validate import check_file, shown_value
 
 FILES = click.Choice(["config", "system"])
 
@@ -37,12 +37,8 @@ def show(ctx: click.Context, section: str | None, as_json: bool, reveal: bool, f
         sections = [section] if section else snapshot.sections()
         values = {name: snapshot.public_section(name, reveal=reveal) for name in sections}
         if reveal:
-            from apphub.audit.log import Change
-
-            shown = [Change(s, k, "reveal") for (s, k), v in snapshot.secret_values.items() if s in sections and v]
-            if shown:
-                core.audit.record(CLI_ACTOR, "secrets.reveal", shown, file=store.name,
-                                  version_before=snapshot.version, version_after=snapshot.version)
+            core.audit.record_reveal(CLI_ACTOR, store.name, snapshot.version,
+                                     [(s, k) for s, k in snapshot.secret_keys() if s in sections])
     if as_json:
         click.echo(json.dumps(values[section] if section else values, indent=2))
         return
@@ -160,8 +156,8 @@ def _check_one(path: Path, schema: FileSchema, box: SecretBox | None) -> tuple[l
                                                    document.line_of(section, key))))
             values[section][key] = plain
 
-    def masked(section: str, key: str, value: str) -> str:
-        return mask(value) if schema.is_secret(section, key) else value
+    def masked(section: str, key: str | None, value: object) -> str | None:
+        return shown_value(schema, section, key, value)
 
     errors = check_file(schema, values, file=path.name, line_of=document.line_of, mask=masked)
     problems += [str(error) for error in errors if (error.section, error.key) not in unreadable]

@@ -7,15 +7,12 @@ the file atomically, record the audit event. Nothing is written unless all of it
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass, field
-from functools import cached_property
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from apphub.audit.log import Actor, AuditLog, Change
 from apphub.errors import (
@@ -23,6 +20,7 @@ from apphub.errors import (
     FieldError,
     IniParseError,
     KeyNotFound,
+    SecretError,
     SectionNotFound,
     ValidationFailed,
     VersionConflict,
@@ -31,7 +29,8 @@ from apphub.store.atomic import atomic_write, exclusive_lock, remove_stale_tempo
 from apphub.store.inidoc import DeleteKey, Edit, IniDocument, SetValue
 from apphub.store.schema import FileSchema
 from apphub.store.secrets import MASK, Secret, SecretBox, is_encrypted, mask
-from apphub.store.validate import Problem, check_file, check_name, to_ini_text, to_json_value
+from apphub.store.snapshot import Snapshot
+from apphub.store.validate import Problem, check_file, check_name, check_text, shown_value, to_ini_text
 
 _BOM = "\ufeff"
 # Who a change nobody made through apphub is attributed to.
@@ -45,98 +44,6 @@ RACY_NS = 100_000_000
 
 def _stat_key(status: os.stat_result) -> tuple[int, ...]:
     return (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns)
-
-
-def version_of(data: bytes) -> str:
-    """The version token of a file's bytes: the API's ETag."""
-    return hashlib.sha256(data).hexdigest()[:32]
-
-
-@dataclass
-class Snapshot:
-    """One version of one INI file: its bytes, its parsed document, and views of it."""
-
-    name: str
-    raw: bytes
-    document: IniDocument
-    schema: FileSchema
-    box: SecretBox
-    version: str = field(init=False)
-    _decrypted: dict[tuple[str, str], Secret] = field(init=False, default_factory=dict, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        self.version = version_of(self.raw)
-
-    def secret(self, section: str, key: str) -> Secret | None:
-        """One secret decrypted (once per version), or None when the key is absent."""
-        found = self._decrypted.get((section, key))
-        if found is None:
-            stored = self.document.get(section, key)
-            if stored is None:
-                return None
-            found = self.box.decrypt(stored, f"{self.name} [{section}] {key}")
-            self._decrypted[(section, key)] = found
-        return found
-
-    def is_secret(self, section: str, key: str) -> bool:
-        return self.schema.is_secret(section, key)
-
-    def sections(self) -> list[str]:
-        return self.document.sections()
-
-    def stored(self, section: str) -> dict[str, str]:
-        """The section's values as stored (secrets still encrypted)."""
-        if not self.document.has_section(section):
-            raise SectionNotFound(section, self.name)
-        return dict(self.document.items(section))
-
-    def plaintext(self, section: str, key: str) -> str | Secret:
-        """One value in plaintext; a secret comes as a Secret so that it cannot leak by accident."""
-        stored = self.document.get(section, key)
-        if stored is None:
-            if not self.document.has_section(section):
-                raise SectionNotFound(section, self.name)
-            raise KeyNotFound(section, key, self.name)
-        if self.is_secret(section, key) or is_encrypted(stored):
-            return self.box.decrypt(stored, f"{self.name} [{section}] {key}")
-        return stored
-
-    def section_plaintext(self, section: str) -> dict[str, str]:
-        """A whole section with secrets decrypted (for the CLI of a local operator only)."""
-        values = {}
-        for key in self.stored(section):
-            value = self.plaintext(section, key)
-            values[key] = value.reveal() if isinstance(value, Secret) else value
-        return values
-
-    def public_section(self, section: str, *, reveal: bool = False, typed: bool = True) -> dict[str, Any]:
-        """A section as the API shows it: typed values, secrets masked unless `reveal`."""
-        shown: dict[str, Any] = {}
-        for key, stored in self.stored(section).items():
-            spec = self.schema.key(section, key)
-            secret = (spec is not None and spec.secret) or is_encrypted(stored)
-            if secret:
-                value = self.plaintext(section, key)
-                text = value.reveal() if isinstance(value, Secret) else value
-                shown[key] = text if reveal else mask(text)
-            else:
-                shown[key] = to_json_value(spec, stored) if typed else stored
-        return shown
-
-    @cached_property
-    def public(self) -> dict[str, dict[str, Any]]:
-        """Every section, masked; computed once per version."""
-        return {section: self.public_section(section) for section in self.sections()}
-
-    @cached_property
-    def secret_values(self) -> dict[tuple[str, str], Secret]:
-        """Every secret of the file, decrypted once per version (the legacy key check needs it)."""
-        found: dict[tuple[str, str], Secret] = {}
-        for section in self.sections():
-            for key, stored in self.document.items(section):
-                if self.is_secret(section, key) or is_encrypted(stored):
-                    found[(section, key)] = self.secret(section, key) or Secret("")
-        return found
 
 
 @dataclass(frozen=True)
@@ -256,13 +163,14 @@ class IniStore:
         def plan(snapshot: Snapshot) -> Plan:
             edits: list[Edit] = []
             audit: list[Change] = []
-            for (section, key), secret in snapshot.secret_values.items():
+            for section, key in snapshot.secret_keys():
                 stored = snapshot.document.get(section, key) or ""
-                plain = secret.reveal()
-                if not plain or (only_plaintext and is_encrypted(stored)):
-                    continue
-                if not only_plaintext and not self._box.needs_rotation(stored):
-                    continue
+                if is_encrypted(stored):
+                    if only_plaintext or not self._box.needs_rotation(stored):
+                        continue
+                    plain = snapshot.section_plaintext_value(section, key)  # a damaged one fails loudly here
+                else:
+                    plain = stored  # typed by hand: nothing to decrypt, however damaged the others are
                 edits.append(SetValue(section, key, self._box.encrypt(plain)))
                 audit.append(Change(section, key, "encrypt", MASK, MASK))
             return edits, audit, {}, []
@@ -300,16 +208,13 @@ class IniStore:
             data = document.text.encode("utf-8")
             if current.raw.startswith(_BOM.encode("utf-8")):
                 data = _BOM.encode("utf-8") + data
-            atomic_write(self.path, data, mode=self._mode)
             written = Snapshot(self.name, data, document, self.schema, self._box)
-            self._audit.record(
-                actor,
-                action,
-                audit_changes,
-                file=self.name,
-                version_before=current.version,
-                version_after=written.version,
-            )
+            # The event commits only if the file was replaced, and the file is replaced only inside
+            # the open event: a write reported as failed was not made (a kill between the two is
+            # what _account_for is for).
+            with self._audit.recording(actor, action, audit_changes, file=self.name,
+                                       version_before=current.version, version_after=written.version):
+                atomic_write(self.path, data, mode=self._mode)
             with self._cache_lock:
                 self._cache = written
                 self._cache_stat = None
@@ -346,9 +251,8 @@ class IniStore:
         proposed: dict[tuple[str, str], str | None] = {}  # plaintext of every touched key; None = deleted
 
         def problem(section: str, key: str | None, found: Problem, value: object = None) -> None:
-            shown = None if value is None else (MASK if self.schema.is_secret(section, key or "") else str(value))
-            errors.append(FieldError(section, key, found.rule, found.message, shown, self.name,
-                                     document.line_of(section, key)))
+            errors.append(FieldError(section, key, found.rule, found.message, self._shown(section, key, value),
+                                     self.name, document.line_of(section, key)))
 
         for section, keys in changes.items():
             if (bad := check_name("section", section)) is not None:
@@ -372,12 +276,16 @@ class IniStore:
                 if isinstance(text, Problem):
                     problem(section, key, text, value)
                     continue
+                if found := check_text(text):  # before anything encrypts or encodes it
+                    for bad in found:
+                        problem(section, key, bad, value)
+                    continue
                 stored = document.get(section, key)
                 secret = (spec is not None and spec.secret) or (stored is not None and is_encrypted(stored))
                 if secret:
                     if text == MASK:
                         continue  # the client sent back what it was shown: keep the stored value
-                    if stored is not None and is_encrypted(stored) and current.plaintext(section, key) == Secret(text):
+                    if stored is not None and is_encrypted(stored) and self._same_secret(current, section, key, text):
                         continue
                     new_stored = self._box.encrypt(text) if text else ""
                     old_shown, new_shown = (mask(stored) if stored is not None else None), mask(text)
@@ -419,14 +327,17 @@ class IniStore:
                 values[section][key] = text
         touched = [pair for pair, text in proposed.items() if text is not None]
 
-        def masked(section: str, key: str, value: str) -> str:
-            return mask(value) if self.schema.is_secret(section, key) else value
+        return check_file(self.schema, values, file=self.name, only=touched, line_of=document.line_of,
+                          mask=self._shown)
 
-        return check_file(self.schema, values, file=self.name, only=touched, line_of=document.line_of, mask=masked)
+    def _shown(self, section: str, key: str | None, value: object) -> str | None:
+        return shown_value(self.schema, section, key, value)
 
+    @staticmethod
+    def _same_secret(current: Snapshot, section: str, key: str, text: str) -> bool:
+        try:
+            return current.plaintext(section, key) == Secret(text)
+        except SecretError:
+            return False  # a damaged value: writing a new one is how it gets repaired
 
-
-def plain_values(snapshot: Snapshot) -> dict[str, dict[str, str]]:
-    """Every value of a file in plaintext, for offline checks (`apphub check`)."""
-    return {section: snapshot.section_plaintext(section) for section in snapshot.sections()}
 

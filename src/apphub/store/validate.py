@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from apphub.errors import FieldError
 from apphub.store.schema import FileSchema, KeySpec
+from apphub.store.secrets import MASK
 
 MAX_VALUE_LENGTH = 4096
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
@@ -29,8 +30,8 @@ _FALSE = {"false", "no", "off", "0"}
 JsonValue = str | int | bool | list[str]
 # The line of a section (key None) or key in the file, for error messages.
 LineLookup = Callable[[str, str | None], int | None]
-# The value to show in an error for (section, key, value): masked when the key is secret.
-MaskFn = Callable[[str, str, str], str]
+# The value an error may show for (section, key, value): masked or None when it must not be shown.
+MaskFn = Callable[[str, str | None, object], str | None]
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,10 @@ def check_name(kind: str, name: str) -> Problem | None:
 def check_text(value: str) -> list[Problem]:
     """Rules every stored value follows, whatever its type."""
     problems = []
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return [Problem("encoding", "is not valid Unicode text (it holds a lone surrogate)")]
     if len(value) > MAX_VALUE_LENGTH:
         problems.append(Problem("max_length", f"is {len(value)} characters long; the limit is {MAX_VALUE_LENGTH}"))
     if _CONTROL.search(value):
@@ -212,6 +217,19 @@ def _json_kind(spec: KeySpec) -> str:
     return {"int": "number", "port": "port number", "bool": "boolean", "list": "list of strings"}.get(
         spec.type, "string"
     )
+
+
+def shown_value(schema: FileSchema, section: str, key: str | None, value: object) -> str | None:
+    """The value an error may show: only that of a key the schema knows, masked if it is secret.
+
+    An unknown key may be a mistyped secret (`user_password`), so its value is not echoed either.
+    """
+    if value is None or key is None:
+        return None
+    spec = schema.key(section, key)
+    if spec is None:
+        return None
+    return MASK if spec.secret and value != "" else str(value)
 
 
 # -- whole files -------------------------------------------------------------------------------
