@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from apphub.api.keys import KeyStore
 from apphub.audit.log import AuditLog, AuditQuery
 from apphub.bootstrap import initialise
 from apphub.db import Database
 from apphub.errors import DataDirError
+from apphub.keys import KeyStore
 from apphub.paths import DataDir
 from apphub.store.inidoc import IniDocument
 from apphub.store.schema import load_schema

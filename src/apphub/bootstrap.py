@@ -10,10 +10,10 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from apphub.api.keys import KeyStore
 from apphub.audit.log import Actor, AuditLog
 from apphub.db import Database
-from apphub.errors import DataDirError
+from apphub.errors import DataDirError, IniParseError
+from apphub.keys import KeyStore
 from apphub.paths import DataDir
 from apphub.store.atomic import atomic_write
 from apphub.store.inistore import IniStore
@@ -52,6 +52,8 @@ class InitReport:
     created: list[str] = field(default_factory=list)
     admin_key_file: Path | None = None
     encrypted_secrets: int = 0
+    completed_keys: int = 0  # required keys an adopted file lacked, added from their defaults
+    problems: list[str] = field(default_factory=list)  # what could not be done, for the operator to fix
 
 
 def initialise(data: DataDir) -> InitReport:
@@ -100,10 +102,33 @@ def initialise(data: DataDir) -> InitReport:
                              message=message)
         for path, file_schema in ((data.config_ini, schema.config), (data.system_ini, schema.system)):
             store = IniStore(path, data.lock_for(path), file_schema, box, audit)
-            report.encrypted_secrets += len(store.reencrypt_secrets(INIT_ACTOR, only_plaintext=True).changes)
+            try:
+                report.completed_keys += _complete_required_keys(store)
+                report.encrypted_secrets += len(store.reencrypt_secrets(INIT_ACTOR, only_plaintext=True).changes)
+            except IniParseError as exc:
+                # Start anyway: the API then says what is wrong, and the edit is never overwritten.
+                report.problems.append(f"{exc.public}; fix it (`apphub check` shows the line)")
     finally:
         database.close()
     return report
+
+
+def _complete_required_keys(store: IniStore) -> int:
+    """Add the required keys an adopted file lacks (an older Websoft9 release's), from their defaults.
+
+    Without them every write to their section would fail validation, and Websoft9's setconfig
+    cannot add keys. Websoft9's own migration.sh merges new template keys the same way.
+    """
+    document = store.snapshot().document
+    missing: dict[str, dict[str, object]] = {}
+    for section, spec in store.schema.sections.items():
+        for key, key_spec in spec.keys.items():
+            value = default_text(key_spec)
+            if key_spec.required and value and not document.has_key(section, key):
+                missing.setdefault(section, {})[key] = value
+    if not missing:
+        return 0
+    return len(store.update(missing, INIT_ACTOR, action="settings.complete").changes)
 
 
 def render_default_ini(schema: FileSchema, box: SecretBox) -> str:

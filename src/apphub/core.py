@@ -4,27 +4,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from apphub.api.keys import KeyStore
 from apphub.audit.log import AuditLog
 from apphub.db import Database
 from apphub.errors import DataDirError
+from apphub.keys import KeyStore
 from apphub.paths import DataDir
 from apphub.store.inistore import IniStore
-from apphub.store.schema import FileName, Schema, load_schema
+from apphub.store.schema import FileName, FileSchema, Schema, SchemaSource
 from apphub.store.secrets import SecretBox
 
 
 class Core:
     """The stores, the audit log and the key store of one initialised data folder."""
 
-    def __init__(self, data: DataDir, schema: Schema | None = None) -> None:
+    def __init__(self, data: DataDir) -> None:
         if not data.is_initialised():
             raise DataDirError(
                 f"{data.root} is not an initialised apphub data folder "
                 "(run `apphub init` or `apphub serve`, or point --data-dir / APPHUB_DATA at one)"
             )
         self.data = data
-        self.schema = schema if schema is not None else load_schema(data.schema_dir)
+        self.schema_source = SchemaSource(data.schema_dir)
         self.box = SecretBox(data.secret_key)
         # Two connections: request authentication reads keys while a write records its audit event.
         self._audit_db = Database(data.database)
@@ -35,8 +35,15 @@ class Core:
         self.config = self._store(data.config_ini, "config")
         self.system = self._store(data.system_ini, "system")
 
+    @property
+    def schema(self) -> Schema:
+        return self.schema_source.current(fresh=True)
+
     def _store(self, path: Path, name: FileName) -> IniStore:
-        return IniStore(path, self.data.lock_for(path), self.schema.for_file(name), self.box, self.audit)
+        def schema_of(fresh: bool) -> FileSchema:
+            return self.schema_source.current(fresh=fresh).for_file(name)
+
+        return IniStore(path, self.data.lock_for(path), schema_of, self.box, self.audit)
 
     def close(self) -> None:
         self._audit_db.close()

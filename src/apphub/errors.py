@@ -12,6 +12,7 @@ ApphubError
 ├── VersionConflict              an If-Match version is not the current one
 ├── LockTimeout                  another writer held the file lock for too long
 ├── SecretError                  a stored secret cannot be decrypted (names section and key)
+├── KeyNameError (ValueError) an API key name that is malformed, reserved or taken
 └── AuthError
     ├── Unauthenticated          no API key, or one that is not known
     └── Forbidden                the key's role is too weak for the action
@@ -144,6 +145,10 @@ class LockTimeout(ApphubError):
 
 class SecretError(ApphubError):
     """A stored secret cannot be decrypted: the key file is missing, wrong, or the value is damaged."""
+
+
+class KeyNameError(ApphubError, ValueError):
+    """An API key name is malformed, reserved, or taken."""
 
 
 class AuthError(ApphubError):

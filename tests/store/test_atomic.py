@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from apphub.errors import LockTimeout
+from apphub.errors import DataDirError, LockTimeout
 from apphub.store.atomic import TEMP_SUFFIX, atomic_write, exclusive_lock, remove_stale_temporaries
 
 
@@ -97,8 +97,9 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path, mon
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", disk_full)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(DataDirError, match=r"cannot write .*config\.ini: No space left") as caught:
         atomic_write(path, b"new bytes\n")
+    assert isinstance(caught.value.__cause__, OSError)
 
     assert path.read_bytes() == b"old bytes\n"
     assert leftovers(tmp_path) == []
@@ -109,16 +110,18 @@ def test_a_failed_replace_leaves_no_temporary(tmp_path: Path) -> None:
     target = tmp_path / "config.ini"
     target.mkdir()  # a folder where the file should be: os.replace fails
 
-    with pytest.raises(IsADirectoryError):
+    with pytest.raises(DataDirError, match=r"config\.ini") as caught:
         atomic_write(target, b"data")
+    assert isinstance(caught.value.__cause__, IsADirectoryError)
 
     assert target.is_dir()
     assert leftovers(tmp_path) == []
 
 
 def test_writing_into_a_missing_folder_fails_cleanly(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(DataDirError, match=r"missing/config\.ini") as caught:
         atomic_write(tmp_path / "missing" / "config.ini", b"data")
+    assert isinstance(caught.value.__cause__, FileNotFoundError)
 
     assert not (tmp_path / "missing").exists()
 

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from apphub.errors import IniParseError
-from apphub.store.inidoc import DeleteKey, IniDocument, SetValue, iter_values
+from apphub.store.inidoc import DeleteKey, IniDocument, SetValue
 from tests.conftest import FIXTURES
 
 GITEA = FIXTURES / "gitea-v1.26.3-app.example.ini"
+
+
+def iter_values(document: IniDocument) -> Iterator[tuple[str, str, str]]:
+    for section in document.sections():
+        for key, value in document.items(section):
+            yield section, key, value
 
 # What Cockpit's /etc/cockpit/cockpit.conf looks like on a Websoft9 host: `k = v` and `k=v` mixed,
 # fnmatch escapes in Origins, a comment between sections.

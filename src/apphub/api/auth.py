@@ -13,14 +13,14 @@ from dataclasses import dataclass
 
 from fastapi import Request, Security
 from fastapi.security import APIKeyHeader
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from apphub.api.keys import Role, has_role
 from apphub.api.problems import apphub_error_response
 from apphub.core import Core
 from apphub.errors import ApphubError, Forbidden, Unauthenticated
+from apphub.keys import WEBSOFT9_KEY, Role, has_role
 
-LEGACY_KEY = ("api_key", "key")
 LEGACY_ACTOR = "api_key"
 
 # Declared for the OpenAPI document (the "Authorize" button); the check itself is below.
@@ -35,7 +35,7 @@ class Principal:
     role: Role
 
 
-def core_of(request: Request) -> Core:
+def core_of(request: HTTPConnection) -> Core:
     core: Core = request.app.state.core
     return core
 
@@ -49,7 +49,8 @@ def authenticate(core: Core, presented: str | None) -> Principal:
             return Principal(key.name, key.role)
         raise Unauthenticated("Invalid API Key")
     try:
-        legacy = core.config.snapshot().secret(*LEGACY_KEY)
+        snapshot = core.config.last_good()
+        legacy = snapshot.secret(*WEBSOFT9_KEY) if snapshot is not None else None
     except ApphubError:
         # A config.ini that does not parse, or a damaged key, accepts no Websoft9 key; and the
         # caller, not yet authenticated, must learn nothing about the file.
@@ -73,14 +74,18 @@ class AuthenticationMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        if scope["type"] == "lifespan" or scope.get("path") in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
-        request = Request(scope)
+        request = Request(scope) if scope["type"] == "http" else HTTPConnection(scope)
         try:
             principal = authenticate(core_of(request), request.headers.get("x-api-key"))
         except Unauthenticated as exc:
-            await apphub_error_response(request, exc)(scope, receive, send)
+            if scope["type"] == "websocket":  # no route serves one yet; a future one is closed too
+                await send({"type": "websocket.close", "code": 1008, "reason": str(exc)})
+            else:
+                assert isinstance(request, Request)
+                await apphub_error_response(request, exc)(scope, receive, send)
             return
         state = scope.setdefault("state", {})
         state["principal"] = principal
@@ -106,7 +111,7 @@ def require(role: Role) -> Callable[..., Awaitable[Principal]]:
 
 def check_may_change(principal: Principal, sections: Mapping[str, Iterable[str]]) -> None:
     """Setting Websoft9's key is setting an admin credential: only an admin may do it."""
-    section, key = LEGACY_KEY
+    section, key = WEBSOFT9_KEY
     if principal.role != "admin" and key in sections.get(section, ()):
         raise Forbidden(f"the key '{principal.name}' has the role '{principal.role}'; "
                         f"changing [{section}] {key} (an admin credential) needs 'admin'")

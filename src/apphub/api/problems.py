@@ -135,8 +135,8 @@ def _legacy_response(exc: ApphubError, status: int, headers: dict[str, str] | No
         return legacy_error(403, "Forbidden", str(exc))
     if isinstance(exc, ValidationFailed):
         return legacy_error(400, "Invalid Request", "; ".join(str(error) for error in exc.errors))
-    if isinstance(exc, IniParseError):
-        return legacy_error(409, "Invalid Request", exc.public)
+    if isinstance(exc, IniParseError):  # Websoft9's clients know 400 and 500; this is not their mistake
+        return legacy_error(500, "Internal Server Error", exc.public)
     if isinstance(exc, AuthError | NotFound | VersionConflict):
         return legacy_error(400, "Invalid Request", str(exc))
     return legacy_error(status, "Internal Server Error" if status >= 500 else "Invalid Request", str(exc))
@@ -169,12 +169,22 @@ def http_error_response(request: Request, exc: StarletteHTTPException) -> Respon
         allowed = allowed_methods(request)
         headers = {**(headers or {}), "Allow": ", ".join(allowed)}
         detail = f"{request.method} is not allowed on {request.url.path} (allowed: {', '.join(allowed)})"
+    elif exc.status_code == 404 and _is_system_write(request):
+        # system.ini is read-only over the API at every depth, not only where a GET route exists.
+        return problem(405, _reason(405), f"{request.method} is not allowed on {request.url.path}: system.ini "
+                       "is read-only over the API", instance=request.url.path, headers={"Allow": "GET"},
+                       request_id=_request_id(request))
     elif exc.status_code == 404:
         detail = f"no route {request.method} {request.url.path}"
     if is_legacy(request):
         return legacy_error(exc.status_code, "Invalid Request", detail, headers)
     return problem(exc.status_code, _reason(exc.status_code), detail, instance=request.url.path,
                    headers=headers, request_id=_request_id(request))
+
+
+def _is_system_write(request: Request) -> bool:
+    path = request.url.path
+    return request.method not in ("GET", "HEAD") and (path == "/api/v1/system" or path.startswith("/api/v1/system/"))
 
 
 def allowed_methods(request: Request) -> list[str]:

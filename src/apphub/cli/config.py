@@ -66,8 +66,11 @@ def get(ctx: click.Context, section: str, key: str, file_name: str) -> None:
     """Print one value; a secret is printed decrypted (for scripts run by the operator)."""
     with open_core(ctx) as core:
         store = core.config if file_name == "config" else core.system
-        value = store.snapshot().plaintext(section, key)
-    click.echo(value if isinstance(value, str) else value.reveal())
+        snapshot = store.snapshot()
+        value = snapshot.section_plaintext_value(section, key)
+        core.audit.record_reveal(CLI_ACTOR, store.name, snapshot.version,
+                                 [(s, k) for s, k in snapshot.secret_keys() if (s, k) == (section, key)])
+    click.echo(value)
 
 
 @config.command("set")

@@ -7,9 +7,9 @@ from typing import cast
 
 import click
 
-from apphub.api.keys import ROLES, Role
 from apphub.audit.log import Change
 from apphub.cli.context import CLI_ACTOR, data_of, open_core
+from apphub.keys import ROLES, Role
 from apphub.store.secrets import SecretBox
 
 

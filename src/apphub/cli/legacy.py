@@ -14,30 +14,38 @@ from typing import Any
 import click
 
 from apphub.cli.context import CLI_ACTOR, open_core
+from apphub.core import Core
 from apphub.errors import KeyNotFound, SectionNotFound
+from apphub.keys import WEBSOFT9_KEY
 from apphub.store.inistore import IniStore
 from apphub.store.secrets import mask
 
-LEGACY_KEY_SECTION, LEGACY_KEY_NAME = "api_key", "key"
+LEGACY_KEY_SECTION, LEGACY_KEY_NAME = WEBSOFT9_KEY
 
 
 def _dump(value: Any) -> str:
     return json.dumps(value)
 
 
-def _get(store: IniStore, section: str | None, key: str | None) -> str:
+def _get(core: Core, store: IniStore, section: str | None, key: str | None) -> Any:
+    """What Websoft9's get commands print (decrypted), recording which secrets it shows."""
     snapshot = store.snapshot()
+    shown = [(s, k) for s, k in snapshot.secret_keys() if section in (None, s) and key in (None, k)]
     if section is None:
-        return _dump({name: snapshot.section_plaintext(name) for name in snapshot.sections()})
-    if key is None:
-        if not snapshot.document.has_section(section):
-            return _dump({})
-        return _dump(snapshot.section_plaintext(section))
-    try:
-        value = snapshot.plaintext(section, key)
-    except (SectionNotFound, KeyNotFound):
-        return ""
-    return value if isinstance(value, str) else value.reveal()
+        value: Any = snapshot.plaintext_values()
+    elif key is None:
+        value = snapshot.section_plaintext(section) if snapshot.document.has_section(section) else {}
+    else:
+        try:
+            value = snapshot.section_plaintext_value(section, key)
+        except (SectionNotFound, KeyNotFound):
+            value = ""
+    core.audit.record_reveal(CLI_ACTOR, store.name, snapshot.version, shown)
+    return value
+
+
+def _echo(value: Any) -> None:
+    click.echo(value if isinstance(value, str) else _dump(value))
 
 
 @click.command()
@@ -47,7 +55,7 @@ def _get(store: IniStore, section: str | None, key: str | None) -> str:
 def getconfig(ctx: click.Context, section: str | None, key: str | None) -> None:
     """Websoft9: print config.ini as JSON, one section as JSON, or one raw value."""
     with open_core(ctx) as core:
-        click.echo(_get(core.config, section, key))
+        _echo(_get(core, core.config, section, key))
 
 
 @click.command()
@@ -57,7 +65,7 @@ def getconfig(ctx: click.Context, section: str | None, key: str | None) -> None:
 def getsysconfig(ctx: click.Context, section: str | None, key: str | None) -> None:
     """Websoft9: print system.ini as JSON, one section as JSON, or one raw value."""
     with open_core(ctx) as core:
-        click.echo(_get(core.system, section, key))
+        _echo(_get(core, core.system, section, key))
 
 
 @click.command()
@@ -65,8 +73,7 @@ def getsysconfig(ctx: click.Context, section: str | None, key: str | None) -> No
 def getallconfig(ctx: click.Context) -> None:
     """Websoft9: print {"config": ..., "system": ...} as JSON."""
     with open_core(ctx) as core:
-        click.echo(_dump({"config": json.loads(_get(core.config, None, None)),
-                          "system": json.loads(_get(core.system, None, None))}))
+        _echo({"config": _get(core, core.config, None, None), "system": _get(core, core.system, None, None)})
 
 
 @click.command()
@@ -113,7 +120,7 @@ def genkey(ctx: click.Context) -> None:
 def getkey(ctx: click.Context) -> None:
     """Websoft9: print the API key of [api_key] key."""
     with open_core(ctx) as core:
-        click.echo(_get(core.config, LEGACY_KEY_SECTION, LEGACY_KEY_NAME))
+        _echo(_get(core, core.config, LEGACY_KEY_SECTION, LEGACY_KEY_NAME))
 
 
 COMMANDS = [getconfig, setconfig, getsysconfig, setsysconfig, getallconfig, genkey, getkey]

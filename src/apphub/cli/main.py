@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from apphub.errors import ApphubError
+from apphub.errors import ApphubError, IniParseError
 from apphub.paths import DATA_ENV, DataDir, default_data_dir
 
 
@@ -20,6 +20,10 @@ class ApphubGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except IniParseError as exc:
+            # Where, not what: the broken line may be a password without its `=`, and this output
+            # ends up in logs. `apphub check` quotes it for the operator who asks.
+            raise click.ClickException(f"{exc.public} (run `apphub check` to see the line)") from exc
         except ApphubError as exc:
             raise click.ClickException(str(exc)) from exc
 

@@ -38,6 +38,11 @@ def report_init(data: DataDir, report: InitReport) -> None:
             "Keep it safe: apphub will not say this again.",
             err=True,
         )
+    for problem in report.problems:
+        click.echo(f"apphub: warning: {problem}", err=True)
+    if report.completed_keys:
+        click.echo(f"apphub: added {report.completed_keys} required key(s) the existing files lacked, "
+                   "from their defaults (see the audit log)", err=True)
     if report.encrypted_secrets:
         click.echo(f"apphub: encrypted {report.encrypted_secrets} secret(s) that were stored in plaintext", err=True)
 

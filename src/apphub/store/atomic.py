@@ -11,6 +11,7 @@ write, and a lock on a replaced inode would guard nothing.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import threading
@@ -18,7 +19,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from apphub.errors import LockTimeout
+from apphub.errors import DataDirError, LockTimeout
 
 TEMP_SUFFIX = ".apphub-tmp"
 
@@ -65,7 +66,22 @@ def exclusive_lock(lock_path: Path, timeout: float = 10.0, what: str | None = No
 
 
 def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
-    """Replace `path` with `data` atomically, keeping its mode and owner (or using `mode` when new)."""
+    """Replace `path` with `data` atomically, keeping its mode and owner (or using `mode` when new).
+
+    A symlink is followed: the file it points to is replaced, and the link stays (a data folder
+    whose config.ini links into a volume keeps writing into the volume).
+    """
+    path = Path(os.path.realpath(path))
+    try:
+        _replace(path, data, mode)
+    except OSError as exc:
+        hint = ""
+        if exc.errno == errno.EBUSY:
+            hint = " (it is a single-file mount, which cannot be replaced atomically: mount its folder instead)"
+        raise DataDirError(f"cannot write {path}: {exc.strerror or exc}{hint}") from exc
+
+
+def _replace(path: Path, data: bytes, mode: int | None) -> None:
     try:
         current = path.stat()
     except FileNotFoundError:
@@ -111,6 +127,7 @@ def _fsync_directory(folder: Path) -> None:
 def remove_stale_temporaries(path: Path) -> list[Path]:
     """Delete temporary files a killed writer left next to `path`; call it with the lock held."""
     removed = []
+    path = Path(os.path.realpath(path))
     for leftover in path.parent.glob(f".{path.name}.*{TEMP_SUFFIX}"):
         with contextlib.suppress(FileNotFoundError):
             leftover.unlink()

@@ -12,7 +12,7 @@ import ast
 import configparser
 import contextlib
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from configupdater import ConfigUpdater, Option, Section
@@ -224,9 +224,3 @@ def _ensure_line_end(lines: list[str], index: int, newline: str) -> None:
     if 0 <= index < len(lines) and not lines[index].endswith(("\n", "\r")):
         lines[index] += newline
 
-
-def iter_values(document: IniDocument) -> Iterator[tuple[str, str, str]]:
-    """Every (section, key, value) of a document, in file order."""
-    for section in document.sections():
-        for key, value in document.items(section):
-            yield section, key, value

@@ -72,15 +72,16 @@ class IniStore:
         self,
         path: Path,
         lock_path: Path,
-        schema: FileSchema,
+        schema: FileSchema | Callable[[bool], FileSchema],
         box: SecretBox,
         audit: AuditLog,
         *,
         mode: int = 0o600,
     ) -> None:
+        """`schema` is the file's schema, or a function giving the current one (True: look now)."""
         self.path = path
         self.name = path.name
-        self.schema = schema
+        self._schema_of = schema if callable(schema) else (lambda fresh: schema)
         self._lock_path = lock_path
         self._box = box
         self._audit = audit
@@ -88,6 +89,11 @@ class IniStore:
         self._cache: Snapshot | None = None
         self._cache_stat: tuple[int, ...] | None = None  # set only when the stat alone proves the bytes unchanged
         self._cache_lock = threading.Lock()
+
+    @property
+    def schema(self) -> FileSchema:
+        """The file's schema as a write sees it (freshly checked)."""
+        return self._schema_of(True)
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -104,16 +110,29 @@ class IniStore:
         except OSError:
             status = None
         key = _stat_key(status) if status is not None else None
+        schema = self._schema_of(False)
         cached = self._cache
-        if cached is not None and key is not None and key == self._cache_stat:
+        if cached is not None and cached.schema is schema and key is not None and key == self._cache_stat:
             return cached
         trusted = status is not None and status.st_ctime_ns < time.time_ns() - RACY_NS
         raw = self._read_bytes()
-        snapshot = cached if cached is not None and cached.raw == raw else self._parse(raw)
+        same = cached is not None and cached.raw == raw and cached.schema is schema
+        snapshot = cached if same and cached is not None else self._parse(raw, schema)
         with self._cache_lock:
             self._cache = snapshot
             self._cache_stat = key if trusted else None
         return snapshot
+
+    def last_good(self) -> Snapshot | None:
+        """The file now if it parses, else the last version that did (None if none has yet).
+
+        What must keep working while a hand edit waits to be fixed (the Websoft9 key check)
+        reads this; reads and writes use snapshot() and say that the file does not parse.
+        """
+        try:
+            return self.snapshot()
+        except IniParseError:
+            return self._cache
 
     def _read_bytes(self) -> bytes:
         try:
@@ -123,7 +142,7 @@ class IniStore:
         except OSError as exc:
             raise DataDirError(f"{self.path} cannot be read: {exc}") from exc
 
-    def _parse(self, raw: bytes) -> Snapshot:
+    def _parse(self, raw: bytes, schema: FileSchema) -> Snapshot:
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -131,7 +150,7 @@ class IniStore:
             raise IniParseError(self.name, line, f"is not valid UTF-8 (byte {exc.start})") from exc
         if text.startswith(_BOM):
             text = text[len(_BOM) :]
-        return Snapshot(self.name, raw, IniDocument(text, self.name), self.schema, self._box)
+        return Snapshot(self.name, raw, IniDocument(text, self.name), schema, self._box)
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -189,8 +208,10 @@ class IniStore:
         with exclusive_lock(self._lock_path, what=self.name):
             remove_stale_temporaries(self.path)
             raw = self._read_bytes()
+            schema = self.schema
             cached = self._cache
-            current = cached if cached is not None and cached.raw == raw else self._parse(raw)
+            same = cached is not None and cached.raw == raw and cached.schema is schema
+            current = cached if same and cached is not None else self._parse(raw, schema)
             self._account_for(current)
             if if_match is not None and current.version not in if_match:
                 raise VersionConflict(", ".join(sorted(if_match)) or "(none)", current.version)
@@ -208,7 +229,7 @@ class IniStore:
             data = document.text.encode("utf-8")
             if current.raw.startswith(_BOM.encode("utf-8")):
                 data = _BOM.encode("utf-8") + data
-            written = Snapshot(self.name, data, document, self.schema, self._box)
+            written = Snapshot(self.name, data, document, schema, self._box)
             # The event commits only if the file was replaced, and the file is replaced only inside
             # the open event: a write reported as failed was not made (a kill between the two is
             # what _account_for is for).
@@ -245,22 +266,23 @@ class IniStore:
         existing_only: bool,
     ) -> Plan:
         document = current.document
+        schema = current.schema  # looked up once, as the write began
         errors: list[FieldError] = []
         edits: list[Edit] = []
         audit: list[Change] = []
         proposed: dict[tuple[str, str], str | None] = {}  # plaintext of every touched key; None = deleted
 
         def problem(section: str, key: str | None, found: Problem, value: object = None) -> None:
-            errors.append(FieldError(section, key, found.rule, found.message, self._shown(section, key, value),
+            errors.append(FieldError(section, key, found.rule, found.message, shown_value(schema, section, key, value),
                                      self.name, document.line_of(section, key)))
 
         for section, keys in changes.items():
             if (bad := check_name("section", section)) is not None:
                 problem(section, None, bad)
                 continue
-            if not keys and section not in self.schema.sections and not self.schema.extra_sections:
+            if not keys and section not in schema.sections and not schema.extra_sections:
                 # With keys, validation names the section; an empty object must not slip through.
-                known = ", ".join(self.schema.sections) or "none"
+                known = ", ".join(schema.sections) or "none"
                 problem(section, None, Problem("unknown_section", f"is not a section of {self.name} (known: {known})"))
                 continue
             if existing_only and not document.has_section(section):
@@ -271,7 +293,7 @@ class IniStore:
                     continue
                 if existing_only and not document.has_key(section, key):
                     raise KeyNotFound(section, key, self.name)
-                spec = self.schema.key(section, key)
+                spec = schema.key(section, key)
                 text = to_ini_text(spec, value)
                 if isinstance(text, Problem):
                     problem(section, key, text, value)
@@ -303,7 +325,7 @@ class IniStore:
                 if not document.has_section(section):
                     raise SectionNotFound(section, self.name)
                 raise KeyNotFound(section, key, self.name)
-            spec = self.schema.key(section, key)
+            spec = schema.key(section, key)
             if spec is not None and spec.required:
                 problem(section, key, Problem("required", "is required and cannot be deleted"))
                 continue
@@ -327,11 +349,12 @@ class IniStore:
                 values[section][key] = text
         touched = [pair for pair, text in proposed.items() if text is not None]
 
-        return check_file(self.schema, values, file=self.name, only=touched, line_of=document.line_of,
-                          mask=self._shown)
+        schema = current.schema
 
-    def _shown(self, section: str, key: str | None, value: object) -> str | None:
-        return shown_value(self.schema, section, key, value)
+        def shown(section: str, key: str | None, value: object) -> str | None:
+            return shown_value(schema, section, key, value)
+
+        return check_file(schema, values, file=self.name, only=touched, line_of=document.line_of, mask=shown)
 
     @staticmethod
     def _same_secret(current: Snapshot, section: str, key: str, text: str) -> bool:

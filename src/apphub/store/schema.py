@@ -18,7 +18,11 @@ order. A later file adds sections, adds or replaces keys, and overrides the flag
 
 from __future__ import annotations
 
+import logging
+import os
 import re
+import threading
+import time
 from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
@@ -28,6 +32,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from apphub.errors import SchemaError
+
+logger = logging.getLogger("apphub.schema")
 
 KeyType = Literal["string", "int", "bool", "port", "url", "email", "hostname", "path", "enum", "list"]
 ApplyMode = Literal["hot", "reload", "restart"]
@@ -81,10 +87,6 @@ class KeySpec(BaseModel):
         if self.generate is not None and self.default is not None:
             raise ValueError("a key has either a 'default' or a 'generate', not both")
         return self
-
-    @property
-    def deletable(self) -> bool:
-        return not self.required
 
 
 class SectionSpec(BaseModel):
@@ -189,3 +191,56 @@ def _describe(exc: ValidationError, source: str) -> str:
         where = ".".join(str(part) for part in error["loc"])
         problems.append(f"  {where}: {error['msg']}")
     return f"{source}: invalid schema:\n" + "\n".join(problems)
+
+
+class SchemaSource:
+    """The schema of one data folder, loaded again when a file of `schema.d` changes.
+
+    So the server enforces the rules an operator just added, as the CLI does, without a restart.
+    A change that breaks the schema is refused: the last good one stays in force, and `error`
+    (and the log) says why until the file is fixed.
+    """
+
+    # Reads may see a schema change up to this late; a write always looks first.
+    READ_INTERVAL_S = 1.0
+
+    def __init__(self, schema_dir: Path) -> None:
+        self._dir = schema_dir
+        self._fingerprint = _fingerprint(schema_dir)
+        self._schema = load_schema(schema_dir)
+        self._checked_at = time.monotonic()
+        self._lock = threading.Lock()
+        self.error: str | None = None
+
+    def current(self, *, fresh: bool = False) -> Schema:
+        if not fresh and time.monotonic() - self._checked_at < self.READ_INTERVAL_S:
+            return self._schema
+        with self._lock:
+            fingerprint = _fingerprint(self._dir)
+            self._checked_at = time.monotonic()
+            if fingerprint != self._fingerprint:
+                self._fingerprint = fingerprint
+                try:
+                    self._schema = load_schema(self._dir)
+                    self.error = None
+                    logger.info("schema reloaded from %s", self._dir)
+                except SchemaError as exc:
+                    self.error = str(exc)
+                    logger.error("schema change refused, the previous schema stays in force: %s", exc)
+            return self._schema
+
+
+def _fingerprint(schema_dir: Path) -> tuple[object, ...]:
+    try:
+        entries = sorted(os.scandir(schema_dir), key=lambda entry: entry.name)
+    except OSError:
+        return ()
+    found: list[object] = []
+    for entry in entries:
+        if entry.name.endswith((".yaml", ".yml")):
+            try:
+                status = entry.stat()
+            except OSError:
+                continue
+            found.append((entry.name, status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns))
+    return tuple(found)

@@ -18,7 +18,7 @@ from typing import Literal
 
 from apphub.audit.log import utc_now
 from apphub.db import Database
-from apphub.errors import ApphubError, NotFound
+from apphub.errors import KeyNameError, NotFound
 
 Role = Literal["read", "write", "admin"]
 ROLES: tuple[Role, ...] = ("read", "write", "admin")
@@ -27,11 +27,9 @@ ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # Actor names apphub itself uses in the audit log; a key cannot take one of them.
 RESERVED_NAMES = frozenset({"cli", "api_key", "apphub", "file", "init"})
+# Websoft9's API key: `[api_key] key` of config.ini, encrypted, accepted as an admin key (DESIGN §10).
+WEBSOFT9_KEY = ("api_key", "key")
 _KEY_PATTERN = re.compile(r"^ahk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
-
-
-class KeyNameError(ApphubError, ValueError):
-    """A key name is malformed, reserved, or taken."""
 
 
 @dataclass(frozen=True)
