@@ -13,6 +13,13 @@ ApphubError
 ├── LockTimeout                  another writer held the file lock for too long
 ├── SecretError                  a stored secret cannot be decrypted (names section and key)
 ├── KeyNameError (ValueError) an API key name that is malformed, reserved or taken
+├── SyncError                    the sync engine could not bring a service to the wanted version
+│   ├── ManifestError (ValueError)
+│   │                            services.yaml is invalid (service, file, field)
+│   ├── RenderError (ValueError) a file cannot be rendered, or its render is not valid (service, file)
+│   ├── ReloadError              a reload action failed (service, strategy, cause)
+│   ├── HealthCheckFailed        a service did not come back healthy in time (service, probe)
+│   └── BackendUnavailable       supervisord or the container engine cannot be reached
 └── AuthError
     ├── Unauthenticated          no API key, or one that is not known
     └── Forbidden                the key's role is too weak for the action
@@ -149,6 +156,30 @@ class SecretError(ApphubError):
 
 class KeyNameError(ApphubError, ValueError):
     """An API key name is malformed, reserved, or taken."""
+
+
+class SyncError(ApphubError):
+    """The sync engine could not bring a service to the wanted version."""
+
+
+class ManifestError(SyncError, ValueError):
+    """services.yaml is invalid; names the service, the file and the field."""
+
+
+class RenderError(SyncError, ValueError):
+    """A file cannot be rendered, or what it renders does not parse; names the service and file."""
+
+
+class ReloadError(SyncError):
+    """A reload action failed; names the service, the strategy and the cause."""
+
+
+class HealthCheckFailed(SyncError):
+    """A service did not come back healthy in time; names the service and the probe."""
+
+
+class BackendUnavailable(SyncError):
+    """supervisord or the container engine cannot be reached (a retry later may succeed)."""
 
 
 class AuthError(ApphubError):

@@ -1,0 +1,1 @@
+"""How a service takes new configuration (reload strategies) and how we know it came back (health probes)."""

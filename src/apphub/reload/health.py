@@ -1,0 +1,48 @@
+"""The health gate: after a reload, wait until every probe of the service passes, or give up."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+
+from apphub.errors import BackendUnavailable, HealthCheckFailed
+from apphub.reload.base import Probe
+from apphub.sync.manifest import HealthSpec
+
+PROBE_KINDS = ("http", "tcp", "container", "supervisor", "command")
+
+
+class HealthChecker:
+    """Runs the probes a HealthSpec names, by kind, until all pass within its timeout."""
+
+    def __init__(self, probes: Mapping[str, Probe]) -> None:
+        self._probes = probes
+
+    def wait_healthy(self, service: str, spec: HealthSpec, stop: threading.Event | None = None) -> float:
+        """Seconds it took to become healthy; HealthCheckFailed with the last reasons if it did not."""
+        started = time.monotonic()
+        deadline = started + spec.timeout
+        kinds = [kind for kind in PROBE_KINDS if getattr(spec, kind) is not None]
+        while True:
+            reasons = []
+            for kind in kinds:
+                probe = self._probes.get(kind)
+                if probe is None:
+                    raise HealthCheckFailed(f"service {service}: no backend for the {kind} probe")
+                try:
+                    reason = probe.check(service, spec)
+                except BackendUnavailable as exc:
+                    reason = str(exc)
+                if reason is not None:
+                    reasons.append(f"{kind}: {reason}")
+            if not reasons:
+                return time.monotonic() - started
+            if time.monotonic() + spec.interval > deadline or (stop is not None and stop.is_set()):
+                raise HealthCheckFailed(
+                    f"service {service} did not become healthy within {spec.timeout:g} s: " + "; ".join(reasons)
+                )
+            if stop is not None:
+                stop.wait(spec.interval)
+            else:
+                time.sleep(spec.interval)

@@ -1,0 +1,1 @@
+"""The sync engine: from an accepted config.ini version to every service's files, reloads and health."""

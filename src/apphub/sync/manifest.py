@@ -1,0 +1,335 @@
+"""The manifest, `DATA/services.yaml`: each service, the files it reads, how it reloads and how
+its health is checked. It is system-level: the API cannot write it.
+
+    templates: templates                 # Jinja2 templates, relative to the data folder
+    services:
+      web:
+        files:
+          - path: /srv/web/app.json        # must lie under a root of system.ini [sync] roots
+            format: json                   # ini | json | yaml | toml | env (inferred from the extension)
+            mode: merge                    # merge: change only the mapped keys; replace: the mapped keys only
+            map:
+              server.port: "${web.port}"   # ${section.key} of config.ini, ${env:NAME}
+          - path: /srv/web/nginx.conf
+            template: nginx.conf.j2        # sandboxed Jinja2, StrictUndefined
+            check: "nginx -t -c {staged}"  # runs on the staged file before the swap
+        reload:                            # one action for any change, or one per `apply` level
+          reload: {strategy: supervisor-signal, program: web, signal: HUP}
+          restart: {strategy: supervisor-restart, program: web}
+        health: {http: "http://127.0.0.1:8081/health", timeout: 10}
+        depends_on: [db]
+        drift: report                      # report | repair
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from apphub.errors import ManifestError
+
+FileFormat = Literal["ini", "json", "yaml", "toml", "env"]
+ApplyLevel = Literal["hot", "reload", "restart"]
+SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_EXTENSIONS: dict[str, FileFormat] = {
+    ".json": "json", ".yaml": "yaml", ".yml": "yaml", ".toml": "toml", ".env": "env", ".ini": "ini",
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FileSpec(_Strict):
+    """One file a service reads, and how apphub produces it."""
+
+    path: str
+    format: FileFormat | None = None
+    mode: Literal["merge", "replace"] = "replace"
+    map: dict[str, str] | None = None
+    template: str | None = None
+    check: str | None = None
+    file_mode: str | None = Field(default=None, pattern=r"^0?[0-7]{3,4}$",
+                                  description="Octal mode; default: kept, or 0600 when the file holds a secret")
+    owner: str | None = Field(default=None, description="user[:group]; default: kept, or apphub's user when new")
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, path: str) -> str:
+        if not path.startswith("/"):
+            raise ValueError("must be an absolute path")
+        if "\x00" in path or ".." in PurePosixPath(path).parts:
+            raise ValueError("must not contain '..' or NUL")
+        return os.path.normpath(path)
+
+    @field_validator("template")
+    @classmethod
+    def _relative_template(cls, template: str | None) -> str | None:
+        if template is not None and (template.startswith("/") or ".." in PurePosixPath(template).parts):
+            raise ValueError("must be a path inside the templates folder (no leading '/', no '..')")
+        return template
+
+    @field_validator("check")
+    @classmethod
+    def _check_parses(cls, check: str | None) -> str | None:
+        if check is not None:
+            try:
+                words = shlex.split(check)
+            except ValueError as exc:
+                raise ValueError(f"cannot be split into words: {exc}") from exc
+            if not words:
+                raise ValueError("is empty")
+            if not any("{staged}" in word for word in words):
+                raise ValueError("must name the staged file as {staged}")
+        return check
+
+    @model_validator(mode="after")
+    def _one_way_to_produce(self) -> FileSpec:
+        if (self.map is None) == (self.template is None):
+            raise ValueError("give either `map` or `template`")
+        inferred = _EXTENSIONS.get(PurePosixPath(self.path).suffix.lower())
+        if self.template is not None:
+            # A template renders the whole file; a format (given, or told by the extension) is
+            # only how its render is checked to parse before it is swapped in.
+            if self.mode != "replace":
+                raise ValueError("a template renders the whole file: `mode: merge` does not apply")
+            if self.format is None and inferred is not None:
+                object.__setattr__(self, "format", inferred)
+            return self
+        if self.format is None:
+            if inferred is None:
+                raise ValueError("give a `format` (ini, json, yaml, toml, env): the extension does not tell")
+            object.__setattr__(self, "format", inferred)
+        if not self.map:
+            raise ValueError("`map` is empty")
+        return self
+
+    def check_argv(self, staged: str) -> list[str]:
+        """The check command's words with {staged} filled in (no shell ever sees them)."""
+        assert self.check is not None
+        return [word.replace("{staged}", staged) for word in shlex.split(self.check)]
+
+    def mode_bits(self) -> int | None:
+        return int(self.file_mode, 8) if self.file_mode is not None else None
+
+
+class _Action(_Strict):
+    timeout: float = Field(default=30.0, gt=0, le=600)
+
+
+class NoAction(_Action):
+    strategy: Literal["none"]
+
+
+class SignalAction(_Action):
+    strategy: Literal["signal"]
+    pidfile: str
+    signal: str = "HUP"
+
+
+class ExecAction(_Action):
+    strategy: Literal["exec"]
+    command: list[str] = Field(min_length=1)
+
+
+class HttpAction(_Action):
+    strategy: Literal["http"]
+    url: str
+    method: Literal["GET", "POST", "PUT"] = "POST"
+
+
+class SupervisorRestartAction(_Action):
+    strategy: Literal["supervisor-restart"]
+    program: str
+
+
+class SupervisorSignalAction(_Action):
+    strategy: Literal["supervisor-signal"]
+    program: str
+    signal: str = "HUP"
+
+
+class ContainerRestartAction(_Action):
+    strategy: Literal["container-restart"]
+    container: str
+    grace: int = Field(default=10, ge=0, le=600, description="Seconds before the engine kills the container")
+
+
+class ContainerSignalAction(_Action):
+    strategy: Literal["container-signal"]
+    container: str
+    signal: str = "HUP"
+
+
+class ContainerExecAction(_Action):
+    strategy: Literal["container-exec"]
+    container: str
+    command: list[str] = Field(min_length=1)
+
+
+Action = Annotated[
+    NoAction | SignalAction | ExecAction | HttpAction | SupervisorRestartAction | SupervisorSignalAction
+    | ContainerRestartAction | ContainerSignalAction | ContainerExecAction,
+    Field(discriminator="strategy"),
+]
+NO_ACTION = NoAction(strategy="none")
+
+
+class HealthSpec(_Strict):
+    """How to tell a service is healthy after a reload; every probe given must pass."""
+
+    http: str | None = Field(default=None, description="URL answering 2xx")
+    tcp: str | None = Field(default=None, pattern=r"^[^:\s]+:\d{1,5}$", description="host:port accepting connections")
+    container: str | None = Field(default=None, description="running, and healthy if it has a healthcheck")
+    supervisor: str | None = Field(default=None, description="program RUNNING for its startsecs")
+    command: list[str] | None = Field(default=None, min_length=1, description="exits 0")
+    timeout: float = Field(default=30.0, gt=0, le=600)
+    interval: float = Field(default=0.2, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _some_probe(self) -> HealthSpec:
+        if not any((self.http, self.tcp, self.container, self.supervisor, self.command)):
+            raise ValueError("give at least one probe: http, tcp, container, supervisor or command")
+        return self
+
+
+class ServiceSpec(_Strict):
+    description: str = ""
+    files: list[FileSpec] = Field(default_factory=list)
+    reload: dict[ApplyLevel, Action] = Field(default_factory=dict)
+    health: HealthSpec | None = None
+    depends_on: list[str] = Field(default_factory=list)
+    drift: Literal["report", "repair"] = "report"
+
+    @field_validator("reload", mode="before")
+    @classmethod
+    def _one_action_for_every_level(cls, value: Any) -> Any:
+        # `reload: {strategy: ...}` is one action for whatever a change needs beyond `hot`.
+        if isinstance(value, dict) and "strategy" in value:
+            return {"reload": value, "restart": value}
+        return value
+
+    def action_for(self, level: ApplyLevel) -> Action:
+        """The weakest declared action that is at least as strong as `level` needs."""
+        order: list[ApplyLevel] = ["hot", "reload", "restart"]
+        for candidate in order[order.index(level):]:
+            if candidate in self.reload:
+                return self.reload[candidate]
+        return NO_ACTION
+
+
+class Manifest(_Strict):
+    templates: str = "templates"
+    services: dict[str, ServiceSpec] = Field(default_factory=dict)
+
+    @field_validator("services")
+    @classmethod
+    def _names(cls, services: dict[str, ServiceSpec]) -> dict[str, ServiceSpec]:
+        for name in services:
+            if not SERVICE_NAME.match(name):
+                raise ValueError(f"service name {name!r} is not allowed (letters, digits, '_', '.', '-')")
+        return services
+
+    @model_validator(mode="after")
+    def _graph(self) -> Manifest:
+        for name, service in self.services.items():
+            for dependency in service.depends_on:
+                if dependency not in self.services:
+                    raise ValueError(f"service {name}: depends_on names {dependency!r}, which is not a service")
+        owners: dict[str, str] = {}
+        for name, service in self.services.items():
+            for file in service.files:
+                if file.path in owners:
+                    raise ValueError(f"services {owners[file.path]} and {name} both produce {file.path}")
+                owners[file.path] = name
+        dependency_order(self)  # raises on a cycle
+        return self
+
+
+def dependency_order(manifest: Manifest) -> list[list[str]]:
+    """Services in waves: each wave depends only on earlier ones, so a wave can reload in parallel."""
+    remaining = {name: set(service.depends_on) for name, service in manifest.services.items()}
+    waves: list[list[str]] = []
+    done: set[str] = set()
+    while remaining:
+        ready = sorted(name for name, needs in remaining.items() if needs <= done)
+        if not ready:
+            raise ValueError(f"depends_on has a cycle among: {', '.join(sorted(remaining))}")
+        waves.append(ready)
+        done.update(ready)
+        for name in ready:
+            del remaining[name]
+    return waves
+
+
+def load_manifest(path: Path, roots: Sequence[str], data_root: Path) -> Manifest:
+    """Read and check `services.yaml`; a missing file is an empty manifest."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return Manifest()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"{path}: cannot be read: {exc}") from exc
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ManifestError(f"{path}: is not valid YAML: {exc}") from exc
+    if document is None:
+        return Manifest()
+    if not isinstance(document, dict):
+        raise ManifestError(f"{path}: the top level must be a mapping with `services`")
+    try:
+        manifest = Manifest.model_validate(document)
+    except ValidationError as exc:
+        raise ManifestError(_describe(path, document, exc)) from exc
+    problems = [problem for name, service in manifest.services.items()
+                for problem in _confinement_problems(name, service, roots, data_root)]
+    if problems:
+        raise ManifestError(f"{path}: invalid manifest:\n" + "\n".join(f"  {problem}" for problem in problems))
+    return manifest
+
+
+def _confinement_problems(name: str, service: ServiceSpec, roots: Sequence[str], data_root: Path) -> list[str]:
+    """Target files must lie under a configured root, and never inside the data folder itself."""
+    problems = []
+    real_roots = [os.path.realpath(root) for root in roots if root]
+    data = os.path.realpath(data_root)
+    for number, file in enumerate(service.files, start=1):
+        real = os.path.realpath(file.path)  # a symlink must not lead outside the roots
+        where = f"service {name}, file {number} ({file.path})"
+        if real == data or real.startswith(data + os.sep):
+            problems.append(f"{where}: path: lies inside the data folder {data_root}, which apphub owns")
+        elif not any(real == root or real.startswith(root.rstrip(os.sep) + os.sep) for root in real_roots):
+            shown = ", ".join(roots) if real_roots else "none set"
+            problems.append(f"{where}: path: is not under a root of system.ini [sync] roots ({shown})")
+    return problems
+
+
+def _describe(path: Path, document: dict[str, Any], exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        location = list(error["loc"])
+        where = []
+        if location[:1] == ["services"] and len(location) > 1:
+            where.append(f"service {location[1]}")
+            rest = location[2:]
+            if rest[:1] == ["files"] and len(rest) > 1 and isinstance(rest[1], int):
+                files = (document.get("services") or {}).get(location[1], {}).get("files") or []
+                target = files[rest[1]].get("path", "?") if rest[1] < len(files) and isinstance(files[rest[1]], dict) \
+                    else "?"
+                where.append(f"file {rest[1] + 1} ({target})")
+                rest = rest[2:]
+            field = ".".join(str(part) for part in rest)
+        else:
+            field = ".".join(str(part) for part in location)
+        message = str(error["msg"]).removeprefix("Value error, ")
+        prefix = ", ".join(where)
+        problems.append(f"  {prefix + ': ' if prefix else ''}{field or '(service)'}: {message}")
+    return f"{path}: invalid manifest:\n" + "\n".join(problems)
