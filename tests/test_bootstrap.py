@@ -63,6 +63,12 @@ WEBSOFT9_SYSTEM: dict[str, dict[str, str | None]] = {
     },
     "webhook": {"wechat": "", "monitor_api": "https://monitor.service.websoft9.com"},
 }
+# What a fresh system.ini holds: Websoft9's sections, then apphub's own [sync].
+FRESH_SYSTEM: dict[str, dict[str, str | None]] = {
+    **WEBSOFT9_SYSTEM,
+    "sync": {"roots": "", "supervisor_url": "unix:///var/run/supervisor.sock",
+             "docker_url": "unix:///var/run/docker.sock", "debounce_ms": "50", "drift_interval_s": "60"},
+}
 PLACEHOLDERS = {
     ("nginx_proxy_manager", "user_pwd"): "hJUGWrlDgqmGglr0",
     ("gitea", "user_pwd"): "JGFceAxAmjrx",
@@ -132,7 +138,7 @@ def test_first_start_creates_every_part_of_the_data_folder(tmp_path: Path) -> No
     assert data.is_initialised()
 
 
-@pytest.mark.parametrize(("name", "expected"), [("config", WEBSOFT9_CONFIG), ("system", WEBSOFT9_SYSTEM)])
+@pytest.mark.parametrize(("name", "expected"), [("config", WEBSOFT9_CONFIG), ("system", FRESH_SYSTEM)])
 def test_the_ini_files_hold_every_websoft9_section_and_key(
     fresh: DataDir, name: str, expected: dict[str, dict[str, str | None]]
 ) -> None:
@@ -261,7 +267,7 @@ def test_a_deleted_system_ini_is_recreated_and_config_ini_is_left_alone(fresh: D
 
     assert report.created == [str(fresh.system_ini)]
     assert fresh.config_ini.read_bytes() == config_before
-    assert IniDocument(fresh.system_ini.read_text()).sections() == list(WEBSOFT9_SYSTEM)
+    assert IniDocument(fresh.system_ini.read_text()).sections() == list(FRESH_SYSTEM)
 
 
 # -- adopting Websoft9's files -----------------------------------------------------------------

@@ -29,6 +29,8 @@ WEBSOFT9_SYSTEM_SECTIONS = {
     "appmonitor": ["keys"],
     "php_apps": ["keys"],
     "webhook": ["wechat", "monitor_api"],
+    # apphub's own section, after Websoft9's: where the sync engine may write, how it reaches services
+    "sync": ["roots", "supervisor_url", "docker_url", "debounce_ms", "drift_interval_s"],
 }
 
 
