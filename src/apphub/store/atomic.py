@@ -71,39 +71,73 @@ def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
     A symlink is followed: the file it points to is replaced, and the link stays (a data folder
     whose config.ini links into a volume keeps writing into the volume).
     """
+    staged = stage(path, data, new_mode=mode)
+    swap(staged, path)
+
+
+def stage(path: Path, data: bytes, *, mode: int | None = None, new_mode: int | None = None,
+          owner: tuple[int, int] | None = None) -> Path:
+    """Write `data` to a temporary file next to `path`, flushed, with its final mode and owner.
+
+    Mode: `mode` if given, else the current file's, else `new_mode` (0644 if None). Owner: `owner`
+    if given, else the current file's (when we may), else ours. `swap` then puts it in place; a
+    check can run on it in between.
+    """
     path = Path(os.path.realpath(path))
+    with _translated(path):
+        try:
+            current = path.stat()
+        except FileNotFoundError:
+            current = None
+        fd, temporary = _create_temporary(path)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+                if mode is not None:
+                    os.fchmod(handle.fileno(), mode)
+                elif current is not None:
+                    os.fchmod(handle.fileno(), current.st_mode & 0o7777)
+                else:
+                    os.fchmod(handle.fileno(), 0o644 if new_mode is None else new_mode)
+                wanted = owner or ((current.st_uid, current.st_gid) if current is not None else None)
+                if wanted is not None and os.geteuid() == 0 and wanted != (os.geteuid(), os.getegid()):
+                    os.fchown(handle.fileno(), *wanted)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+            raise
+    return Path(temporary)
+
+
+def swap(staged: Path, path: Path) -> None:
+    """Put a staged file in place of `path` atomically (following a symlink at `path`)."""
+    path = Path(os.path.realpath(path))
+    with _translated(path):
+        try:
+            os.replace(staged, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(staged)
+            raise
+        _fsync_directory(path.parent)
+
+
+def discard(staged: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(staged)
+
+
+@contextlib.contextmanager
+def _translated(path: Path) -> Iterator[None]:
     try:
-        _replace(path, data, mode)
+        yield
     except OSError as exc:
         hint = ""
         if exc.errno == errno.EBUSY:
             hint = " (it is a single-file mount, which cannot be replaced atomically: mount its folder instead)"
         raise DataDirError(f"cannot write {path}: {exc.strerror or exc}{hint}") from exc
-
-
-def _replace(path: Path, data: bytes, mode: int | None) -> None:
-    try:
-        current = path.stat()
-    except FileNotFoundError:
-        current = None
-    fd, temporary = _create_temporary(path)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-            if current is not None:
-                os.fchmod(handle.fileno(), current.st_mode & 0o7777)
-                if os.geteuid() == 0 and (current.st_uid, current.st_gid) != (os.geteuid(), os.getegid()):
-                    os.fchown(handle.fileno(), current.st_uid, current.st_gid)
-            else:
-                os.fchmod(handle.fileno(), 0o644 if mode is None else mode)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-    _fsync_directory(path.parent)
 
 
 def _create_temporary(path: Path) -> tuple[int, str]:
