@@ -48,6 +48,17 @@ _MIGRATIONS: list[str] = [
     CREATE INDEX audit_events_actor ON audit_events (actor);
     CREATE INDEX audit_changes_section_key ON audit_changes (section, key);
     """,
+    """
+    CREATE TABLE sync_journal (
+        service TEXT PRIMARY KEY,
+        state TEXT NOT NULL CHECK (state IN ('applying', 'applied', 'failed')),
+        wanted_version TEXT,
+        applied_version TEXT,
+        files TEXT NOT NULL DEFAULT '{}',
+        error TEXT,
+        updated_at TEXT NOT NULL
+    );
+    """,
 ]
 
 

@@ -9,11 +9,11 @@ from typing import Any
 import click
 
 from apphub.cli.context import CLI_ACTOR, data_of, open_core
-from apphub.errors import FieldError, IniParseError, SchemaError, SecretError
+from apphub.errors import IniParseError, SchemaError, SecretError
+from apphub.store.check import file_problems
 from apphub.store.inidoc import IniDocument
 from apphub.store.schema import FileSchema, load_schema
-from apphub.store.secrets import MASK, SecretBox, is_encrypted, mask
-from apphub.store.validate import check_file, shown_value
+from apphub.store.secrets import SecretBox, mask
 
 FILES = click.Choice(["config", "system"])
 
@@ -133,39 +133,9 @@ def _check_one(path: Path, schema: FileSchema, box: SecretBox | None) -> tuple[l
         document = IniDocument(text, path.name)
     except IniParseError as exc:
         return [str(exc)], None
-    problems: list[str] = []
-    values: dict[str, dict[str, str]] = {}
-    unreadable: set[tuple[str, str]] = set()  # already reported; present, but not checked further
-    for section in document.sections():
-        values[section] = {}
-        for key, stored in document.items(section):
-            plain = stored
-            if schema.is_secret(section, key) or is_encrypted(stored):
-                if box is None:
-                    unreadable.add((section, key))
-                    values[section][key] = stored
-                    continue
-                try:
-                    where = f"{path.name}:{document.line_of(section, key)}: [{section}] {key}"
-                    plain = box.decrypt(stored, where).reveal()
-                except SecretError as exc:
-                    problems.append(str(exc))
-                    unreadable.add((section, key))
-                    values[section][key] = stored
-                    continue
-                if stored and not is_encrypted(stored):
-                    problems.append(str(FieldError(section, key, "encrypted", "is a secret stored in plaintext; "
-                                                   "`apphub serve` or `apphub init` encrypts it", MASK, path.name,
-                                                   document.line_of(section, key))))
-            values[section][key] = plain
-
-    def masked(section: str, key: str | None, value: object) -> str | None:
-        return shown_value(schema, section, key, value)
-
-    errors = check_file(schema, values, file=path.name, line_of=document.line_of, mask=masked)
-    problems += [str(error) for error in errors if (error.section, error.key) not in unreadable]
-    keys = sum(len(keys) for keys in values.values())
-    return problems, f"{path.name}: OK ({len(values)} sections, {keys} keys)"
+    problems = file_problems(document, schema, box, path.name)
+    keys = sum(len(document.items(section)) for section in document.sections())
+    return problems, f"{path.name}: OK ({len(document.sections())} sections, {keys} keys)"
 
 
 COMMANDS = [config, check]

@@ -1,0 +1,72 @@
+"""The apply journal: per service, what apphub last set out to give it and what it last gave it.
+
+It is written before files are swapped (`applying`) and after the health gate (`applied` or
+`failed`), in SQLite, so that a restart of apphub knows which services were left between the
+two: those get their reload again even when their files already hold the wanted bytes. Every
+other service is judged by its files alone, so a restart with no change reloads nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Literal
+
+from apphub.audit.log import utc_now
+from apphub.db import Database
+
+JournalState = Literal["applying", "applied", "failed"]
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    service: str
+    state: JournalState
+    wanted_version: str | None
+    applied_version: str | None
+    files: dict[str, str]  # path -> sha256 of the bytes apphub wrote
+    error: str | None
+    updated_at: str
+
+
+class Journal:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    def entries(self) -> dict[str, JournalEntry]:
+        rows = self._db.query("SELECT * FROM sync_journal")
+        return {row["service"]: JournalEntry(row["service"], row["state"], row["wanted_version"],
+                                             row["applied_version"], json.loads(row["files"]), row["error"],
+                                             row["updated_at"]) for row in rows}
+
+    def applying(self, service: str, version: str) -> None:
+        with self._db.transaction() as connection:
+            connection.execute(
+                "INSERT INTO sync_journal (service, state, wanted_version, updated_at) VALUES (?, 'applying', ?, ?)"
+                " ON CONFLICT (service) DO UPDATE SET state = 'applying', wanted_version = excluded.wanted_version,"
+                " error = NULL, updated_at = excluded.updated_at",
+                (service, version, utc_now()),
+            )
+
+    def applied(self, service: str, version: str, files: dict[str, str]) -> None:
+        with self._db.transaction() as connection:
+            connection.execute(
+                "INSERT INTO sync_journal (service, state, wanted_version, applied_version, files, updated_at)"
+                " VALUES (?, 'applied', ?, ?, ?, ?) ON CONFLICT (service) DO UPDATE SET state = 'applied',"
+                " wanted_version = excluded.wanted_version, applied_version = excluded.applied_version,"
+                " files = excluded.files, error = NULL, updated_at = excluded.updated_at",
+                (service, version, version, json.dumps(files), utc_now()),
+            )
+
+    def failed(self, service: str, version: str, error: str) -> None:
+        with self._db.transaction() as connection:
+            connection.execute(
+                "INSERT INTO sync_journal (service, state, wanted_version, error, updated_at)"
+                " VALUES (?, 'failed', ?, ?, ?) ON CONFLICT (service) DO UPDATE SET state = 'failed',"
+                " wanted_version = excluded.wanted_version, error = excluded.error, updated_at = excluded.updated_at",
+                (service, version, error, utc_now()),
+            )
+
+    def forget(self, service: str) -> None:
+        with self._db.transaction() as connection:
+            connection.execute("DELETE FROM sync_journal WHERE service = ?", (service,))
