@@ -17,6 +17,14 @@ PY
 missing=()
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 command -v git >/dev/null || missing+=(git)
+if [ -n "$extras" ]; then
+    # The tests drive the real components: a Docker-compatible engine (Podman with runc), a
+    # busybox image built from busybox-static, and supervisord.
+    command -v podman >/dev/null || missing+=(podman)
+    command -v runc >/dev/null || missing+=(runc)
+    [ -x /bin/busybox ] || missing+=(busybox-static)
+    command -v supervisord >/dev/null || missing+=(supervisor)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null; then sudo="sudo"; else
         echo "apphub needs these Debian packages: ${missing[*]} (run as root, or install them)" >&2; exit 1

@@ -51,7 +51,8 @@ class Operation:
     def needs(self) -> str | None:
         if self.template == "/healthz":
             return None
-        return "read" if self.method == "GET" else "write"
+        # A plan changes nothing: a read key may ask what a change would do.
+        return "read" if self.method == "GET" or self.template == "/api/v1/settings/plan" else "write"
 
 
 def client_with(server: LiveServer, headers: dict[str, str] | dict[bytes, bytes]) -> httpx.Client:

@@ -19,6 +19,10 @@ ROUTES = {
     "/api/v1/audit": {"get"},
     "/api/settings": {"get"},
     "/api/settings/{section}": {"get", "put"},
+    "/api/v1/settings/plan": {"post"},
+    "/api/v1/settings/reload": {"post"},
+    "/api/v1/sync/status": {"get"},
+    "/metrics": {"get"},
 }
 
 

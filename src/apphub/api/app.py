@@ -16,11 +16,13 @@ from starlette.responses import HTMLResponse, JSONResponse
 
 import apphub
 from apphub.api import audit, legacy, settings, system
+from apphub.api import sync as sync_routes
 from apphub.api.auth import AuthenticationMiddleware, Principal, require_read
 from apphub.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from apphub.api.problems import install_error_handlers
 from apphub.core import Core
 from apphub.paths import DataDir
+from apphub.sync.engine import BackendFactory, SyncEngine
 
 DESCRIPTION = """\
 Configuration center: `config.ini` (user settings) and `system.ini` (system settings, read-only here)
@@ -31,16 +33,29 @@ changed the file in between.
 """
 
 
-def create_app(data: DataDir) -> FastAPI:
-    """The application for one initialised data folder."""
+def create_app(data: DataDir, *, sync: bool = True, backends: BackendFactory | None = None,
+               watch: bool = True) -> FastAPI:
+    """The application for one initialised data folder, with its sync thread unless `sync` is False.
+
+    `backends` builds the reload strategies and probes (default: the real ones from system.ini).
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         core = Core(data)
         app.state.core = core
+        engine = None
+        if sync:
+            from apphub.reload.build import build_backends
+
+            engine = SyncEngine(core, backends or build_backends, watch=watch)
+            engine.start()
+        app.state.engine = engine
         try:
             yield
         finally:
+            if engine is not None:
+                engine.stop()
             core.close()
 
     app = FastAPI(
@@ -57,7 +72,7 @@ def create_app(data: DataDir) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(AuthenticationMiddleware)
     app.add_middleware(RequestContextMiddleware)
-    for router in (settings.router, system.router, audit.router, legacy.router):
+    for router in (settings.router, system.router, audit.router, legacy.router, sync_routes.router):
         app.include_router(router)
 
     @app.get("/healthz", tags=["health"], summary="Liveness: the process answers (no key needed)")

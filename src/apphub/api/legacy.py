@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from apphub.api.auth import Principal, check_may_change, core_of, require_read, require_write
 from apphub.api.problems import LEGACY_RESPONSES
 from apphub.api.settings import actor_of
+from apphub.api.sync import sync_after_write
 from apphub.store.snapshot import Snapshot
 
 router = APIRouter(prefix="/api", tags=["websoft9"], responses=LEGACY_RESPONSES)
@@ -68,4 +69,5 @@ def legacy_update(
     check_may_change(principal, {section: [key]})
     result = core_of(request).config.update({section: {key: value}}, actor_of(request, principal),
                                             existing_only=True)
+    sync_after_write(request, result.changed, wait=False, timeout=0)
     return result.snapshot.public_section(section, typed=False)

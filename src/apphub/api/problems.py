@@ -32,6 +32,7 @@ from apphub.errors import (
     SchemaError,
     SecretError,
     SectionNotFound,
+    SyncError,
     Unauthenticated,
     ValidationFailed,
     VersionConflict,
@@ -56,6 +57,7 @@ _PROBLEMS: dict[type[ApphubError], tuple[int, str, str]] = {
     SecretError: (500, "Secret cannot be decrypted", "secret-error"),
     SchemaError: (500, "Invalid schema", "schema-error"),
     DataDirError: (500, "Data folder error", "data-dir-error"),
+    SyncError: (503, "Sync engine unavailable", "sync-unavailable"),
 }
 
 

@@ -13,6 +13,7 @@ from starlette.responses import Response
 from apphub.api.auth import Principal, check_may_change, core_of, require_read, require_write
 from apphub.api.etags import etag, is_not_modified, parse_if_match
 from apphub.api.problems import READ_RESPONSES, WRITE_RESPONSES
+from apphub.api.sync import WAIT_DEFAULT_S, Wait, WaitTimeout, sync_after_write
 from apphub.audit.log import Actor
 from apphub.errors import Forbidden
 from apphub.store.inistore import IniStore, WriteResult
@@ -47,15 +48,17 @@ def read_response(request: Request, snapshot: Snapshot, payload: dict[str, Any] 
     return Response(content, media_type=JSON, headers=headers)
 
 
-def write_response(result: WriteResult, sections: Iterable[str]) -> Response:
+def write_response(result: WriteResult, sections: Iterable[str], sync: dict[str, Any] | None = None) -> Response:
     snapshot = result.snapshot
-    body = {
+    body: dict[str, Any] = {
         "version": snapshot.version,
         "previous_version": result.previous_version,
         "changed": [change.__dict__ for change in result.changes],
         "settings": {section: snapshot.public_section(section) for section in dict.fromkeys(sections)
                      if snapshot.document.has_section(section)},
     }
+    if sync is not None:
+        body["sync"] = sync
     return Response(json.dumps(body), media_type=JSON, headers={"ETag": etag(snapshot.version)})
 
 
@@ -104,26 +107,28 @@ async def read_section(section: str, request: Request, principal: Annotated[Prin
 
 @router.put("/settings/{section}", summary="Merge keys into one section", responses=WRITE_RESPONSES)
 def update_section(section: str, body: SettingsBody, request: Request,
-                   principal: Annotated[Principal, Depends(require_write)], if_match: IfMatch = None) -> Response:
+                   principal: Annotated[Principal, Depends(require_write)], if_match: IfMatch = None,
+                   wait: Wait = False, wait_timeout: WaitTimeout = WAIT_DEFAULT_S) -> Response:
     check_may_change(principal, {section: body})
     result = core_of(request).config.update({section: body}, actor_of(request, principal),
                                             if_match=parse_if_match(if_match))
-    return write_response(result, [section])
+    return write_response(result, [section], sync_after_write(request, result.changed, wait, wait_timeout))
 
 
 @router.put("/settings", summary="Change several sections at once, all or nothing", responses=WRITE_RESPONSES)
 def update_settings(body: BatchBody, request: Request, principal: Annotated[Principal, Depends(require_write)],
-                    if_match: IfMatch = None) -> Response:
+                    if_match: IfMatch = None, wait: Wait = False,
+                    wait_timeout: WaitTimeout = WAIT_DEFAULT_S) -> Response:
     check_may_change(principal, body)
     result = core_of(request).config.update(body, actor_of(request, principal), if_match=parse_if_match(if_match))
-    return write_response(result, body)
+    return write_response(result, body, sync_after_write(request, result.changed, wait, wait_timeout))
 
 
 @router.delete("/settings/{section}/{key}", summary="Remove a key the schema does not require",
                responses=WRITE_RESPONSES)
 def delete_key(section: str, key: str, request: Request, principal: Annotated[Principal, Depends(require_write)],
-               if_match: IfMatch = None) -> Response:
+               if_match: IfMatch = None, wait: Wait = False, wait_timeout: WaitTimeout = WAIT_DEFAULT_S) -> Response:
     check_may_change(principal, {section: [key]})
     result = core_of(request).config.update({}, actor_of(request, principal), deletes=[(section, key)],
                                             if_match=parse_if_match(if_match), action="settings.delete")
-    return write_response(result, [section])
+    return write_response(result, [section], sync_after_write(request, result.changed, wait, wait_timeout))

@@ -9,11 +9,15 @@ from typing import Any
 import click
 
 from apphub.cli.context import CLI_ACTOR, data_of, open_core
-from apphub.errors import IniParseError, SchemaError, SecretError
+from apphub.errors import ApphubError, IniParseError, SchemaError, SecretError
+from apphub.paths import DataDir
 from apphub.store.check import file_problems
 from apphub.store.inidoc import IniDocument
-from apphub.store.schema import FileSchema, load_schema
+from apphub.store.schema import FileSchema, Schema, load_schema
 from apphub.store.secrets import SecretBox, mask
+from apphub.store.snapshot import Snapshot
+from apphub.sync.manifest import load_manifest
+from apphub.sync.settings import SyncSettings
 
 FILES = click.Choice(["config", "system"])
 
@@ -114,12 +118,26 @@ def check(ctx: click.Context) -> None:
         problems += found
         if summary:
             counts.append(summary)
+    problems += _manifest_problems(data, box, schema)
     for problem in problems:
         click.echo(problem, err=True)
     if problems:
         raise click.exceptions.Exit(1)
     for summary in counts:
         click.echo(summary)
+
+
+def _manifest_problems(data: DataDir, box: SecretBox | None, schema: Schema) -> list[str]:
+    """services.yaml is checked too (its roots come from system.ini [sync])."""
+    if box is None:
+        return []
+    try:
+        raw = data.system_ini.read_bytes()
+        system = Snapshot("system.ini", raw, IniDocument(raw.decode("utf-8"), "system.ini"), schema.system, box)
+        load_manifest(data.root / "services.yaml", SyncSettings.from_system(system).roots, data.root)
+    except (ApphubError, OSError, UnicodeDecodeError) as exc:
+        return [str(exc)]
+    return []
 
 
 def _check_one(path: Path, schema: FileSchema, box: SecretBox | None) -> tuple[list[str], str | None]:

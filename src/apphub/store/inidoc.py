@@ -4,6 +4,10 @@ configupdater parses the file (so the rules are those of Python's configparser, 
 files were written with). Edits are applied as splices of the original lines, not by re-rendering:
 configupdater rewrites a changed line as `key = value` whatever its spacing was, and we promise to
 keep every byte that was not changed, `k=v` spacing, CRLF line ends and inline text included.
+
+Some files start with keys before any `[section]` (Gitea's `app.ini` opens with `APP_NAME` and
+`RUN_MODE`), which configparser refuses. `top_level=True` reads those keys into the section named
+`TOP_LEVEL` (""): configparser parses the text behind a synthetic header that is never written.
 """
 
 from __future__ import annotations
@@ -18,6 +22,12 @@ from dataclasses import dataclass
 from configupdater import ConfigUpdater, Option, Section
 
 from apphub.errors import IniParseError
+
+TOP_LEVEL = ""
+# The header parsed in front of the text with top_level=True. configparser needs a header before
+# the first key; NUL cannot appear in a header anyone writes, so it cannot clash with a real one.
+_TOP_HEADER = "[\x00top-level\x00]\n"
+_TOP_NAME = _TOP_HEADER[1:-2]
 
 _LINE = re.compile(r"[^\n]*\n|[^\n]+")
 # `key<ws><delimiter><ws>` at the start of an option's first line; the value follows it.
@@ -55,21 +65,27 @@ class _OptionSpan:
 @dataclass(frozen=True)
 class _SectionSpan:
     name: str
-    header: int  # index of the `[name]` line
+    header: int  # index of the `[name]` line; -1 for the top-level keys, which have none
     end: int  # index after the section's last line
     options: dict[str, _OptionSpan]
 
 
 class IniDocument:
-    """The parsed, immutable view of one INI text. `with_edits` returns a new document."""
+    """The parsed, immutable view of one INI text. `with_edits` returns a new document.
 
-    def __init__(self, text: str, source: str = "<string>") -> None:
+    With `top_level=True`, keys before the first `[section]` are allowed: they are the section
+    TOP_LEVEL (""), which then always exists (empty when the file has no such keys) and comes
+    first in `sections()`. Without it, such keys are a parse error, as in configparser.
+    """
+
+    def __init__(self, text: str, source: str = "<string>", *, top_level: bool = False) -> None:
         self.text = text
         self.source = source
+        self.top_level = top_level
         # Split at "\n" only, as configupdater does: str.splitlines also breaks at form feeds and
         # Unicode line separators, which would shift every index after them.
         self._lines = _LINE.findall(text)
-        self._sections = _index(text, source)
+        self._sections = _index(text, source, top_level)
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -102,7 +118,7 @@ class IniDocument:
         if span is None:
             return None
         if key is None:
-            return span.header + 1
+            return span.header + 1 if span.header >= 0 else None
         option = span.options.get(key)
         return option.start + 1 if option is not None else None
 
@@ -119,6 +135,8 @@ class IniDocument:
         for text in (edit.section, edit.key) + ((edit.value,) if isinstance(edit, SetValue) else ()):
             if "\n" in text or "\r" in text:
                 raise ValueError(f"[{edit.section}] {edit.key}: a line break cannot be stored in an INI value")
+        if isinstance(edit, SetValue) and edit.section == TOP_LEVEL and not self.top_level:
+            raise ValueError(f"{edit.key}: a key before any [section] needs IniDocument(..., top_level=True)")
         lines = list(self._lines)
         span = self._sections.get(edit.section)
         if isinstance(edit, DeleteKey):
@@ -129,6 +147,16 @@ class IniDocument:
         elif span is not None and edit.key in span.options:
             option = span.options[edit.key]
             lines[option.start : option.end] = [_replace_value(lines[option.start], edit.value)]
+        elif span is not None and span.name == TOP_LEVEL and not span.options:
+            # The first top-level key goes right above the first header (after any leading
+            # comment), with a blank line between it and that header.
+            newline = self._newline()
+            anchor = span.end
+            _ensure_line_end(lines, anchor - 1, newline)
+            added = [_format_option(edit.key, edit.value, True, newline)]
+            if anchor < len(lines):
+                added.append(newline)
+            lines[anchor:anchor] = added
         elif span is not None:
             options = list(span.options.values())
             anchor = options[-1].end if options else span.header + 1
@@ -143,7 +171,7 @@ class IniDocument:
                     lines.append(newline)
             lines.append(f"[{edit.section}]{newline}")
             lines.append(_format_option(edit.key, edit.value, True, newline))
-        document = IniDocument("".join(lines), self.source)
+        document = IniDocument("".join(lines), self.source, top_level=self.top_level)
         expected = edit.value if isinstance(edit, SetValue) else None
         if document.get(edit.section, edit.key) != expected:
             # A value INI cannot hold as given (leading or trailing blanks); callers validate first.
@@ -159,8 +187,23 @@ class IniDocument:
         return "\n"
 
 
-def _index(text: str, source: str) -> dict[str, _SectionSpan]:
-    updater = _parse(text, source)
+def _index(text: str, source: str, top_level: bool = False) -> dict[str, _SectionSpan]:
+    if top_level:
+        # Parse behind the synthetic header, then move every index back over it.
+        sections = _index_lines(_parse(_TOP_HEADER + text, source, line_offset=-1))
+        top = sections.pop(_TOP_NAME)
+        shifted = {TOP_LEVEL: _shift(top, TOP_LEVEL)}
+        shifted.update((name, _shift(span, name)) for name, span in sections.items())
+        return shifted
+    return _index_lines(_parse(text, source))
+
+
+def _shift(span: _SectionSpan, name: str) -> _SectionSpan:
+    options = {key: _OptionSpan(o.key, o.value, o.start - 1, o.end - 1) for key, o in span.options.items()}
+    return _SectionSpan(name, span.header - 1, span.end - 1, options)
+
+
+def _index_lines(updater: ConfigUpdater) -> dict[str, _SectionSpan]:
     sections: dict[str, _SectionSpan] = {}
     line = 0
     for block in updater.iter_blocks():
@@ -179,25 +222,32 @@ def _index(text: str, source: str) -> dict[str, _SectionSpan]:
     return sections
 
 
-def _parse(text: str, source: str) -> ConfigUpdater:
+def _parse(text: str, source: str, line_offset: int = 0) -> ConfigUpdater:
+    """`line_offset`: added to every line an error names (-1 behind the synthetic top-level header)."""
     updater = ConfigUpdater(strict=True, allow_no_value=False)
     updater.optionxform = str  # type: ignore[assignment,method-assign]  # keep the key case of the file
+
+    def at(lineno: int | None) -> int | None:
+        return lineno + line_offset if lineno is not None else None
+
     try:
         updater.read_string(text, source=source)
     except configparser.MissingSectionHeaderError as exc:
-        raise IniParseError(source, exc.lineno, "a key comes before any [section] header", exc.line.strip()) from exc
+        raise IniParseError(source, at(exc.lineno), "a key comes before any [section] header",
+                            exc.line.strip()) from exc
     except configparser.DuplicateSectionError as exc:
-        raise IniParseError(source, exc.lineno, f"section [{exc.section}] appears twice") from exc
+        raise IniParseError(source, at(exc.lineno), f"section [{exc.section}] appears twice") from exc
     except configparser.DuplicateOptionError as exc:
-        raise IniParseError(source, exc.lineno, f"key '{exc.option}' appears twice in section [{exc.section}]") from exc
+        section = "the top level" if exc.section == _TOP_NAME else f"section [{exc.section}]"
+        raise IniParseError(source, at(exc.lineno), f"key '{exc.option}' appears twice in {section}") from exc
     except configparser.ParsingError as exc:
         lineno, bad_line = exc.errors[0]
         with contextlib.suppress(ValueError, SyntaxError):
             bad_line = ast.literal_eval(bad_line)  # configparser hands the line over as repr(line)
         message = "this line is neither a [section], a key = value, nor a comment"
-        raise IniParseError(source, lineno, message, bad_line.strip()) from exc
+        raise IniParseError(source, at(lineno), message, bad_line.strip()) from exc
     except configparser.Error as exc:
-        raise IniParseError(source, getattr(exc, "lineno", None), "does not parse", str(exc)) from exc
+        raise IniParseError(source, at(getattr(exc, "lineno", None)), "does not parse", str(exc)) from exc
     return updater
 
 

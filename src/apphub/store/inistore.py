@@ -29,7 +29,7 @@ from apphub.store.atomic import atomic_write, exclusive_lock, remove_stale_tempo
 from apphub.store.inidoc import DeleteKey, Edit, IniDocument, SetValue
 from apphub.store.schema import FileSchema
 from apphub.store.secrets import MASK, Secret, SecretBox, is_encrypted, mask
-from apphub.store.snapshot import Snapshot
+from apphub.store.snapshot import Snapshot, version_changes
 from apphub.store.validate import Problem, check_file, check_name, check_text, shown_value, to_ini_text
 
 _BOM = "\ufeff"
@@ -215,47 +215,78 @@ class IniStore:
             self._account_for(current)
             if if_match is not None and current.version not in if_match:
                 raise VersionConflict(", ".join(sorted(if_match)) or "(none)", current.version)
-            edits, audit_changes, proposed, errors = plan(current)
-            if proposed:
-                errors += self._validate(current, proposed)
-            if errors:
-                raise ValidationFailed(errors)
-            if not edits:
+            written, audit_changes = self._edited(current, plan)
+            if not audit_changes:
                 return WriteResult(current, [], current.version)
-            try:
-                document = current.document.with_edits(edits)
-            except ValueError as exc:  # the validation above should have caught it; never write
-                raise ValidationFailed([FieldError("?", None, "ini", str(exc), file=self.name)]) from exc
-            data = document.text.encode("utf-8")
-            if current.raw.startswith(_BOM.encode("utf-8")):
-                data = _BOM.encode("utf-8") + data
-            written = Snapshot(self.name, data, document, schema, self._box)
             # The event commits only if the file was replaced, and the file is replaced only inside
             # the open event: a write reported as failed was not made (a kill between the two is
             # what _account_for is for).
             with self._audit.recording(actor, action, audit_changes, file=self.name,
                                        version_before=current.version, version_after=written.version):
-                atomic_write(self.path, data, mode=self._mode)
+                atomic_write(self.path, written.raw, mode=self._mode)
             with self._cache_lock:
                 self._cache = written
                 self._cache_stat = None
             return WriteResult(written, audit_changes, current.version)
 
-    def _account_for(self, current: Snapshot) -> None:
+    def preview(self, changes: Changes, *, deletes: Iterable[tuple[str, str]] = ()) -> Snapshot:
+        """The version `update` would write, validated the same way, without writing it."""
+        current = self.snapshot()
+
+        def plan(snapshot: Snapshot) -> Plan:
+            return self._plan(snapshot, changes, list(deletes), existing_only=False)
+
+        return self._edited(current, plan)[0]
+
+    def _edited(self, current: Snapshot, plan: Callable[[Snapshot], Plan]) -> tuple[Snapshot, list[Change]]:
+        """The new version a plan makes of `current`, with its audit changes; ValidationFailed if invalid."""
+        edits, audit_changes, proposed, errors = plan(current)
+        if proposed:
+            errors += self._validate(current, proposed)
+        if errors:
+            raise ValidationFailed(errors)
+        if not edits:
+            return current, []
+        try:
+            document = current.document.with_edits(edits)
+        except ValueError as exc:  # the validation above should have caught it; never write
+            raise ValidationFailed([FieldError("?", None, "ini", str(exc), file=self.name)]) from exc
+        data = document.text.encode("utf-8")
+        if current.raw.startswith(_BOM.encode("utf-8")):
+            data = _BOM.encode("utf-8") + data
+        return Snapshot(self.name, data, document, current.schema, self._box), audit_changes
+
+    def account_for_outside_change(self, previous: Snapshot | None) -> Snapshot:
+        """Under the write lock, record the version on disk if no audit event produced it: a hand
+        edit, with its per-key changes against `previous` (the last version the caller knew).
+
+        Under the lock, because a writer replaces the file before it commits its event: read
+        outside it, a write in flight would look like a hand edit.
+        """
+        with exclusive_lock(self._lock_path, what=self.name):
+            current = self.snapshot()
+            self._account_for(current, previous, "settings.file", f"{self.name} edited by hand")
+            return current
+
+    def _account_for(self, current: Snapshot, previous: Snapshot | None = None, action: str = "settings.unaudited",
+                     message: str | None = None) -> None:
         """Record a version on disk that no audit event produced, so the chain has no gap.
 
         That is a hand edit, or a write whose process died between replacing the file and
-        recording its event (the two cannot be one transaction).
+        recording its event (the two cannot be one transaction). Call it with the lock held.
         """
         audited = self._audit.last_version(self.name)
         if audited is not None and audited != current.version:
+            known = previous if previous is not None and previous.version == audited else None
             self._audit.record(
                 OUTSIDE_ACTOR,
-                "settings.unaudited",
+                action,
+                version_changes(known, current) if known is not None else [],
                 file=self.name,
                 version_before=audited,
                 version_after=current.version,
-                message=f"{self.name} changed outside apphub: a hand edit, or a write interrupted before its audit",
+                message=message or f"{self.name} changed outside apphub: a hand edit, or a write interrupted "
+                                   "before its audit",
             )
 
     def _plan(

@@ -7,13 +7,15 @@ is read off the stored text. So a damaged secret only fails the one call that mu
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from apphub.errors import KeyNotFound, SectionNotFound
+from apphub.audit.log import Change
+from apphub.errors import KeyNotFound, SecretError, SectionNotFound
 from apphub.store.inidoc import IniDocument
 from apphub.store.schema import FileSchema
 from apphub.store.secrets import Secret, SecretBox, is_encrypted, mask
@@ -115,3 +117,43 @@ class Snapshot:
     def public_json(self) -> bytes:
         """`{"version", "settings"}` rendered once, so that a read costs no JSON encoding."""
         return json.dumps({"version": self.version, "settings": self.public}).encode()
+
+
+def changed_keys(previous: Snapshot | None, current: Snapshot) -> set[tuple[str, str]] | None:
+    """The keys whose values differ between two versions (None: no previous, everything is new).
+
+    Secrets are compared in plaintext, so a re-encryption (rotation) changes nothing.
+    """
+    if previous is None:
+        return None
+    before = {(s, k): v for s in previous.sections() for k, v in previous.document.items(s)}
+    after = {(s, k): v for s in current.sections() for k, v in current.document.items(s)}
+    found: set[tuple[str, str]] = set()
+    for key in before.keys() | after.keys():
+        old, new = before.get(key), after.get(key)
+        if old == new:
+            continue
+        if old is not None and new is not None and current.holds_secret(*key, new):
+            with contextlib.suppress(SecretError):  # a damaged secret counts as changed
+                if previous.section_plaintext_value(*key) == current.section_plaintext_value(*key):
+                    continue
+        found.add(key)
+    return found
+
+
+def version_changes(previous: Snapshot | None, current: Snapshot) -> list[Change]:
+    """Per key, old -> new between two versions, secrets masked (for the audit log)."""
+    found = []
+    for section, key in sorted(changed_keys(previous, current) or ()):
+        assert previous is not None
+        old, new = previous.document.get(section, key), current.document.get(section, key)
+        secret = any(value is not None and current.holds_secret(section, key, value) for value in (old, new))
+        kind = "add" if old is None else "delete" if new is None else "set"
+        found.append(Change(section, key, kind, _shown(old, secret), _shown(new, secret)))
+    return found
+
+
+def _shown(value: str | None, secret: bool) -> str | None:
+    if value is None:
+        return None
+    return mask(value) if secret else value

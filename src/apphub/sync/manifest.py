@@ -94,7 +94,9 @@ class FileSpec(_Strict):
     def _one_way_to_produce(self) -> FileSpec:
         if (self.map is None) == (self.template is None):
             raise ValueError("give either `map` or `template`")
-        inferred = _EXTENSIONS.get(PurePosixPath(self.path).suffix.lower())
+        name = PurePosixPath(self.path).name.lower()
+        # `.env` (docker compose's file) has no suffix to Python, only a name
+        inferred = "env" if name == ".env" or name.endswith(".env") else _EXTENSIONS.get(PurePosixPath(name).suffix)
         if self.template is not None:
             # A template renders the whole file; a format (given, or told by the extension) is
             # only how its render is checked to parse before it is swapped in.

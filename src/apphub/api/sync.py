@@ -1,0 +1,86 @@
+"""The sync engine over HTTP: plan a change, sync now, status, Prometheus metrics."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Query, Request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from apphub.api.auth import Principal, core_of, require_read, require_write
+from apphub.api.problems import READ_RESPONSES, WRITE_RESPONSES
+from apphub.errors import SyncError
+from apphub.sync.apply import ApplyReport
+from apphub.sync.engine import SyncEngine
+
+router = APIRouter(tags=["sync"])
+
+WAIT_DEFAULT_S = 60.0
+Wait = Annotated[bool, Query(description="Wait until the change reached the services; the response says "
+                                         "what happened to each")]
+WaitTimeout = Annotated[float, Query(gt=0, le=600, description="Seconds to wait at most")]
+
+
+def engine_of(request: Request) -> SyncEngine:
+    engine: SyncEngine | None = getattr(request.app.state, "engine", None)
+    if engine is None:
+        raise SyncError("the sync engine is not running in this process")
+    return engine
+
+
+def report_dict(report: ApplyReport | None, timeout: float) -> dict[str, Any]:
+    if report is None:
+        return {"done": False, "detail": f"the sync did not finish within {timeout:g} s; see /api/v1/sync/status"}
+    return {
+        "done": True,
+        "version": report.version,
+        "ok": report.ok,
+        "refused": report.refused,
+        "services": [outcome.to_dict() for outcome in report.outcomes.values()],
+    }
+
+
+def sync_after_write(request: Request, changed: bool, wait: bool, timeout: float) -> dict[str, Any] | None:
+    """Start a sync of what a write just changed (no debounce); with `wait`, block for its report.
+
+    Called from the (threadpool) write routes. The watcher would see the write too; asking now
+    saves its debounce, and the engine recognises the version so it is not processed twice.
+    """
+    engine: SyncEngine | None = getattr(request.app.state, "engine", None)
+    if engine is None or not changed:
+        return {"done": True, "detail": "nothing changed"} if wait and engine is not None else None
+    ticket = engine.request(immediate=True)
+    return report_dict(engine.wait(ticket, timeout), timeout) if wait else None
+
+
+@router.post("/api/v1/settings/plan", summary="What a change would do to each service, touching nothing",
+             responses=WRITE_RESPONSES)
+def plan(request: Request, _: Annotated[Principal, Depends(require_read)],
+         body: Annotated[dict[str, dict[str, Any]] | None, Body(description="Proposed {section: {key: value}}; "
+                                                                "none: what a full sync would do now")] = None,
+         ) -> dict[str, Any]:
+    core = core_of(request)
+    snapshot = core.config.preview(body) if body else core.config.snapshot()
+    return engine_of(request).plan(snapshot).to_dict()
+
+
+@router.post("/api/v1/settings/reload", summary="Sync every service now, and wait for the result",
+             responses=WRITE_RESPONSES)
+async def reload(request: Request, _: Annotated[Principal, Depends(require_write)],
+                 timeout: WaitTimeout = WAIT_DEFAULT_S) -> dict[str, Any]:
+    engine = engine_of(request)
+    ticket = engine.request(immediate=True, full=True)
+    return report_dict(await run_in_threadpool(engine.wait, ticket, timeout), timeout)
+
+
+@router.get("/api/v1/sync/status", summary="Per service: wanted and applied version, last result, timings",
+            responses=READ_RESPONSES)
+async def status(request: Request, _: Annotated[Principal, Depends(require_read)]) -> dict[str, Any]:
+    return engine_of(request).status_dict()
+
+
+@router.get("/metrics", summary="Prometheus metrics of the sync engine", responses=READ_RESPONSES)
+async def metrics(request: Request, _: Annotated[Principal, Depends(require_read)]) -> Response:
+    return Response(generate_latest(engine_of(request).status.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,34 @@
+"""Building the reload strategies and health probes from system.ini [sync]: the one place that
+knows every backend, so that the engine only sees `Backends`."""
+
+from __future__ import annotations
+
+from apphub.reload.base import Reloaders
+from apphub.reload.docker import ContainerEngine, ContainerProbe, container_strategies
+from apphub.reload.health import HealthChecker
+from apphub.reload.httphook import http_strategies
+from apphub.reload.probes import CommandProbe, HttpProbe, TcpProbe
+from apphub.reload.process import process_strategies
+from apphub.reload.supervisor import SupervisorClient, SupervisorProbe, supervisor_strategies
+from apphub.sync.engine import Backends
+from apphub.sync.settings import SyncSettings
+
+
+def build_backends(settings: SyncSettings) -> Backends:
+    """Connections are made lazily: a backend no service uses is never contacted."""
+    supervisor = SupervisorClient(settings.supervisor_url)
+    containers = ContainerEngine(settings.docker_url)
+    reloaders = Reloaders({
+        **process_strategies(),
+        **http_strategies(),
+        **supervisor_strategies(supervisor),
+        **container_strategies(containers),
+    })
+    health = HealthChecker({
+        "http": HttpProbe(),
+        "tcp": TcpProbe(),
+        "command": CommandProbe(),
+        "supervisor": SupervisorProbe(supervisor),
+        "container": ContainerProbe(containers),
+    })
+    return Backends(reloaders, health)

@@ -1,0 +1,91 @@
+"""The `http` reload strategy: call the service's own reload endpoint; 2xx is success.
+
+Redirects are not followed (a hook that redirects is misconfigured, and the message says where it
+points), and proxies from the environment are ignored: hooks and probes target local services,
+and an HTTP_PROXY set for package downloads must not divert them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import urlsplit
+
+import httpx
+
+from apphub.errors import ReloadError
+from apphub.reload.base import ReloadFn
+from apphub.sync.manifest import Action, HttpAction
+
+_EXCERPT_CHARS = 200
+
+
+def shown_url(url: str) -> str:
+    """The URL with a password in it masked, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return parts._replace(netloc=f"{parts.username}:***@" + parts.netloc.rsplit("@", 1)[1]).geturl()
+
+
+def body_excerpt(response: httpx.Response) -> str:
+    """The first characters of a response body on one line (empty when there is none)."""
+    try:
+        text = response.text
+    except (UnicodeDecodeError, LookupError):
+        text = repr(response.content[:_EXCERPT_CHARS])
+    text = " ".join(text.split())
+    return text[:_EXCERPT_CHARS] + ("…" if len(text) > _EXCERPT_CHARS else "")
+
+
+def describe_status(response: httpx.Response) -> str:
+    """`HTTP 503 Service Unavailable: <body excerpt>` (or where a redirect points)."""
+    described = f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
+    if response.is_redirect:
+        return f"{described} (a redirect to {response.headers.get('location', '?')}, not followed)"
+    excerpt = body_excerpt(response)
+    return f"{described}: {excerpt}" if excerpt else described
+
+
+def describe_http_error(exc: httpx.HTTPError, timeout: float) -> str:
+    """Why a request got no answer, in a few words."""
+    if isinstance(exc, httpx.ConnectTimeout):
+        return f"could not connect within {timeout:g} s"
+    if isinstance(exc, httpx.TimeoutException):
+        return f"no answer within {timeout:g} s"
+    if isinstance(exc, httpx.ConnectError):
+        reason = str(exc) or type(exc).__name__
+        if "refused" in reason.lower():
+            return "connection refused (is the service listening?)"
+        return f"cannot connect: {reason}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+@contextmanager
+def http_client(client: httpx.Client | None) -> Iterator[httpx.Client]:
+    """The given client, or a short-lived one closed on exit (so nothing leaks between reloads)."""
+    if client is not None:
+        yield client
+        return
+    with httpx.Client(follow_redirects=False, trust_env=False) as own:
+        yield own
+
+
+def http_strategies(client: httpx.Client | None = None) -> dict[str, ReloadFn]:
+    """The `http` strategy: `action.method` on `action.url` within `action.timeout`; 2xx is success."""
+
+    def call(service: str, action: Action) -> None:
+        if not isinstance(action, HttpAction):
+            raise ReloadError(f"service {service}: http was given a {action.strategy} action")
+        where = f"service {service}: http {action.method} {shown_url(action.url)}"
+        with http_client(client) as http:
+            try:
+                response = http.request(action.method, action.url, timeout=action.timeout)
+            except httpx.InvalidURL as exc:
+                raise ReloadError(f"{where}: the URL is not valid: {exc}") from exc
+            except httpx.HTTPError as exc:
+                raise ReloadError(f"{where}: {describe_http_error(exc, action.timeout)}") from exc
+        if not response.is_success:
+            raise ReloadError(f"{where}: answered {describe_status(response)}")
+
+    return {"http": call}

@@ -1,0 +1,237 @@
+"""Carrying out a plan as a transaction (DESIGN §5).
+
+1. Stage every changed file next to its target, with its final mode and owner, and validate
+   them all: the render parses, no file that had bytes is emptied, the file's `check` command
+   passes on the staged copy. Any failure: nothing is swapped, the version is refused.
+2. Journal each service as `applying`, then swap every staged file into place.
+3. Reload the services whose bytes changed, in dependency waves, a wave's services in parallel.
+4. Health gate. A service that fails its reload or its gate gets its previous bytes back and is
+   reloaded again; it is reported as failed to apply the version, running the one before.
+"""
+
+from __future__ import annotations
+
+import grp
+import hashlib
+import os
+import pwd
+import subprocess
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from apphub.errors import BackendUnavailable, DataDirError, RenderError, SyncError
+from apphub.reload.base import Reloaders
+from apphub.reload.health import HealthChecker
+from apphub.store.atomic import discard, stage, swap
+from apphub.sync.journal import Journal
+from apphub.sync.manifest import Manifest, ServiceSpec
+from apphub.sync.plan import FilePlan, Plan, ServicePlan
+from apphub.sync.values import mask_secrets
+
+CHECK_TIMEOUT_S = 60.0
+Result = Literal["applied", "unchanged", "failed", "refused"]
+
+
+@dataclass
+class ServiceOutcome:
+    """What one apply did to one service."""
+
+    service: str
+    result: Result
+    version: str
+    action: str = "none"
+    error: str | None = None
+    retry: bool = False  # the backend was unreachable: try again later
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"service": self.service, "result": self.result, "version": self.version, "action": self.action,
+                "error": self.error, "timings_ms": {k: round(v * 1000, 3) for k, v in self.timings.items()}}
+
+
+@dataclass
+class ApplyReport:
+    version: str
+    outcomes: dict[str, ServiceOutcome] = field(default_factory=dict)
+    refused: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.refused and all(o.result in ("applied", "unchanged") for o in self.outcomes.values())
+
+
+@dataclass
+class _Staged:
+    file: FilePlan
+    path: Path
+
+
+class Applier:
+    """Applies plans. Takes its reloads and probes as arguments, never opens a socket itself."""
+
+    def __init__(self, reloaders: Reloaders, health: HealthChecker, journal: Journal,
+                 stop: threading.Event | None = None, parallel: int = 8) -> None:
+        self._reloaders = reloaders
+        self._health = health
+        self._journal = journal
+        self._stop = stop or threading.Event()
+        self._parallel = parallel
+
+    def apply(self, plan: Plan, manifest: Manifest, waves: list[list[str]], *,
+              force: Iterable[str] = ()) -> ApplyReport:
+        """Apply `plan`; services in `force` are reloaded even if their bytes did not change
+        (they were left between swap and gate by a crash)."""
+        report = ApplyReport(plan.version)
+        if plan.refused:
+            report.refused = list(plan.errors)
+            return report
+        changed = {service.name: service for service in plan.changed()}
+        targets = set(changed) | (set(force) & set(plan.services))
+        for name in plan.services:
+            if name not in targets:
+                report.outcomes[name] = ServiceOutcome(name, "unchanged", plan.version)
+
+        started = time.monotonic()
+        staged, problems = self._stage_all(changed)
+        report.timings["validate"] = time.monotonic() - started
+        if problems:
+            for item in (item for items in staged.values() for item in items):
+                discard(item.path)
+            report.refused = problems
+            return report
+
+        started = time.monotonic()
+        for name in sorted(targets):
+            self._journal.applying(name, plan.version)
+        for items in staged.values():
+            for item in items:
+                swap(item.path, Path(item.file.spec.path))
+        report.timings["write"] = time.monotonic() - started
+
+        started = time.monotonic()
+        for wave in waves:
+            todo = [name for name in wave if name in targets]
+            if not todo:
+                continue
+            with ThreadPoolExecutor(max_workers=min(self._parallel, len(todo))) as pool:
+                futures = {name: pool.submit(self._reload_and_gate, plan.services[name], manifest.services[name],
+                                             plan.version) for name in todo}
+                for name, future in futures.items():
+                    report.outcomes[name] = future.result()
+                    report.outcomes[name].timings["write"] = report.timings["write"]
+        report.timings["reload"] = time.monotonic() - started
+        return report
+
+    # -- stage and validate ------------------------------------------------------------------
+
+    def _stage_all(self, changed: dict[str, ServicePlan]) -> tuple[dict[str, list[_Staged]], list[str]]:
+        staged: dict[str, list[_Staged]] = {}
+        problems: list[str] = []
+        for name, service in changed.items():
+            for number, file in enumerate(service.files, start=1):
+                if not file.changed:
+                    continue
+                where = f"service {name}, file {number} ({file.spec.path})"
+                if file.after.strip() == b"" and file.before is not None and file.before.strip() != b"":
+                    problems.append(f"{where}: the render is empty but the file is not; refusing to empty it")
+                    continue
+                try:
+                    path = stage(Path(file.spec.path), file.after, mode=_mode(file), new_mode=0o644,
+                                 owner=_owner(file))
+                except (DataDirError, RenderError) as exc:
+                    problems.append(f"{where}: {exc}")
+                    continue
+                staged.setdefault(name, []).append(_Staged(file, path))
+                if file.spec.check is not None:
+                    problem = _run_check(where, file, path)
+                    if problem is not None:
+                        problems.append(problem)
+        return staged, problems
+
+    # -- reload, gate, roll back -----------------------------------------------------------------
+
+    def _reload_and_gate(self, plan: ServicePlan, spec: ServiceSpec, version: str) -> ServiceOutcome:
+        outcome = ServiceOutcome(plan.name, "applied", version, plan.action.strategy)
+        try:
+            started = time.monotonic()
+            self._reloaders.run(plan.name, plan.action)
+            outcome.timings["reload"] = time.monotonic() - started
+            if spec.health is not None:
+                outcome.timings["healthy"] = self._health.wait_healthy(plan.name, spec.health, self._stop)
+        except SyncError as exc:
+            outcome.result = "failed"
+            outcome.retry = isinstance(exc, BackendUnavailable)
+            error = f"failed to apply version {version[:12]}, running the previous one: {exc}"
+            error += self._roll_back(plan, spec)
+            # A reload error can quote the service's own output, which may print a secret it was given.
+            masks = plan.files[0].masks if plan.files else []
+            outcome.error = mask_secrets(error, masks)
+            self._journal.failed(plan.name, version, outcome.error)
+            return outcome
+        self._journal.applied(plan.name, version, {f.spec.path: _digest(f.after) for f in plan.files})
+        return outcome
+
+    def _roll_back(self, plan: ServicePlan, spec: ServiceSpec) -> str:
+        """Give the service its previous bytes and reload it again; say what did not work."""
+        for file in plan.files:
+            if not file.changed:
+                continue
+            try:
+                if file.before is None:
+                    os.unlink(os.path.realpath(file.spec.path))
+                else:
+                    swap(stage(Path(file.spec.path), file.before), Path(file.spec.path))
+            except (OSError, DataDirError) as exc:
+                return f" (and restoring {file.spec.path} failed: {exc})"
+        try:
+            self._reloaders.run(plan.name, plan.action)
+            if spec.health is not None:
+                self._health.wait_healthy(plan.name, spec.health, self._stop)
+        except SyncError as exc:
+            return f" (the previous files are back, but the service did not come back with them: {exc})"
+        return ""
+
+
+def _mode(file: FilePlan) -> int | None:
+    """The manifest's mode; else 0600 for a file holding a secret; else None (keep, or 0644 when new)."""
+    explicit = file.spec.mode_bits()
+    if explicit is not None:
+        return explicit
+    return 0o600 if file.holds_secret else None
+
+
+def _owner(file: FilePlan) -> tuple[int, int] | None:
+    if file.spec.owner is None:
+        return None
+    user, _, group = file.spec.owner.partition(":")
+    try:
+        entry = pwd.getpwnam(user)
+        gid = grp.getgrnam(group).gr_gid if group else entry.pw_gid
+    except KeyError as exc:
+        raise RenderError(f"owner {file.spec.owner!r}: no such user or group on this host") from exc
+    return entry.pw_uid, gid
+
+
+def _run_check(where: str, file: FilePlan, staged: Path) -> str | None:
+    argv = file.spec.check_argv(str(staged))
+    try:
+        result = subprocess.run(argv, capture_output=True, timeout=CHECK_TIMEOUT_S, check=False)
+    except FileNotFoundError:
+        return f"{where}: the check command {argv[0]!r} is not installed"
+    except subprocess.TimeoutExpired:
+        return f"{where}: the check command did not finish within {CHECK_TIMEOUT_S:g} s"
+    if result.returncode == 0:
+        return None
+    output = (result.stderr or result.stdout).decode("utf-8", errors="replace").strip().splitlines()[-5:]
+    shown = mask_secrets(" | ".join(output), file.masks).replace(str(staged), file.spec.path)
+    return f"{where}: the check `{file.spec.check}` failed (exit {result.returncode}): {shown}"
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

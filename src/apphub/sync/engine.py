@@ -1,0 +1,422 @@
+"""The sync thread: one per process, started and stopped by the FastAPI lifespan.
+
+It wakes on a write through the API (at once), on a file event (after a quiet time: debounce),
+on a drift-check timer, and on a retry timer after a backend was unreachable; whatever arrives
+while it works is coalesced into the next round. Each round:
+
+1. takes the manifest (reloaded if services.yaml, a template or system.ini changed; an invalid
+   one is refused and the last good one stays in force);
+2. takes config.ini: a hand edit that does not parse or validate is refused (the last good
+   version stays applied; status, audit log and log say what is wrong), a valid one is
+   audited, a plaintext secret typed into it is encrypted in place;
+3. plans the services the change can touch (those that read a changed key) and applies the plan
+   (sync/apply.py). With no config change, a file that differs from its render is drift:
+   repaired or reported, per service.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from apphub.audit.log import Actor, Change
+from apphub.core import Core
+from apphub.db import Database
+from apphub.errors import ApphubError, IniParseError, ManifestError
+from apphub.reload.base import Reloaders
+from apphub.reload.health import HealthChecker
+from apphub.store.check import file_problems
+from apphub.store.secrets import is_encrypted
+from apphub.store.snapshot import Snapshot, changed_keys
+from apphub.sync.apply import Applier, ApplyReport
+from apphub.sync.journal import Journal
+from apphub.sync.manifest import Manifest, dependency_order, load_manifest
+from apphub.sync.plan import Plan, Planner
+from apphub.sync.settings import SyncSettings
+from apphub.sync.status import StatusBoard
+from apphub.sync.watcher import Watcher
+
+logger = logging.getLogger("apphub.sync")
+
+FILE_ACTOR = Actor("file", "file")
+SYNC_ACTOR = Actor("apphub", "sync")
+STOP_TIMEOUT_S = 5.0
+MAX_DEBOUNCE_FACTOR = 20  # a stream of events delays a sync by at most this many quiet times
+RETRY_DELAYS_S = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+
+
+@dataclass
+class Backends:
+    """How services are reloaded and probed; built from system.ini [sync] (see apphub.reload.build)."""
+
+    reloaders: Reloaders
+    health: HealthChecker
+
+
+BackendFactory = Callable[[SyncSettings], Backends]
+
+
+class SyncEngine:
+    """Keeps every service's files and state at the latest accepted version of config.ini."""
+
+    def __init__(self, core: Core, backends: BackendFactory, *, environ: Mapping[str, str] | None = None,
+                 watch: bool = True) -> None:
+        self.core = core
+        self.status = StatusBoard()
+        self._backends_factory = backends
+        self._environ = dict(os.environ if environ is None else environ)
+        self._watch = watch
+        self._journal_db = Database(core.data.database)  # the sync thread's own connection
+        self._journal = Journal(self._journal_db)
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._watcher: Watcher | None = None
+        # requests and their completion: a caller waits until a round that began after its request ends
+        self._requested = 0
+        self._completed = 0
+        self._immediate = False
+        self._full = True
+        self._reports: dict[int, ApplyReport] = {}
+        # what the sync thread alone reads and writes
+        self._settings: SyncSettings | None = None
+        self._system_version: str | None = None
+        self._manifest = Manifest()
+        self._manifest_key: str | None = None
+        self._planner: Planner | None = None
+        self._applier: Applier | None = None
+        self._applied: Snapshot | None = None  # the last version planned and applied in full
+        self._last_good: Snapshot | None = None
+        self._refused_version: str | None = None
+        self._unsettled: set[str] = set()  # services left at an older version: always re-planned
+        self._retry_at: float | None = None
+        self._retries = 0
+        self._drift_at = 0.0
+        self._first = True
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="apphub-sync", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._watcher is not None:
+            self._watcher.stop()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                logger.error("the sync thread did not stop within %.1f s", timeout)
+        self.status.update(running=False)
+        with self._cond:
+            self._cond.notify_all()
+        if self._thread is None or not self._thread.is_alive():
+            self._journal_db.close()
+
+    # -- requests -------------------------------------------------------------------------------
+
+    def request(self, *, immediate: bool = True, full: bool = False) -> int:
+        """Ask for a round; returns a ticket for `wait`. `immediate` skips the debounce."""
+        with self._cond:
+            self._requested += 1
+            self._immediate |= immediate
+            self._full |= full
+            ticket = self._requested
+        self._wake.set()
+        return ticket
+
+    def wait(self, ticket: int, timeout: float) -> ApplyReport | None:
+        """The report of the first round that began after `ticket` was taken, or None on timeout."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._completed >= ticket or self._stop.is_set(), timeout)
+            if self._completed < ticket:
+                return None
+            return next((self._reports[t] for t in sorted(self._reports) if t >= ticket), None)
+
+    def plan(self, snapshot: Snapshot) -> Plan:
+        """A plan of every service for `snapshot`, without touching anything (for the API and CLI)."""
+        manifest = self._manifest
+        planner = Planner(manifest, self._templates_dir(), self._environ)
+        return planner.plan(snapshot, previous=self._applied)
+
+    # -- the thread ------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        self.status.update(running=True)
+        if self._watch:
+            self._watcher = Watcher(self.core.data.root, self._templates_dir(), self._on_file_event)
+            with contextlib.suppress(OSError):
+                self._watcher.start([])
+        while not self._stop.is_set():
+            with self._cond:
+                begun = self._requested
+                full, self._full = self._full, False
+                self._immediate = False
+            try:
+                report = self._round(full)
+            except Exception:  # the thread must survive anything one round does
+                logger.exception("sync round failed")
+                report = ApplyReport(self._applied.version if self._applied else "")
+                report.refused = ["internal error in the sync engine; see the apphub log"]
+            with self._cond:
+                self._completed = begun
+                self._reports[begun] = report
+                for old in [t for t in self._reports if t < begun - 64]:
+                    del self._reports[old]
+                self._cond.notify_all()
+            self._sleep()
+
+    def _sleep(self) -> None:
+        """Wait for the next request, file event, drift check or retry; then the debounce."""
+        while not self._stop.is_set():
+            with self._cond:
+                if self._requested > self._completed and self._immediate:
+                    return
+            timeout = self._next_timer()
+            woke = self._wake.wait(timeout)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            if not woke:  # a timer: drift check, or a retry
+                with self._cond:
+                    self._requested += 1
+                    self._full = True
+                return
+            with self._cond:
+                if self._requested <= self._completed:
+                    continue
+                if self._immediate:
+                    return
+            self._debounce()
+            return
+
+    def _debounce(self) -> None:
+        quiet = self._settings.debounce_s if self._settings is not None else 0.05
+        if quiet <= 0:
+            return
+        deadline = time.monotonic() + quiet * MAX_DEBOUNCE_FACTOR
+        while time.monotonic() < deadline and not self._stop.is_set():
+            if not self._wake.wait(quiet):
+                return
+            self._wake.clear()
+            with self._cond:
+                if self._immediate:
+                    return
+
+    def _next_timer(self) -> float | None:
+        now = time.monotonic()
+        timers = [self._retry_at] if self._retry_at is not None else []
+        interval = self._settings.drift_interval_s if self._settings is not None else 0
+        if interval > 0:
+            timers.append(self._drift_at + interval)
+        return max(0.0, min(timers) - now) if timers else None
+
+    def _on_file_event(self, kind: str, path: str) -> None:
+        self.request(immediate=False, full=(kind == "target"))
+
+    # -- one round -------------------------------------------------------------------------------
+
+    def _round(self, full: bool) -> ApplyReport:
+        started = time.monotonic()
+        if self._retry_at is not None and started >= self._retry_at:
+            self._retry_at = None
+            full = True
+        if started >= self._drift_at:
+            full = True
+        manifest_changed = self._refresh_settings_and_manifest()
+        snapshot = self._accepted_snapshot()
+        if snapshot is None:
+            return ApplyReport(self._applied.version if self._applied else "", refused=[self._config_error()])
+        previous = None if manifest_changed or self._first else self._applied
+        changed = changed_keys(previous, snapshot)
+        assert self._planner is not None
+        assert self._applier is not None
+        if full or changed is None:
+            services = list(self._manifest.services)
+            self._drift_at = time.monotonic()
+        else:
+            services = sorted(set(self._planner.affected(changed)) | (self._unsettled & set(self._manifest.services)))
+        detect = started - self._detected_at(snapshot)
+        render_started = time.monotonic()
+        plan = self._planner.plan(snapshot, previous=previous, services=services, changed=changed)
+        render = time.monotonic() - render_started
+        force = self._crash_leftovers() if self._first else set()
+        if previous is not None and previous.version == snapshot.version:
+            self._handle_drift(plan)
+        report = self._applier.apply(plan, self._manifest, dependency_order(self._manifest), force=force)
+        self._after(report, snapshot, {"detect": max(0.0, detect), "render": render,
+                                       **report.timings, "total": time.monotonic() - started})
+        return report
+
+    def _after(self, report: ApplyReport, snapshot: Snapshot, stage_times: dict[str, float]) -> None:
+        self._first = False
+        self.status.record(report, stage_times)
+        if report.refused:
+            logger.error("version %s refused: %s", snapshot.version[:12], "; ".join(report.refused))
+            self.core.audit.record(SYNC_ACTOR, "sync.refused", file="config.ini", version_before=snapshot.version,
+                                   message="; ".join(report.refused)[:4000])
+            return
+        self._applied = snapshot
+        self.status.update(applied_version=snapshot.version)
+        failed = [o for o in report.outcomes.values() if o.result == "failed"]
+        self._unsettled = {o.service for o in failed}
+        if any(o.retry for o in failed):
+            delay = RETRY_DELAYS_S[min(self._retries, len(RETRY_DELAYS_S) - 1)]
+            self._retries += 1
+            self._retry_at = time.monotonic() + delay
+            logger.warning("a backend was unreachable; retrying in %.0f s", delay)
+        else:
+            self._retries = 0
+        acted = [o for o in report.outcomes.values() if o.result != "unchanged"]
+        if acted:
+            for outcome in acted:
+                log = logger.info if outcome.result == "applied" else logger.error
+                log("service %s: %s (%s)%s", outcome.service, outcome.result, outcome.action,
+                    f": {outcome.error}" if outcome.error else "")
+            self.core.audit.record(
+                SYNC_ACTOR, "sync.apply",
+                [Change(f"service:{o.service}", None, o.result, None, o.action) for o in acted],
+                file="config.ini", version_before=snapshot.version,
+                message="; ".join(o.error for o in failed if o.error)[:4000] or None)
+
+    # -- inputs ----------------------------------------------------------------------------------
+
+    def _refresh_settings_and_manifest(self) -> bool:
+        """Reload system.ini's [sync], the backends and the manifest when they changed."""
+        changed = False
+        try:
+            system = self.core.system.snapshot()
+        except ApphubError as exc:
+            system = None
+            self.status.update(manifest_error=f"system.ini: {exc}")
+        if system is not None and system.version != self._system_version:
+            self._settings = SyncSettings.from_system(system)
+            backends = self._backends_factory(self._settings)
+            self._applier = Applier(backends.reloaders, backends.health, self._journal, self._stop)
+            self._system_version = system.version
+            self._manifest_key = None  # the roots may have changed
+        if self._settings is None:
+            self._settings = SyncSettings((), "", "", 0.05, 60)
+        if self._applier is None:
+            backends = self._backends_factory(self._settings)
+            self._applier = Applier(backends.reloaders, backends.health, self._journal, self._stop)
+        key = self._manifest_fingerprint()
+        if key != self._manifest_key:
+            self._manifest_key = key
+            try:
+                self._manifest = load_manifest(self.core.data.root / "services.yaml", self._settings.roots,
+                                               self.core.data.root)
+                self.status.update(manifest_error=None)
+            except ManifestError as exc:
+                logger.error("the manifest is refused; the last good one stays in force: %s", exc)
+                self.status.update(manifest_error=str(exc))
+                self.core.audit.record(SYNC_ACTOR, "sync.manifest_refused", file="services.yaml", message=str(exc))
+            self._planner = Planner(self._manifest, self._templates_dir(), self._environ)
+            self.status.keep_only(list(self._manifest.services))
+            if self._watcher is not None:
+                self._watcher.watch_targets(f.path for s in self._manifest.services.values() for f in s.files)
+            changed = True
+        return changed
+
+    def _accepted_snapshot(self) -> Snapshot | None:
+        """config.ini now, if it parses and validates (audited if it is a hand edit); else None."""
+        try:
+            snapshot = self.core.config.snapshot()
+        except IniParseError as exc:
+            self._refuse(hashlib.sha256(str(exc).encode()).hexdigest(), exc.public)
+            return None
+        except ApphubError as exc:
+            self._refuse(str(exc), str(exc))
+            return None
+        if self._last_good is not None and snapshot.version == self._last_good.version:
+            return snapshot
+        problems = file_problems(snapshot.document, snapshot.schema, self.core.box, "config.ini",
+                                 plaintext_secrets=False)
+        if problems:
+            self._refuse(snapshot.version, "config.ini is refused, the last good version stays applied: "
+                         + "; ".join(problems))
+            return None
+        self.status.update(config_error=None, config_version=snapshot.version)
+        self._refused_version = None
+        if self.core.audit.last_version("config.ini") != snapshot.version:
+            # maybe a hand edit; the store decides under its lock (a write in flight is not one)
+            self.core.config.account_for_outside_change(self._last_good)
+        if any(not is_encrypted(snapshot.document.get(s, k) or "") for s, k in snapshot.secret_keys()):
+            snapshot = self.core.config.reencrypt_secrets(FILE_ACTOR, only_plaintext=True).snapshot
+        self._last_good = snapshot
+        return snapshot
+
+    def _refuse(self, identity: str, message: str) -> None:
+        self.status.update(config_error=message)
+        if identity != self._refused_version:  # say it once per bad version, not every round
+            self._refused_version = identity
+            logger.error("%s", message)
+            self.status.metrics.failures.labels("config_invalid").inc()
+            self.core.audit.record(FILE_ACTOR, "settings.invalid", file="config.ini", message=message[:4000])
+
+    def _config_error(self) -> str:
+        return self.status.engine.config_error or "config.ini is not usable"
+
+    def _handle_drift(self, plan: Plan) -> None:
+        """With no config change, a changed file was edited behind apphub's back: audit it, and
+        take it out of the plan where the service's policy is to report only."""
+        for service in plan.changed():
+            if service.name in self._unsettled:
+                continue  # not drift: a service left at an older version is retried
+            paths = [file.spec.path for file in service.files if file.changed]
+            spec = self._manifest.services[service.name]
+            self.status.metrics.drift.labels(service.name).inc()
+            self.core.audit.record(SYNC_ACTOR, "sync.drift", [Change(f"service:{service.name}", path, "drift")
+                                                              for path in paths],
+                                   message=f"edited outside apphub; policy {spec.drift}")
+            logger.warning("service %s: %s edited outside apphub (policy %s)", service.name, ", ".join(paths),
+                           spec.drift)
+            status = self.status.service(service.name)
+            status.drift = paths
+            if spec.drift == "report":
+                status.state = "drifted"
+                del plan.services[service.name]  # reported, not repaired
+
+    def _crash_leftovers(self) -> set[str]:
+        """Services a previous run left between swapping their files and passing the gate."""
+        return {name for name, entry in self._journal.entries().items()
+                if entry.state == "applying" and name in self._manifest.services}
+
+    def _detected_at(self, snapshot: Snapshot) -> float:
+        """When config.ini was saved, on the monotonic clock (for the `detect` stage timing)."""
+        try:
+            saved = os.stat(self.core.data.config_ini).st_mtime
+        except OSError:
+            return time.monotonic()
+        return time.monotonic() - max(0.0, time.time() - saved)
+
+    def _templates_dir(self) -> Path:
+        return self.core.data.root / self._manifest.templates
+
+    def _manifest_fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        with contextlib.suppress(OSError):
+            digest.update((self.core.data.root / "services.yaml").read_bytes())
+        templates = self._templates_dir()
+        for folder, _, files in sorted(os.walk(templates)):
+            for name in sorted(files):
+                path = Path(folder) / name
+                with contextlib.suppress(OSError):
+                    status = path.stat()
+                    digest.update(f"{path}:{status.st_size}:{status.st_mtime_ns}".encode())
+        return digest.hexdigest()
+
+    def status_dict(self) -> dict[str, Any]:
+        return self.status.snapshot()
+

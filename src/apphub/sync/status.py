@@ -1,0 +1,118 @@
+"""What the sync engine tells the API: per service where it stands, and Prometheus metrics."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from apphub.audit.log import utc_now
+from apphub.sync.apply import ApplyReport
+
+STAGES = ("detect", "validate", "render", "write", "reload", "healthy", "total")
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+@dataclass
+class ServiceStatus:
+    service: str
+    state: str = "unknown"  # applied | failed | refused | drifted | unknown
+    wanted_version: str | None = None
+    applied_version: str | None = None
+    last_action: str | None = None
+    last_error: str | None = None
+    drift: list[str] = field(default_factory=list)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    updated_at: str | None = None
+
+
+@dataclass
+class EngineStatus:
+    running: bool = False
+    config_version: str | None = None
+    applied_version: str | None = None
+    config_error: str | None = None
+    manifest_error: str | None = None
+    refused: list[str] = field(default_factory=list)
+    last_sync_at: str | None = None
+    syncs: int = 0
+
+
+class SyncMetrics:
+    """The engine's Prometheus metrics, in a registry of its own (one per app)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.stage_seconds = Histogram("apphub_sync_stage_seconds", "Time spent in each stage of a sync",
+                                       ["stage"], buckets=_BUCKETS, registry=self.registry)
+        self.reloads = Counter("apphub_sync_reloads", "Reload actions issued, by service, strategy and result",
+                               ["service", "strategy", "result"], registry=self.registry)
+        self.failures = Counter("apphub_sync_failures", "Syncs that did not apply, by reason", ["reason"],
+                                registry=self.registry)
+        self.drift = Counter("apphub_sync_drift", "Target files found edited behind apphub's back", ["service"],
+                             registry=self.registry)
+
+
+class StatusBoard:
+    """The engine's status, updated by the sync thread and read by the API (under a lock)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.engine = EngineStatus()
+        self.services: dict[str, ServiceStatus] = {}
+        self.metrics = SyncMetrics()
+
+    def update(self, **changes: Any) -> None:
+        with self._lock:
+            for name, value in changes.items():
+                setattr(self.engine, name, value)
+
+    def service(self, name: str) -> ServiceStatus:
+        with self._lock:
+            return self.services.setdefault(name, ServiceStatus(name))
+
+    def keep_only(self, names: list[str]) -> None:
+        with self._lock:
+            self.services = {name: status for name, status in self.services.items() if name in names}
+            for name in names:
+                self.services.setdefault(name, ServiceStatus(name))
+
+    def record(self, report: ApplyReport, stage_times: dict[str, float]) -> None:
+        now = utc_now()
+        with self._lock:
+            for name, outcome in report.outcomes.items():
+                status = self.services.setdefault(name, ServiceStatus(name))
+                status.wanted_version = report.version
+                if outcome.result == "applied":
+                    status.state, status.applied_version, status.last_error = "applied", report.version, None
+                    status.drift = []
+                elif outcome.result == "unchanged":
+                    if status.state in ("unknown", "applied"):
+                        status.state, status.applied_version = "applied", report.version
+                else:
+                    status.state, status.last_error = outcome.result, outcome.error
+                if outcome.result != "unchanged":
+                    status.last_action = outcome.action
+                    status.timings_ms = {stage: round(seconds * 1000, 3)
+                                         for stage, seconds in {**stage_times, **outcome.timings}.items()}
+                    status.updated_at = now
+                    self.metrics.reloads.labels(name, outcome.action, outcome.result).inc()
+                    for stage, seconds in outcome.timings.items():
+                        if stage in ("reload", "healthy"):
+                            self.metrics.stage_seconds.labels(stage).observe(seconds)
+            for stage, seconds in stage_times.items():
+                self.metrics.stage_seconds.labels(stage).observe(seconds)
+            if report.refused:
+                self.metrics.failures.labels("refused").inc()
+            elif not report.ok:
+                self.metrics.failures.labels("failed").inc()
+            self.engine.refused = list(report.refused)
+            self.engine.last_sync_at = now
+            self.engine.syncs += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {"engine": asdict(self.engine),
+                    "services": [asdict(status) for status in self.services.values()]}
