@@ -219,7 +219,13 @@ class ServiceSpec(_Strict):
         return value
 
     def action_for(self, level: ApplyLevel) -> Action:
-        """The weakest declared action that is at least as strong as `level` needs."""
+        """The weakest declared action that is at least as strong as `level` needs.
+
+        A `hot` change needs none (the service reads the value when it uses it) unless the
+        manifest declares one for `hot`.
+        """
+        if level == "hot":
+            return self.reload.get("hot", NO_ACTION)
         order: list[ApplyLevel] = ["hot", "reload", "restart"]
         for candidate in order[order.index(level):]:
             if candidate in self.reload:

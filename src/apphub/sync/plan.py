@@ -164,10 +164,15 @@ def _level(snapshot: Snapshot, reads: AbstractSet[Key], changed: set[Key] | None
 
 
 def _secret_texts(snapshot: Snapshot) -> list[str]:
+    """Every secret of a version in plaintext, schema defaults of secret keys included."""
     found = []
     for section, key in snapshot.secret_keys():
         with contextlib.suppress(SecretError):  # a damaged secret has no plaintext to mask
             found.append(snapshot.section_plaintext_value(section, key))
+    for section, spec in snapshot.schema.sections.items():
+        for key, key_spec in spec.keys.items():
+            if key_spec.secret and key_spec.default not in (None, "") and not snapshot.document.has_key(section, key):
+                found.append(str(key_spec.default))
     return [text for text in found if text]
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from apphub.errors import RenderError, SecretError
-from apphub.store.secrets import MASK, Secret
+from apphub.store.secrets import MASK, is_encrypted
 from apphub.store.snapshot import Snapshot
 from apphub.store.validate import JsonValue, to_json_value
 
@@ -115,10 +115,10 @@ class Values:
     def secret_texts(self) -> list[str]:
         """The plaintext of every secret this render read, longest first (what a diff must mask)."""
         found = set()
-        for section, key in self.read:
+        for (section, key), value in self._cache.items():  # the keys read successfully
             stored = self.snapshot.document.get(section, key)
-            if stored and self.snapshot.holds_secret(section, key, stored):
-                found.add(_text(self.get(section, key)))
+            if self.snapshot.schema.is_secret(section, key) or (stored is not None and is_encrypted(stored)):
+                found.add(_text(value))  # a secret's schema default is a secret too
         return sorted((text for text in found if text), key=len, reverse=True)
 
 
@@ -192,6 +192,3 @@ class EnvView(Mapping[str, str]):
     def __len__(self) -> int:
         return len(self._values.environ)
 
-
-def secret_of(value: JsonValue | Secret) -> str:
-    return value.reveal() if isinstance(value, Secret) else _text(value)
