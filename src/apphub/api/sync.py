@@ -71,7 +71,7 @@ def plan(request: Request, _: Annotated[Principal, Depends(require_read)],
 async def reload(request: Request, _: Annotated[Principal, Depends(require_write)],
                  timeout: WaitTimeout = WAIT_DEFAULT_S) -> dict[str, Any]:
     engine = engine_of(request)
-    ticket = engine.request(immediate=True, full=True)
+    ticket = engine.request(immediate=True, full=True, explicit=True)
     return report_dict(await run_in_threadpool(engine.wait, ticket, timeout), timeout)
 
 

@@ -39,7 +39,7 @@ from apphub.store.snapshot import Snapshot, changed_keys
 from apphub.sync.apply import Applier, ApplyReport
 from apphub.sync.journal import Journal
 from apphub.sync.manifest import Manifest, dependency_order, load_manifest
-from apphub.sync.plan import Plan, Planner
+from apphub.sync.plan import Plan, Planner, ServicePlan
 from apphub.sync.settings import SyncSettings
 from apphub.sync.status import StatusBoard
 from apphub.sync.watcher import Watcher
@@ -97,7 +97,13 @@ class SyncEngine:
         self._applied: Snapshot | None = None  # the last version planned and applied in full
         self._last_good: Snapshot | None = None
         self._refused_version: str | None = None
-        self._unsettled: set[str] = set()  # services left at an older version: always re-planned
+        # Services left at an older version. A failed gate is not retried with the same bytes
+        # (it would restart the service over and over) unless a reload is asked for; an
+        # unreachable backend is retried on a timer.
+        self._failed: dict[str, str] = {}  # service -> digest of the bytes that failed
+        self._retry: set[str] = set()
+        self._explicit = False
+        self._written: dict[str, str] = {}  # target path -> sha256 of the bytes the engine last wrote
         self._retry_at: float | None = None
         self._retries = 0
         self._drift_at = 0.0
@@ -126,12 +132,14 @@ class SyncEngine:
 
     # -- requests -------------------------------------------------------------------------------
 
-    def request(self, *, immediate: bool = True, full: bool = False) -> int:
-        """Ask for a round; returns a ticket for `wait`. `immediate` skips the debounce."""
+    def request(self, *, immediate: bool = True, full: bool = False, explicit: bool = False) -> int:
+        """Ask for a round; returns a ticket for `wait`. `immediate` skips the debounce; `full`
+        plans every service; `explicit` (someone asked to sync now) also retries failed ones."""
         with self._cond:
             self._requested += 1
             self._immediate |= immediate
             self._full |= full
+            self._explicit |= explicit
             ticket = self._requested
         self._wake.set()
         return ticket
@@ -162,9 +170,10 @@ class SyncEngine:
             with self._cond:
                 begun = self._requested
                 full, self._full = self._full, False
+                explicit, self._explicit = self._explicit, False
                 self._immediate = False
             try:
-                report = self._round(full)
+                report = self._round(full, explicit)
             except Exception:  # the thread must survive anything one round does
                 logger.exception("sync round failed")
                 report = ApplyReport(self._applied.version if self._applied else "")
@@ -223,15 +232,28 @@ class SyncEngine:
         return max(0.0, min(timers) - now) if timers else None
 
     def _on_file_event(self, kind: str, path: str) -> None:
+        """A file event (watcher thread). The engine's own writes come back as events too: a
+        target holding the bytes it wrote, or config.ini at the version it processed, is not news."""
+        try:
+            with open(path, "rb") as handle:
+                digest = hashlib.sha256(handle.read()).hexdigest()
+        except OSError:
+            digest = None  # deleted or unreadable: that is news
+        if kind == "target" and digest is not None and self._written.get(os.path.realpath(path)) == digest:
+            return
+        if (kind == "config" and digest is not None and os.path.basename(path) == "config.ini"
+                and self._last_good is not None and digest[:32] == self._last_good.version):
+            return
         self.request(immediate=False, full=(kind == "target"))
 
     # -- one round -------------------------------------------------------------------------------
 
-    def _round(self, full: bool) -> ApplyReport:
+    def _round(self, full: bool, explicit: bool = False) -> ApplyReport:
         started = time.monotonic()
+        retrying: set[str] = set()
         if self._retry_at is not None and started >= self._retry_at:
             self._retry_at = None
-            full = True
+            retrying = set(self._retry)
         if started >= self._drift_at:
             full = True
         manifest_changed = self._refresh_settings_and_manifest()
@@ -246,15 +268,35 @@ class SyncEngine:
             services = list(self._manifest.services)
             self._drift_at = time.monotonic()
         else:
-            services = sorted(set(self._planner.affected(changed)) | (self._unsettled & set(self._manifest.services)))
+            services = sorted(set(self._planner.affected(changed)) | (retrying & set(self._manifest.services)))
         detect = started - self._detected_at(snapshot)
         render_started = time.monotonic()
         plan = self._planner.plan(snapshot, previous=previous, services=services, changed=changed)
         render = time.monotonic() - render_started
         force = self._crash_leftovers() if self._first else set()
+        if not explicit:
+            for service in plan.changed():
+                if self._failed.get(service.name) == _digest(service):
+                    del plan.services[service.name]  # the very bytes that failed its gate: not again
         if previous is not None and previous.version == snapshot.version:
             self._handle_drift(plan)
+        for service in plan.services.values():
+            for file in service.files:
+                self._written[os.path.realpath(file.spec.path)] = hashlib.sha256(file.after).hexdigest()
         report = self._applier.apply(plan, self._manifest, dependency_order(self._manifest), force=force)
+        for name, outcome in report.outcomes.items():
+            service = plan.services[name]
+            if outcome.result == "failed":  # rolled back: the files hold their previous bytes
+                for file in service.files:
+                    if file.before is not None:
+                        self._written[os.path.realpath(file.spec.path)] = hashlib.sha256(file.before).hexdigest()
+                if outcome.retry:
+                    self._retry.add(name)
+                else:
+                    self._failed[name] = _digest(service)
+            elif outcome.result == "applied":
+                self._failed.pop(name, None)
+                self._retry.discard(name)
         self._after(report, snapshot, {"detect": max(0.0, detect), "render": render,
                                        **report.timings, "total": time.monotonic() - started})
         return report
@@ -270,7 +312,6 @@ class SyncEngine:
         self._applied = snapshot
         self.status.update(applied_version=snapshot.version)
         failed = [o for o in report.outcomes.values() if o.result == "failed"]
-        self._unsettled = {o.service for o in failed}
         if any(o.retry for o in failed):
             delay = RETRY_DELAYS_S[min(self._retries, len(RETRY_DELAYS_S) - 1)]
             self._retries += 1
@@ -372,8 +413,8 @@ class SyncEngine:
         """With no config change, a changed file was edited behind apphub's back: audit it, and
         take it out of the plan where the service's policy is to report only."""
         for service in plan.changed():
-            if service.name in self._unsettled:
-                continue  # not drift: a service left at an older version is retried
+            if service.name in self._failed or service.name in self._retry:
+                continue  # not drift: a service left at an older version
             paths = [file.spec.path for file in service.files if file.changed]
             spec = self._manifest.services[service.name]
             self.status.metrics.drift.labels(service.name).inc()
@@ -420,3 +461,10 @@ class SyncEngine:
     def status_dict(self) -> dict[str, Any]:
         return self.status.snapshot()
 
+
+def _digest(service: ServicePlan) -> str:
+    """One digest of all the bytes a plan gives a service."""
+    digest = hashlib.sha256()
+    for file in service.files:
+        digest.update(file.spec.path.encode() + b"\0" + file.after + b"\0")
+    return digest.hexdigest()
