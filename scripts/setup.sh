@@ -24,6 +24,7 @@ if [ -n "$extras" ]; then
     command -v runc >/dev/null || missing+=(runc)
     [ -x /bin/busybox ] || missing+=(busybox-static)
     command -v supervisord >/dev/null || missing+=(supervisor)
+    command -v curl >/dev/null || missing+=(curl)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null; then sudo="sudo"; else

@@ -35,7 +35,7 @@ class HealthChecker:
                 except BackendUnavailable as exc:
                     reason = str(exc)
                 if reason is not None:
-                    reasons.append(f"{kind}: {reason}")
+                    reasons.append(f"{kind}: {_shorten(reason)}")
             if not reasons:
                 return time.monotonic() - started
             if time.monotonic() + spec.interval > deadline or (stop is not None and stop.is_set()):
@@ -46,3 +46,8 @@ class HealthChecker:
                 stop.wait(spec.interval)
             else:
                 time.sleep(spec.interval)
+
+
+def _shorten(reason: str, limit: int = 300) -> str:
+    """A probe's reason, cut to a length a status line and an audit entry can carry."""
+    return reason if len(reason) <= limit else reason[: limit - 1] + "…"

@@ -115,8 +115,16 @@ class Applier:
         report.timings["write"] = time.monotonic() - started
 
         started = time.monotonic()
+        failed: set[str] = set()
         for wave in waves:
-            todo = [name for name in wave if name in targets]
+            todo = []
+            for name in (name for name in wave if name in targets):
+                blocked = sorted(set(manifest.services[name].depends_on) & failed)
+                if blocked:
+                    report.outcomes[name] = self._hold_back(plan.services[name], plan.version, blocked)
+                    failed.add(name)
+                else:
+                    todo.append(name)
             if not todo:
                 continue
             with ThreadPoolExecutor(max_workers=min(self._parallel, len(todo))) as pool:
@@ -125,6 +133,8 @@ class Applier:
                 for name, future in futures.items():
                     report.outcomes[name] = future.result()
                     report.outcomes[name].timings["write"] = report.timings["write"]
+                    if report.outcomes[name].result == "failed":
+                        failed.add(name)
         report.timings["reload"] = time.monotonic() - started
         return report
 
@@ -142,9 +152,12 @@ class Applier:
                     problems.append(f"{where}: the render is empty but the file is not; refusing to empty it")
                     continue
                 try:
+                    # A missing folder under a root is created (a systemd drop-in folder, say); the
+                    # manifest already confined the path to the roots.
+                    os.makedirs(os.path.dirname(os.path.realpath(file.spec.path)), mode=0o755, exist_ok=True)
                     path = stage(Path(file.spec.path), file.after, mode=_mode(file), new_mode=0o644,
                                  owner=_owner(file))
-                except (DataDirError, RenderError) as exc:
+                except (DataDirError, RenderError, OSError) as exc:
                     problems.append(f"{where}: {exc}")
                     continue
                 staged.setdefault(name, []).append(_Staged(file, path))
@@ -162,8 +175,8 @@ class Applier:
             started = time.monotonic()
             self._reloaders.run(plan.name, plan.action)
             outcome.timings["reload"] = time.monotonic() - started
-            if spec.health is not None:
-                outcome.timings["healthy"] = self._health.wait_healthy(plan.name, spec.health, self._stop)
+            if plan.health is not None:
+                outcome.timings["healthy"] = self._health.wait_healthy(plan.name, plan.health, self._stop)
         except SyncError as exc:
             outcome.result = "failed"
             outcome.retry = isinstance(exc, BackendUnavailable)
@@ -177,8 +190,18 @@ class Applier:
         self._journal.applied(plan.name, version, {f.spec.path: _digest(f.after) for f in plan.files})
         return outcome
 
-    def _roll_back(self, plan: ServicePlan, spec: ServiceSpec) -> str:
-        """Give the service its previous bytes and reload it again; say what did not work."""
+    def _hold_back(self, plan: ServicePlan, version: str, blocked: list[str]) -> ServiceOutcome:
+        """A service whose dependency failed keeps its previous files and is not reloaded: its
+        new files would point at what the dependency no longer has (a port, a path)."""
+        error = (f"failed to apply version {version[:12]}, running the previous one: held back because "
+                 f"{', '.join(blocked)} failed to apply it")
+        problem = self._restore(plan)
+        outcome = ServiceOutcome(plan.name, "failed", version, "none", error + problem)
+        self._journal.failed(plan.name, version, outcome.error or error)
+        return outcome
+
+    def _restore(self, plan: ServicePlan) -> str:
+        """Put every changed file's previous bytes back; say what did not work."""
         for file in plan.files:
             if not file.changed:
                 continue
@@ -189,10 +212,17 @@ class Applier:
                     swap(stage(Path(file.spec.path), file.before), Path(file.spec.path))
             except (OSError, DataDirError) as exc:
                 return f" (and restoring {file.spec.path} failed: {exc})"
+        return ""
+
+    def _roll_back(self, plan: ServicePlan, spec: ServiceSpec) -> str:
+        """Give the service its previous bytes and reload it again; say what did not work."""
+        problem = self._restore(plan)
+        if problem:
+            return problem
         try:
             self._reloaders.run(plan.name, plan.action)
-            if spec.health is not None:
-                self._health.wait_healthy(plan.name, spec.health, self._stop)
+            if plan.health_before is not None:
+                self._health.wait_healthy(plan.name, plan.health_before, self._stop)
         except SyncError as exc:
             return f" (the previous files are back, but the service did not come back with them: {exc})"
         return ""

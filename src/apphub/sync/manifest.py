@@ -56,6 +56,9 @@ class FileSpec(_Strict):
     map: dict[str, str] | None = None
     template: str | None = None
     check: str | None = None
+    if_missing: Literal["create", "skip"] = Field(
+        default="create", description="When the file does not exist: create it, or leave it to the service "
+                                      "(a merge into an app's own file, which the app creates on first start)")
     file_mode: str | None = Field(default=None, pattern=r"^0?[0-7]{3,4}$",
                                   description="Octal mode; default: kept, or 0600 when the file holds a secret")
     owner: str | None = Field(default=None, description="user[:group]; default: kept, or apphub's user when new")
@@ -185,10 +188,16 @@ NO_ACTION = NoAction(strategy="none")
 
 
 class HealthSpec(_Strict):
-    """How to tell a service is healthy after a reload; every probe given must pass."""
+    """How to tell a service is healthy after a reload; every probe given must pass.
+
+    `http`, `tcp`, `container`, `supervisor` and each word of `command` may hold ${section.key}
+    references: the gate probes with the version being applied (a changed port included), and
+    a rollback's gate with the previous one.
+    """
 
     http: str | None = Field(default=None, description="URL answering 2xx")
-    tcp: str | None = Field(default=None, pattern=r"^[^:\s]+:\d{1,5}$", description="host:port accepting connections")
+    tcp: str | None = Field(default=None, pattern=r"^([^:\s]+|.*\$\{.*\}.*):(\d{1,5}|.*\$\{.*\}.*)$",
+                            description="host:port accepting connections")
     container: str | None = Field(default=None, description="running, and healthy if it has a healthcheck")
     supervisor: str | None = Field(default=None, description="program RUNNING for its startsecs")
     command: list[str] | None = Field(default=None, min_length=1, description="exits 0")

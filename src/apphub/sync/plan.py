@@ -19,7 +19,7 @@ from typing import Any
 from apphub.errors import RenderError, SecretError
 from apphub.store.schema import APPLY_STRENGTH
 from apphub.store.snapshot import Snapshot, changed_keys
-from apphub.sync.manifest import Action, ApplyLevel, FileSpec, Manifest, ServiceSpec
+from apphub.sync.manifest import Action, ApplyLevel, FileSpec, HealthSpec, Manifest, ServiceSpec
 from apphub.sync.render import check_rendered, render_file
 from apphub.sync.values import Key, Values, mask_secrets
 
@@ -54,6 +54,8 @@ class ServicePlan:
     level: ApplyLevel
     action: Action
     because: list[str]  # the changed keys (or the reason) that call for `level`
+    health: HealthSpec | None = None  # resolved for this version
+    health_before: HealthSpec | None = None  # resolved for the previous one (the rollback's gate)
 
     @property
     def changed(self) -> bool:
@@ -127,25 +129,54 @@ class Planner:
         errors: list[str] = []
         for name in names:
             try:
-                plans[name] = self._plan_service(name, self.manifest.services[name], snapshot, changed, masks)
+                plans[name] = self._plan_service(name, self.manifest.services[name], snapshot, previous, changed,
+                                                 masks)
             except RenderError as exc:
                 errors.append(mask_secrets(str(exc), masks))
         return Plan(snapshot.version, plans, errors)
 
-    def _plan_service(self, name: str, service: ServiceSpec, snapshot: Snapshot, changed: set[Key] | None,
-                      masks: list[str]) -> ServicePlan:
+    def _plan_service(self, name: str, service: ServiceSpec, snapshot: Snapshot, previous: Snapshot | None,
+                      changed: set[Key] | None, masks: list[str]) -> ServicePlan:
         files = []
         reads: set[Key] = set()
         for number, spec in enumerate(service.files, start=1):
             values = Values(snapshot, self.environ)  # one per file: which secrets *this* file holds
             before = _read(spec.path)
+            if before is None and spec.if_missing == "skip":
+                continue  # the service creates this file itself; apphub merges into it once it exists
             after = render_file(name, spec, values, before, self.templates_dir, number=number)
             check_rendered(name, spec, after, number=number)
             files.append(FilePlan(spec, before, after, bool(values.secret_texts()), masks))
             reads |= values.read
+        health = health_before = None
+        if service.health is not None:
+            values = Values(snapshot, self.environ)
+            health = resolve_health(name, service.health, values)
+            reads |= values.read
+            health_before = health
+            if previous is not None:
+                with contextlib.suppress(RenderError):  # the previous version may lack a key this one has
+                    health_before = resolve_health(name, service.health, Values(previous, self.environ))
         self.reads[name] = frozenset(reads)
         level, because = _level(snapshot, reads, changed)
-        return ServicePlan(name, files, frozenset(reads), level, service.action_for(level), because)
+        return ServicePlan(name, files, frozenset(reads), level, service.action_for(level), because, health,
+                           health_before)
+
+
+def resolve_health(service: str, spec: HealthSpec, values: Values) -> HealthSpec:
+    """The health spec with its ${section.key} references filled in from `values`."""
+
+    def text(value: str | None) -> str | None:
+        return None if value is None else str(values.substitute(value))
+
+    try:
+        return spec.model_copy(update={
+            "http": text(spec.http), "tcp": text(spec.tcp), "container": text(spec.container),
+            "supervisor": text(spec.supervisor),
+            "command": None if spec.command is None else [str(values.substitute(word)) for word in spec.command],
+        })
+    except RenderError as exc:
+        raise RenderError(f"service {service}, health: {exc}") from exc
 
 
 def _level(snapshot: Snapshot, reads: AbstractSet[Key], changed: set[Key] | None) -> tuple[ApplyLevel, list[str]]:
