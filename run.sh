@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Sets up apphub and runs the config center on the built-in default data folder
-# (created on first start; APPHUB_DATA or --data-dir choose another). Extra arguments go to `apphub serve`.
+# ($APPHUB_DATA, else ~/.local/share/apphub; created on first start), with the quickstart demo:
+# two small services under a real supervisord whose files apphub writes (examples/quickstart/).
+# Extra arguments go to `apphub serve` (e.g. --port 8090; then set QUICKSTART_API for the hints).
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/setup.sh
-exec .venv/bin/apphub serve "$@"
+DATA="${APPHUB_DATA:-${XDG_DATA_HOME:-$HOME/.local/share}/apphub}"  # as apphub.paths.default_data_dir()
+examples/quickstart/start.sh "$DATA"
+exec .venv/bin/apphub --data-dir "$DATA" serve "$@"

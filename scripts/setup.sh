@@ -17,13 +17,13 @@ PY
 missing=()
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 command -v git >/dev/null || missing+=(git)
+command -v supervisord >/dev/null || missing+=(supervisor)  # the quickstart demo of ./run.sh
 if [ -n "$extras" ]; then
     # The tests drive the real components: a Docker-compatible engine (Podman with runc), a
     # busybox image built from busybox-static, and supervisord.
     command -v podman >/dev/null || missing+=(podman)
     command -v runc >/dev/null || missing+=(runc)
     [ -x /bin/busybox ] || missing+=(busybox-static)
-    command -v supervisord >/dev/null || missing+=(supervisor)
     command -v curl >/dev/null || missing+=(curl)
 fi
 if [ ${#missing[@]} -gt 0 ]; then

@@ -155,8 +155,8 @@ class Applier:
                     # A missing folder under a root is created (a systemd drop-in folder, say); the
                     # manifest already confined the path to the roots.
                     os.makedirs(os.path.dirname(os.path.realpath(file.spec.path)), mode=0o755, exist_ok=True)
-                    path = stage(Path(file.spec.path), file.after, mode=_mode(file), new_mode=0o644,
-                                 owner=_owner(file))
+                    path = stage(Path(file.spec.path), file.after, mode=file.spec.mode_bits(),
+                                 new_mode=0o600 if file.holds_secret else 0o644, owner=_owner(file))
                 except (DataDirError, RenderError, OSError) as exc:
                     problems.append(f"{where}: {exc}")
                     continue
@@ -226,14 +226,6 @@ class Applier:
         except SyncError as exc:
             return f" (the previous files are back, but the service did not come back with them: {exc})"
         return ""
-
-
-def _mode(file: FilePlan) -> int | None:
-    """The manifest's mode; else 0600 for a file holding a secret; else None (keep, or 0644 when new)."""
-    explicit = file.spec.mode_bits()
-    if explicit is not None:
-        return explicit
-    return 0o600 if file.holds_secret else None
 
 
 def _owner(file: FilePlan) -> tuple[int, int] | None:

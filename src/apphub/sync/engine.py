@@ -34,11 +34,12 @@ from apphub.errors import ApphubError, IniParseError, ManifestError
 from apphub.reload.base import Reloaders
 from apphub.reload.health import HealthChecker
 from apphub.store.check import file_problems
+from apphub.store.schema import APPLY_STRENGTH
 from apphub.store.secrets import is_encrypted
 from apphub.store.snapshot import Snapshot, changed_keys
 from apphub.sync.apply import Applier, ApplyReport
 from apphub.sync.journal import Journal
-from apphub.sync.manifest import Manifest, dependency_order, load_manifest
+from apphub.sync.manifest import ApplyLevel, Manifest, dependency_order, load_manifest
 from apphub.sync.plan import Plan, Planner, ServicePlan
 from apphub.sync.settings import SyncSettings
 from apphub.sync.status import StatusBoard
@@ -103,10 +104,15 @@ class SyncEngine:
         self._failed: dict[str, str] = {}  # service -> digest of the bytes that failed
         self._retry: set[str] = set()
         self._explicit = False
-        self._written: dict[str, str] = {}  # target path -> sha256 of the bytes the engine last wrote
+        # target path -> sha256 of the bytes the engine wrote there (during an apply: the new
+        # bytes and the previous ones, which a rollback puts back)
+        self._written: dict[str, set[str]] = {}
+        self._levels: dict[str, ApplyLevel] = {}  # the level a failed service still needs
+        self._drifted: set[str] = set()  # target paths reported as edited behind apphub's back
         self._retry_at: float | None = None
         self._retries = 0
         self._drift_at = 0.0
+        self._last_round_wall: float | None = None
         self._first = True
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -239,10 +245,13 @@ class SyncEngine:
                 digest = hashlib.sha256(handle.read()).hexdigest()
         except OSError:
             digest = None  # deleted or unreadable: that is news
-        if kind == "target" and digest is not None and self._written.get(os.path.realpath(path)) == digest:
+        real = os.path.realpath(path)
+        if kind == "target" and digest is not None and digest in self._written.get(real, ()) \
+                and real not in self._drifted:
             return
         if (kind == "config" and digest is not None and os.path.basename(path) == "config.ini"
-                and self._last_good is not None and digest[:32] == self._last_good.version):
+                and self._last_good is not None and digest[:32] == self._last_good.version
+                and self.status.engine.config_error is None):
             return
         self.request(immediate=False, full=(kind == "target"))
 
@@ -254,8 +263,9 @@ class SyncEngine:
         if self._retry_at is not None and started >= self._retry_at:
             self._retry_at = None
             retrying = set(self._retry)
-        if started >= self._drift_at:
-            full = True
+        interval = self._settings.drift_interval_s if self._settings is not None else 0
+        if interval > 0 and started >= self._drift_at + interval:
+            full = True  # the periodic drift check
         manifest_changed = self._refresh_settings_and_manifest()
         snapshot = self._accepted_snapshot()
         if snapshot is None:
@@ -269,36 +279,52 @@ class SyncEngine:
             self._drift_at = time.monotonic()
         else:
             services = sorted(set(self._planner.affected(changed)) | (retrying & set(self._manifest.services)))
-        detect = started - self._detected_at(snapshot)
+        detect = self._detect_seconds()
         render_started = time.monotonic()
         plan = self._planner.plan(snapshot, previous=previous, services=services, changed=changed)
         render = time.monotonic() - render_started
         force = self._crash_leftovers() if self._first else set()
-        if not explicit:
-            for service in plan.changed():
+        for service in plan.changed():
+            own_change = changed is not None and not service.reads.isdisjoint(changed)
+            if not explicit and not own_change:
                 if self._failed.get(service.name) == _digest(service):
                     del plan.services[service.name]  # the very bytes that failed its gate: not again
-        if previous is not None and previous.version == snapshot.version:
-            self._handle_drift(plan)
+                    continue
+                if service.name in self._retry and service.name not in retrying:
+                    del plan.services[service.name]  # its backend was down: on the retry timer only
+                    continue
+            if service.name in self._levels and not own_change:
+                # a retry needs what the failed change needed, not the `restart` of an unknown cause
+                service.level = self._levels[service.name]
+                service.action = self._manifest.services[service.name].action_for(service.level)
+        if changed is not None:
+            self._handle_drift(plan, changed)
         for service in plan.services.values():
             for file in service.files:
-                self._written[os.path.realpath(file.spec.path)] = hashlib.sha256(file.after).hexdigest()
+                self._written[os.path.realpath(file.spec.path)] = {
+                    hashlib.sha256(data).hexdigest() for data in (file.after, file.before) if data is not None}
         report = self._applier.apply(plan, self._manifest, dependency_order(self._manifest), force=force)
         for name, outcome in report.outcomes.items():
             service = plan.services[name]
-            if outcome.result == "failed":  # rolled back: the files hold their previous bytes
-                for file in service.files:
-                    if file.before is not None:
-                        self._written[os.path.realpath(file.spec.path)] = hashlib.sha256(file.before).hexdigest()
+            final = [(file, file.before if outcome.result == "failed" else file.after) for file in service.files]
+            for file, data in final:  # what the files hold now: after, or rolled back to before
+                if data is not None:
+                    self._written[os.path.realpath(file.spec.path)] = {hashlib.sha256(data).hexdigest()}
+            if outcome.result == "failed":
+                self._levels[name] = max(service.level, self._levels.get(name, "hot"), key=APPLY_STRENGTH.__getitem__)
                 if outcome.retry:
                     self._retry.add(name)
                 else:
                     self._failed[name] = _digest(service)
-            elif outcome.result == "applied":
+            else:
+                self._drifted.difference_update(os.path.realpath(file.spec.path) for file in service.files)
                 self._failed.pop(name, None)
                 self._retry.discard(name)
-        self._after(report, snapshot, {"detect": max(0.0, detect), "render": render,
-                                       **report.timings, "total": time.monotonic() - started})
+                self._levels.pop(name, None)
+        times = {"render": render, **report.timings, "total": time.monotonic() - started}
+        if detect is not None:
+            times["detect"] = max(0.0, detect)
+        self._after(report, snapshot, times)
         return report
 
     def _after(self, report: ApplyReport, snapshot: Snapshot, stage_times: dict[str, float]) -> None:
@@ -381,6 +407,9 @@ class SyncEngine:
             self._refuse(str(exc), str(exc))
             return None
         if self._last_good is not None and snapshot.version == self._last_good.version:
+            if self.status.engine.config_error is not None:  # a refused edit was undone
+                self.status.update(config_error=None)
+                self._refused_version = None
             return snapshot
         problems = file_problems(snapshot.document, snapshot.schema, self.core.box, "config.ini",
                                  plaintext_secrets=False)
@@ -399,20 +428,24 @@ class SyncEngine:
         return snapshot
 
     def _refuse(self, identity: str, message: str) -> None:
-        self.status.update(config_error=message)
+        # The audit and the log first, the status last: whoever polls the status finds them written.
         if identity != self._refused_version:  # say it once per bad version, not every round
             self._refused_version = identity
+            self.core.audit.record(FILE_ACTOR, "settings.invalid", file="config.ini", message=message[:4000])
             logger.error("%s", message)
             self.status.metrics.failures.labels("config_invalid").inc()
-            self.core.audit.record(FILE_ACTOR, "settings.invalid", file="config.ini", message=message[:4000])
+        self.status.update(config_error=message)
 
     def _config_error(self) -> str:
         return self.status.engine.config_error or "config.ini is not usable"
 
-    def _handle_drift(self, plan: Plan) -> None:
-        """With no config change, a changed file was edited behind apphub's back: audit it, and
-        take it out of the plan where the service's policy is to report only."""
+    def _handle_drift(self, plan: Plan, changed: set[tuple[str, str]]) -> None:
+        """A service whose files differ from their render though no key it reads changed was
+        edited behind apphub's back: audit it, and take it out of the plan where the service's
+        policy is to report only (whatever else the round does)."""
         for service in plan.changed():
+            if not service.reads.isdisjoint(changed):
+                continue  # a change of its own keys: not drift
             if service.name in self._failed or service.name in self._retry:
                 continue  # not drift: a service left at an older version
             paths = [file.spec.path for file in service.files if file.changed]
@@ -425,6 +458,7 @@ class SyncEngine:
                            spec.drift)
             status = self.status.service(service.name)
             status.drift = paths
+            self._drifted.update(os.path.realpath(path) for path in paths)
             if spec.drift == "report":
                 status.state = "drifted"
                 del plan.services[service.name]  # reported, not repaired
@@ -434,13 +468,16 @@ class SyncEngine:
         return {name for name, entry in self._journal.entries().items()
                 if entry.state == "applying" and name in self._manifest.services}
 
-    def _detected_at(self, snapshot: Snapshot) -> float:
-        """When config.ini was saved, on the monotonic clock (for the `detect` stage timing)."""
+    def _detect_seconds(self) -> float | None:
+        """From config.ini saved to this round starting, if it was saved since the last round
+        began (else the round is not about a save: a timer, a target file, the first round)."""
+        now = time.time()
+        last, self._last_round_wall = self._last_round_wall, now
         try:
             saved = os.stat(self.core.data.config_ini).st_mtime
         except OSError:
-            return time.monotonic()
-        return time.monotonic() - max(0.0, time.time() - saved)
+            return None
+        return now - saved if last is not None and saved >= last else None
 
     def _templates_dir(self) -> Path:
         return self.core.data.root / self._manifest.templates

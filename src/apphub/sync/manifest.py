@@ -239,6 +239,10 @@ class ServiceSpec(_Strict):
         for candidate in order[order.index(level):]:
             if candidate in self.reload:
                 return self.reload[candidate]
+        # Nothing strong enough is declared: the strongest there is beats doing nothing.
+        for candidate in reversed(order[: order.index(level)]):
+            if candidate in self.reload:
+                return self.reload[candidate]
         return NO_ACTION
 
 

@@ -89,8 +89,9 @@ class StatusBoard:
                     status.state, status.applied_version, status.last_error = "applied", report.version, None
                     status.drift = []
                 elif outcome.result == "unchanged":
-                    if status.state in ("unknown", "applied"):
-                        status.state, status.applied_version = "applied", report.version
+                    # its files are what this version renders: a drift or a failure undone by hand clears
+                    status.state, status.applied_version, status.drift = "applied", report.version, []
+                    status.last_error = None
                 else:
                     status.state, status.last_error = outcome.result, outcome.error
                 if outcome.result != "unchanged":
@@ -102,6 +103,11 @@ class StatusBoard:
                     for stage, seconds in outcome.timings.items():
                         if stage in ("reload", "healthy"):
                             self.metrics.stage_seconds.labels(stage).observe(seconds)
+            if not report.refused:
+                for name, status in self.services.items():
+                    # Not planned: nothing it reads changed, so it is at this version as it stands.
+                    if name not in report.outcomes and status.state == "applied":
+                        status.wanted_version = status.applied_version = report.version
             for stage, seconds in stage_times.items():
                 self.metrics.stage_seconds.labels(stage).observe(seconds)
             if report.refused:
