@@ -364,3 +364,21 @@ def test_a_refused_hand_edit_that_is_undone_clears_the_error(world: SyncWorld) -
         wait_until(lambda: engine.status.engine.config_error is None, 3,
                    "the status to stop saying config.ini is refused")
         assert len(world.reloads()) == 2
+
+
+def test_a_problem_already_in_the_file_does_not_block_a_valid_hand_edit(world: SyncWorld) -> None:
+    # An adopted file can hold what the schema does not know (a section of a newer Websoft9).
+    # Accepted once, it must not make every later hand edit of something else a refusal.
+    world.standard()
+    app = world.path("web/app.json")
+    _save(world.data.config_ini, world.data.config_ini.read_text() + "\n[from_elsewhere]\nkey = value\n")
+    world.core.config.account_for_outside_change(world.core.config.snapshot())  # accepted, audited
+    with world.engine() as engine:
+        _edit_config(world, r"^port = 8081$", "port = 8095")
+        wait_until(lambda: '"port": 8095' in app.read_text(), 3, "the valid edit")
+        assert engine.status.engine.config_error is None
+        # ...while an edit that brings a problem of its own is still refused
+        _edit_config(world, r"^port = 8095$", "port = 99999")
+        wait_until(lambda: "[web] port" in str(engine.status.engine.config_error), 3, "the refusal")
+        assert '"port": 8095' in app.read_text()
+        assert "from_elsewhere" not in str(engine.status.engine.config_error)

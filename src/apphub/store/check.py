@@ -13,13 +13,19 @@ from apphub.store.validate import check_file, shown_value
 
 def file_problems(document: IniDocument, schema: FileSchema, box: SecretBox | None, name: str, *,
                   plaintext_secrets: bool = True) -> list[str]:
+    """Every problem of `document`, one line each (see `located_problems`)."""
+    return [text for _, text in located_problems(document, schema, box, name, plaintext_secrets=plaintext_secrets)]
+
+
+def located_problems(document: IniDocument, schema: FileSchema, box: SecretBox | None, name: str, *,
+                     plaintext_secrets: bool = True) -> list[tuple[tuple[str, str | None], str]]:
     """Every problem of `document`, one line each, naming file, line, section and key.
 
     A secret that cannot be decrypted is one problem (and not also "missing"); a secret stored
     in plaintext is one too, unless `plaintext_secrets` is False (the engine encrypts it instead).
     The value of a secret, or of a key the schema does not know, is never shown.
     """
-    problems: list[str] = []
+    problems: list[tuple[tuple[str, str | None], str]] = []
     values: dict[str, dict[str, str]] = {}
     unreadable: set[tuple[str, str]] = set()  # already reported; present, but not checked further
     for section in document.sections():
@@ -35,16 +41,17 @@ def file_problems(document: IniDocument, schema: FileSchema, box: SecretBox | No
                 where = f"{name}:{document.line_of(section, key)}: [{section}] {key}"
                 values[section][key] = box.decrypt(stored, where).reveal()
             except SecretError as exc:
-                problems.append(str(exc))
+                problems.append(((section, key), str(exc)))
                 unreadable.add((section, key))
                 continue
             if plaintext_secrets and stored and not is_encrypted(stored):
-                problems.append(str(FieldError(section, key, "encrypted", "is a secret stored in plaintext; "
-                                               "`apphub serve` or `apphub init` encrypts it", MASK, name,
-                                               document.line_of(section, key))))
+                problems.append(((section, key), str(FieldError(
+                    section, key, "encrypted", "is a secret stored in plaintext; `apphub serve` or `apphub init` "
+                    "encrypts it", MASK, name, document.line_of(section, key)))))
 
     def shown(section: str, key: str | None, value: object) -> str | None:
         return shown_value(schema, section, key, value)
 
     errors = check_file(schema, values, file=name, line_of=document.line_of, mask=shown)
-    return problems + [str(error) for error in errors if (error.section, error.key) not in unreadable]
+    return problems + [((error.section, error.key), str(error)) for error in errors
+                       if (error.section, error.key) not in unreadable]

@@ -33,7 +33,7 @@ from apphub.db import Database
 from apphub.errors import ApphubError, IniParseError, ManifestError
 from apphub.reload.base import Reloaders
 from apphub.reload.health import HealthChecker
-from apphub.store.check import file_problems
+from apphub.store.check import located_problems
 from apphub.store.schema import APPLY_STRENGTH
 from apphub.store.secrets import is_encrypted
 from apphub.store.snapshot import Snapshot, changed_keys
@@ -411,8 +411,7 @@ class SyncEngine:
                 self.status.update(config_error=None)
                 self._refused_version = None
             return snapshot
-        problems = file_problems(snapshot.document, snapshot.schema, self.core.box, "config.ini",
-                                 plaintext_secrets=False)
+        problems = self._new_problems(snapshot)
         if problems:
             self._refuse(snapshot.version, "config.ini is refused, the last good version stays applied: "
                          + "; ".join(problems))
@@ -426,6 +425,21 @@ class SyncEngine:
             snapshot = self.core.config.reencrypt_secrets(FILE_ACTOR, only_plaintext=True).snapshot
         self._last_good = snapshot
         return snapshot
+
+    def _new_problems(self, snapshot: Snapshot) -> list[str]:
+        """What makes a hand edit unacceptable: the problems it brings. A version written through
+        apphub was validated when written; a problem that was already in the last good version
+        (an adopted file's unknown section) does not block a valid edit of something else."""
+        if self.core.audit.last_version("config.ini") == snapshot.version:
+            return []
+        located = located_problems(snapshot.document, snapshot.schema, self.core.box, "config.ini",
+                                   plaintext_secrets=False)
+        if self._last_good is None:
+            return [text for _, text in located]
+        changed = changed_keys(self._last_good, snapshot) or set()
+        sections = {section for section, _ in changed}
+        return [text for (section, key), text in located
+                if (section, key) in changed or (key is None and section in sections)]
 
     def _refuse(self, identity: str, message: str) -> None:
         # The audit and the log first, the status last: whoever polls the status finds them written.
