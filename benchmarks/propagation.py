@@ -36,6 +36,7 @@ import os
 import re
 import secrets
 import select
+import shlex
 import shutil
 import signal
 import statistics
@@ -126,6 +127,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--python", type=Path, default=ROOT / ".venv" / "bin" / "python",
                         help="interpreter of the floor")
     parser.add_argument("--apphub", type=Path, default=ROOT / ".venv" / "bin" / "apphub")
+    parser.add_argument("--freeze-src", action=argparse.BooleanOptionalAction, default=True,
+                        help="copy src/apphub at the start and run every apphub of the run from that copy, so that "
+                             "edits of the working tree meanwhile do not mix versions (default: yes)")
     parser.add_argument("--tmp", type=Path, default=None, help="parent of the temporary folder")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (data, targets, server logs)")
     parser.add_argument("--output", type=Path, default=None, help="also write the JSON document to this file")
@@ -699,7 +703,7 @@ def run_series(args: argparse.Namespace, case: Case, target: Target, observer: O
     }
     result.update(cpu)
     if syncs_before is not None and syncs_after is not None:
-        # each change, plus the status reads' own nothing: rounds the engine ran per save
+        # rounds the engine ran per save, warm-up included: above 1.0, some saves caused a second round
         result["engine_rounds_per_change"] = round((syncs_after - syncs_before) / total, 2)
     if stages:
         result["engine_stage_ms"] = stage_summary(stages)
@@ -857,6 +861,25 @@ def quickstart_health(port: int) -> tuple[int, dict[str, Any]]:
         return 0, {}
 
 
+def stop_supervisord(conf: Path) -> None:
+    """`supervisorctl shutdown` (what the quickstart's README says), then wait for supervisord to exit:
+    it stops its programs first."""
+    try:
+        pid = int((conf.parent / "supervisord.pid").read_text().strip())
+    except (OSError, ValueError):
+        pid = None
+    subprocess.run(["supervisorctl", "-c", str(conf), "shutdown"], capture_output=True, timeout=30, check=False)
+    deadline = time.monotonic() + 20
+    while pid is not None and time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    if pid is not None:
+        log(f"warning: supervisord (pid {pid}) still runs 20 s after `supervisorctl shutdown`")
+
+
 def bench_quickstart(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     """examples/quickstart as its README runs it (start.sh DATA, then apphub serve), and a
     restart-level key of hello-json (`greeting`) changed by saving config.ini like an editor."""
@@ -946,8 +969,7 @@ def bench_quickstart(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
             finally:
                 observer.close()
     finally:
-        subprocess.run(["supervisorctl", "-c", str(supervisor_conf), "shutdown"], capture_output=True, timeout=30,
-                       check=False)
+        stop_supervisord(supervisor_conf)
     summary: dict[str, Any] = {}
     for mark in ("file_written", "old_process_ended", "healthy", "gate_passed"):
         values = sorted(sample[mark] for sample in samples if mark in sample)
@@ -1109,18 +1131,35 @@ def machine(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     return found
 
 
+def freeze_source(args: argparse.Namespace, folder: Path) -> None:
+    """Copy src/apphub into the temporary folder; `args.apphub` becomes a wrapper that runs the CLI
+    from the copy, and this process imports the copy too."""
+    source = folder / "src"
+    shutil.copytree(ROOT / "src" / "apphub", source / "apphub", ignore=shutil.ignore_patterns("__pycache__"))
+    wrapper = folder / "bin" / "apphub"
+    wrapper.parent.mkdir()
+    wrapper.write_text(f"#!/bin/sh\nPYTHONPATH={shlex.quote(str(source))} exec {shlex.quote(str(args.python))} -c "
+                       "'import sys; from apphub.cli.main import main; sys.exit(main())' \"$@\"\n")
+    wrapper.chmod(0o755)
+    args.apphub = wrapper
+    sys.path.insert(0, str(source))
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     folder = Path(tempfile.mkdtemp(prefix="apphub-propagation-", dir=args.tmp))
     started = time.monotonic()
     result: dict[str, Any] = {"benchmark": "apphub config propagation"}
     try:
         result["machine"] = machine(args, folder)
+        if args.freeze_src:
+            freeze_source(args, folder)
         result["settings"] = {
             "services": args.services, "changes_per_series": args.changes, "warmup_per_series": args.warmup,
             "debounce_ms": args.debounce, "series": args.series, "one_series_at_debounce_ms": args.one_debounce,
             "layout": args.layout, "floor_fsync": args.floor_fsync, "apphub_log_level": args.log_level,
             "drift_interval_s": args.drift_interval, "idle_window_ms": args.idle_window_ms,
             "apphub_command": f"apphub --data-dir TMP serve --port P --log-level {args.log_level}",
+            "apphub_from": "a copy of src/apphub taken at the start" if args.freeze_src else "the working tree",
             "floor_command": "python benchmarks/propagation.py --floor-worker JOB",
         }
         result["propagation"] = bench_propagation(args, folder)
@@ -1145,7 +1184,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def summarise(args: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any]:
     problems: list[str] = []
     warnings: list[str] = []
-    if result["machine"].get("src_changed_during_run"):
+    if result["machine"].get("src_changed_during_run") and not args.freeze_src:
         warnings.append("src/apphub changed during the run: later cases ran newer code")
     table: dict[str, Any] = {}
     for services, row in result["propagation"].items():
