@@ -107,7 +107,7 @@ def test_a_crash_between_swap_and_gate_gets_its_reload_at_the_next_start(world: 
     app = world.path("web/app.json")
     app.write_bytes(plan.services["web"].files[0].after)
     journal = _journal(world)
-    journal.applying("web", result.snapshot.version)
+    journal.applying(["web"], result.snapshot.version)
 
     with world.engine() as engine:
         world.settle(engine)

@@ -23,6 +23,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,8 @@ logger = logging.getLogger("apphub.sync")
 FILE_ACTOR = Actor("file", "file")
 SYNC_ACTOR = Actor("apphub", "sync")
 STOP_TIMEOUT_S = 5.0
+# threads that write and flush target files in parallel: the disk queues their flushes together
+IO_THREADS = 8
 MAX_DEBOUNCE_FACTOR = 20  # a stream of events delays a sync by at most this many quiet times
 RETRY_DELAYS_S = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 
@@ -95,6 +98,8 @@ class SyncEngine:
         self._manifest_key: str | None = None
         self._planner: Planner | None = None
         self._applier: Applier | None = None
+        # staging and folder flushes of every apply (threads start on first use, then stay)
+        self._io = ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="apphub-io")
         self._applied: Snapshot | None = None  # the last version planned and applied in full
         self._last_good: Snapshot | None = None
         self._refused_version: str | None = None
@@ -109,6 +114,7 @@ class SyncEngine:
         self._written: dict[str, set[str]] = {}
         self._levels: dict[str, ApplyLevel] = {}  # the level a failed service still needs
         self._drifted: set[str] = set()  # target paths reported as edited behind apphub's back
+        self._real_paths: dict[str, str] = {}  # a manifest's target path -> its real path
         self._retry_at: float | None = None
         self._retries = 0
         self._drift_at = 0.0
@@ -135,6 +141,7 @@ class SyncEngine:
             self._cond.notify_all()
         if self._thread is None or not self._thread.is_alive():
             self._journal_db.close()
+            self._io.shutdown(wait=False)
 
     # -- requests -------------------------------------------------------------------------------
 
@@ -245,9 +252,9 @@ class SyncEngine:
                 digest = hashlib.sha256(handle.read()).hexdigest()
         except OSError:
             digest = None  # deleted or unreadable: that is news
-        real = os.path.realpath(path)
-        if kind == "target" and digest is not None and digest in self._written.get(real, ()) \
-                and real not in self._drifted:
+        # A target's path comes from the watcher already resolved, as the keys of `_written` are.
+        if kind == "target" and digest is not None and digest in self._written.get(path, ()) \
+                and path not in self._drifted:
             return
         if (kind == "config" and digest is not None and os.path.basename(path) == "config.ini"
                 and self._last_good is not None and digest[:32] == self._last_good.version
@@ -301,7 +308,7 @@ class SyncEngine:
             self._handle_drift(plan, changed)
         for service in plan.services.values():
             for file in service.files:
-                self._written[os.path.realpath(file.spec.path)] = {
+                self._written[self._real(file.spec.path)] = {
                     hashlib.sha256(data).hexdigest() for data in (file.after, file.before) if data is not None}
         report = self._applier.apply(plan, self._manifest, dependency_order(self._manifest), force=force)
         for name, outcome in report.outcomes.items():
@@ -309,7 +316,7 @@ class SyncEngine:
             final = [(file, file.before if outcome.result == "failed" else file.after) for file in service.files]
             for file, data in final:  # what the files hold now: after, or rolled back to before
                 if data is not None:
-                    self._written[os.path.realpath(file.spec.path)] = {hashlib.sha256(data).hexdigest()}
+                    self._written[self._real(file.spec.path)] = {hashlib.sha256(data).hexdigest()}
             if outcome.result == "failed":
                 self._levels[name] = max(service.level, self._levels.get(name, "hot"), key=APPLY_STRENGTH.__getitem__)
                 if outcome.retry:
@@ -317,7 +324,7 @@ class SyncEngine:
                 else:
                     self._failed[name] = _digest(service)
             else:
-                self._drifted.difference_update(os.path.realpath(file.spec.path) for file in service.files)
+                self._drifted.difference_update(self._real(file.spec.path) for file in service.files)
                 self._failed.pop(name, None)
                 self._retry.discard(name)
                 self._levels.pop(name, None)
@@ -370,14 +377,14 @@ class SyncEngine:
         if system is not None and system.version != self._system_version:
             self._settings = SyncSettings.from_system(system)
             backends = self._backends_factory(self._settings)
-            self._applier = Applier(backends.reloaders, backends.health, self._journal, self._stop)
+            self._applier = Applier(backends.reloaders, backends.health, self._journal, self._stop, io=self._io)
             self._system_version = system.version
             self._manifest_key = None  # the roots may have changed
         if self._settings is None:
             self._settings = SyncSettings((), "", "", 0.05, 60)
         if self._applier is None:
             backends = self._backends_factory(self._settings)
-            self._applier = Applier(backends.reloaders, backends.health, self._journal, self._stop)
+            self._applier = Applier(backends.reloaders, backends.health, self._journal, self._stop, io=self._io)
         key = self._manifest_fingerprint()
         if key != self._manifest_key:
             self._manifest_key = key
@@ -390,6 +397,7 @@ class SyncEngine:
                 self.status.update(manifest_error=str(exc))
                 self.core.audit.record(SYNC_ACTOR, "sync.manifest_refused", file="services.yaml", message=str(exc))
             self._planner = Planner(self._manifest, self._templates_dir(), self._environ)
+            self._real_paths.clear()
             self.status.keep_only(list(self._manifest.services))
             if self._watcher is not None:
                 self._watcher.watch_targets(f.path for s in self._manifest.services.values() for f in s.files)
@@ -472,7 +480,7 @@ class SyncEngine:
                            spec.drift)
             status = self.status.service(service.name)
             status.drift = paths
-            self._drifted.update(os.path.realpath(path) for path in paths)
+            self._drifted.update(self._real(path) for path in paths)
             if spec.drift == "report":
                 status.state = "drifted"
                 del plan.services[service.name]  # reported, not repaired
@@ -492,6 +500,14 @@ class SyncEngine:
         except OSError:
             return None
         return now - saved if last is not None and saved >= last else None
+
+    def _real(self, path: str) -> str:
+        """The real path of a target, as the watcher reports it; resolved once per manifest (the
+        watcher, too, resolves the targets when it is given the manifest's)."""
+        real = self._real_paths.get(path)
+        if real is None:
+            real = self._real_paths[path] = os.path.realpath(path)
+        return real
 
     def _templates_dir(self) -> Path:
         return self.core.data.root / self._manifest.templates

@@ -9,6 +9,7 @@ other service is judged by its files alone, so a restart with no change reloads 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -39,23 +40,29 @@ class Journal:
                                              row["applied_version"], json.loads(row["files"]), row["error"],
                                              row["updated_at"]) for row in rows}
 
-    def applying(self, service: str, version: str) -> None:
+    def applying(self, services: Iterable[str], version: str) -> None:
+        """These services are about to get `version`'s files (one transaction for them all)."""
+        now = utc_now()
         with self._db.transaction() as connection:
-            connection.execute(
+            connection.executemany(
                 "INSERT INTO sync_journal (service, state, wanted_version, updated_at) VALUES (?, 'applying', ?, ?)"
                 " ON CONFLICT (service) DO UPDATE SET state = 'applying', wanted_version = excluded.wanted_version,"
                 " error = NULL, updated_at = excluded.updated_at",
-                (service, version, utc_now()),
+                [(service, version, now) for service in services],
             )
 
-    def applied(self, service: str, version: str, files: dict[str, str]) -> None:
+    def applied(self, files: Mapping[str, Mapping[str, str]], version: str) -> None:
+        """These services run `version` (service -> path -> sha256 of the bytes written)."""
+        if not files:
+            return
+        now = utc_now()
         with self._db.transaction() as connection:
-            connection.execute(
+            connection.executemany(
                 "INSERT INTO sync_journal (service, state, wanted_version, applied_version, files, updated_at)"
                 " VALUES (?, 'applied', ?, ?, ?, ?) ON CONFLICT (service) DO UPDATE SET state = 'applied',"
                 " wanted_version = excluded.wanted_version, applied_version = excluded.applied_version,"
                 " files = excluded.files, error = NULL, updated_at = excluded.updated_at",
-                (service, version, version, json.dumps(files), utc_now()),
+                [(service, version, version, json.dumps(dict(paths)), now) for service, paths in files.items()],
             )
 
     def failed(self, service: str, version: str, error: str) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import os
 from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
@@ -209,7 +208,7 @@ def _secret_texts(snapshot: Snapshot) -> list[str]:
 
 def _read(path: str) -> bytes | None:
     try:
-        with open(os.path.realpath(path), "rb") as handle:
+        with open(path, "rb") as handle:  # through a symlink, like the service reads it
             return handle.read()
     except FileNotFoundError:
         return None
