@@ -382,3 +382,16 @@ def test_a_problem_already_in_the_file_does_not_block_a_valid_hand_edit(world: S
         wait_until(lambda: "[web] port" in str(engine.status.engine.config_error), 3, "the refusal")
         assert '"port": 8095' in app.read_text()
         assert "from_elsewhere" not in str(engine.status.engine.config_error)
+
+
+def test_drift_is_seen_in_a_folder_the_first_apply_created(world: SyncWorld) -> None:
+    app = world.path("created/by/apply/app.json")
+    assert not app.parent.exists()
+    world.manifest({"web": {"files": [{"path": str(app), "format": "json", "map": {"port": "${web.port}"}}],
+                            "reload": world.exec_reload("web"), "drift": "repair"}})
+    with world.engine() as engine:  # the periodic check is 60 s away: only a file event repairs in time
+        good = app.read_bytes()
+        world.settle(engine)
+        _save(app, '{"port": 1234}')
+        wait_until(lambda: app.read_bytes() == good, 3, "the repair of a file in a folder created by apphub")
+        assert len(world.audit("sync.drift")) == 1

@@ -159,3 +159,18 @@ def test_it_stops_promptly_while_idle(target: Path) -> None:
     watch.stop()
     assert time.monotonic() - started < 1.0
     assert not any(thread.name == "apphub-target-watch" and thread.is_alive() for thread in threading.enumerate())
+
+
+def test_a_folder_created_later_is_watched_once_asked_again(tmp_path: Path) -> None:
+    target = tmp_path / "cockpit.socket.d" / "listen.conf"
+    seen = Seen()
+    watch = TargetWatch(seen)
+    watch.start()
+    try:
+        watch.add([str(target)])
+        target.parent.mkdir()  # what the first apply does for a drop-in folder
+        watch.add(())
+        target.write_text("[Socket]\n")
+        seen.wait_for(target)
+    finally:
+        watch.stop()

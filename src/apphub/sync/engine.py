@@ -328,6 +328,8 @@ class SyncEngine:
                 self._failed.pop(name, None)
                 self._retry.discard(name)
                 self._levels.pop(name, None)
+        if self._watcher is not None and any(o.result == "applied" for o in report.outcomes.values()):
+            self._watcher.watch_created_folders()
         times = {"render": render, **report.timings, "total": time.monotonic() - started}
         if detect is not None:
             times["detect"] = max(0.0, detect)

@@ -97,6 +97,11 @@ class Watcher:
             return
         self._targets.add(targets)
 
+    def watch_created_folders(self) -> None:
+        """Watch the target folders that were missing before and exist now (an apply creates them)."""
+        if self._targets is not None:
+            self._targets.add(())
+
     def stop(self, timeout: float = 2.0) -> None:
         if self._targets is not None:
             self._targets.stop(timeout)
@@ -133,6 +138,7 @@ class TargetWatch:
         self._inotify = INotify()
         self._folders: dict[int, str] = {}  # watch descriptor -> folder
         self._targets: set[str] = set()  # real paths
+        self._missing: set[str] = set()  # target folders that did not exist when added
         self._lock = threading.Lock()
         self._wake_read, self._wake_write = os.pipe()
         self._thread = threading.Thread(target=self._run, name="apphub-target-watch", daemon=True)
@@ -141,16 +147,22 @@ class TargetWatch:
         self._thread.start()
 
     def add(self, targets: Iterable[str]) -> None:
+        """Watch these targets too; and the folders of earlier ones that were missing, if they exist now."""
         real = {os.path.realpath(path) for path in targets}
         with self._lock:  # the reader thread only ever sees whole new maps, swapped in below
+            if not real and not self._missing:
+                return
             folders = dict(self._folders)
-            for folder in sorted({os.path.dirname(path) for path in real} - set(folders.values()) - self._ignore):
+            wanted = {os.path.dirname(path) for path in real} | self._missing
+            self._missing = set()
+            for folder in sorted(wanted - set(folders.values()) - self._ignore):
                 try:
                     folders[self._inotify.add_watch(folder, self.MASK)] = folder
+                except FileNotFoundError:
+                    self._missing.add(folder)  # the apply that creates it calls `add` again
                 except OSError as exc:
-                    # A folder that does not exist yet is created by the first apply and watched
-                    # when the manifest is loaded again; until then the periodic check sees drift.
-                    logger.debug("not watching %s: %s", folder, exc)
+                    # Until it can be watched, the periodic check still finds drift there.
+                    logger.warning("not watching %s for edits behind apphub's back: %s", folder, exc)
             self._folders = folders
             self._targets = self._targets | real
 
