@@ -67,7 +67,7 @@ AIM_DEBOUNCE_MS = 0
 SECTION = "bench"
 SHARED_KEY = "shared"
 MARKERS = {"shared": "@@shared@@", "own": "@@own@@"}
-EXTRA_PACKAGES = ("watchdog", "PyYAML", "Jinja2", "prometheus-client")
+EXTRA_PACKAGES = ("watchdog", "inotify_simple", "PyYAML", "Jinja2", "prometheus-client")
 
 SCHEMA_YAML = """\
 # The propagation benchmark's section: `shared` is read by every service, sNNN by service NNN only.
