@@ -59,6 +59,10 @@ _MIGRATIONS: list[str] = [
         updated_at TEXT NOT NULL
     );
     """,
+    # the bytes that failed a service's gate, so that a restart of apphub does not try them again
+    """
+    ALTER TABLE sync_journal ADD COLUMN failed_digest TEXT;
+    """,
 ]
 
 

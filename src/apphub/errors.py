@@ -178,6 +178,10 @@ class HealthCheckFailed(SyncError):
     """A service did not come back healthy in time; names the service and the probe."""
 
 
+class Interrupted(SyncError):
+    """apphub is stopping: a health gate was cut short, so its result is unknown (not a failure)."""
+
+
 class BackendUnavailable(SyncError):
     """supervisord or the container engine cannot be reached (a retry later may succeed)."""
 

@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Mapping
 
-from apphub.errors import BackendUnavailable, HealthCheckFailed
+from apphub.errors import BackendUnavailable, HealthCheckFailed, Interrupted
 from apphub.reload.base import Probe
 from apphub.sync.manifest import HealthSpec
 
@@ -38,7 +38,9 @@ class HealthChecker:
                     reasons.append(f"{kind}: {_shorten(reason)}")
             if not reasons:
                 return time.monotonic() - started
-            if time.monotonic() + spec.interval > deadline or (stop is not None and stop.is_set()):
+            if stop is not None and stop.is_set():
+                raise Interrupted(f"service {service}: apphub is stopping; its health gate was cut short")
+            if time.monotonic() + spec.interval > deadline:
                 raise HealthCheckFailed(
                     f"service {service} did not become healthy within {spec.timeout:g} s: " + "; ".join(reasons)
                 )

@@ -160,6 +160,7 @@ def process_strategies() -> dict[str, ReloadFn]:
                 f"service {service}: exec `{shown}` failed with {result.describe_exit()}"
                 + (f": {tail}" if tail else " and printed nothing")
             )
-        log.info("service %s: exec `%s` succeeded%s", service, shown, f": {tail}" if tail else "")
+        # Not its output: a command run on a service's files may print a secret they hold.
+        log.info("service %s: exec `%s` succeeded", service, shown)
 
     return {"signal": signal, "exec": exec_}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import grp
 import hashlib
+import logging
 import os
 import pwd
 import subprocess
@@ -25,17 +26,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from apphub.errors import BackendUnavailable, DataDirError, RenderError, SyncError
+from apphub.errors import BackendUnavailable, DataDirError, Interrupted, RenderError, SyncError
 from apphub.reload.base import Reloaders
 from apphub.reload.health import HealthChecker
 from apphub.store.atomic import discard, stage, swap, sync_folders
 from apphub.sync.journal import Journal
 from apphub.sync.manifest import Manifest, ServiceSpec
 from apphub.sync.plan import FilePlan, Plan, ServicePlan
+from apphub.sync.targets import resolve
 from apphub.sync.values import mask_secrets
 
+logger = logging.getLogger("apphub.sync")
+
 CHECK_TIMEOUT_S = 60.0
-Result = Literal["applied", "unchanged", "failed", "refused"]
+# interrupted: apphub stopped during its reload or gate; the next start takes it up again
+Result = Literal["applied", "unchanged", "failed", "refused", "interrupted"]
 
 
 @dataclass
@@ -48,6 +53,7 @@ class ServiceOutcome:
     action: str = "none"
     error: str | None = None
     retry: bool = False  # the backend was unreachable: try again later
+    unrestored: list[str] = field(default_factory=list)  # a failed service's files left with the new bytes
     timings: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -116,15 +122,31 @@ class Applier:
                 return report
 
             started = time.monotonic()
-            self._journal.applying(sorted(targets), plan.version)
-            folders = [swap(item.path, Path(item.file.spec.path), sync_folder=False)
-                       for items in staged.values() for item in items]
-            sync_folders(folders, io)
+            all_staged = [item for items in staged.values() for item in items]
+            try:
+                self._journal.applying(sorted(targets), plan.version)
+            except DataDirError as exc:
+                for item in all_staged:
+                    discard(item.path)
+                report.refused = [f"nothing was written: the apply journal could not be written: {exc}"]
+                return report
+            problem = self._swap_all(all_staged, io)
             report.timings["write"] = time.monotonic() - started
+            if problem is not None:
+                report.refused = [problem]
+                with contextlib.suppress(DataDirError):
+                    for name in sorted(targets):
+                        self._journal.failed(name, plan.version, problem)
+                return report
 
         started = time.monotonic()
         failed: set[str] = set()
         for wave in waves:
+            if self._stop.is_set():  # stopping: the journal still says `applying`, the next start goes on
+                for name in (name for name in wave if name in targets):
+                    report.outcomes[name] = ServiceOutcome(name, "interrupted", plan.version,
+                                                           error="apphub stopped before reloading it")
+                continue
             todo = []
             for name in (name for name in wave if name in targets):
                 blocked = sorted(set(manifest.services[name].depends_on) & failed)
@@ -145,10 +167,33 @@ class Applier:
                         failed.add(name)
             # One transaction for the wave: a crash before it only means these services get their
             # reload again at the next start, which is what the journal is for.
-            self._journal.applied({name: {f.spec.path: _digest(f.after) for f in plan.services[name].files}
-                                   for name in todo if report.outcomes[name].result == "applied"}, plan.version)
+            try:
+                self._journal.applied({name: {f.spec.path: _digest(f.after) for f in plan.services[name].files}
+                                       for name in todo if report.outcomes[name].result == "applied"}, plan.version)
+            except DataDirError as exc:
+                logger.warning("the apply journal could not record version %s as applied (the next start "
+                               "reloads these services again): %s", plan.version[:12], exc)
         report.timings["reload"] = time.monotonic() - started
         return report
+
+    def _swap_all(self, staged: list[_Staged], io: Executor) -> str | None:
+        """Swap every staged file in; if one cannot be, put back those already swapped, discard the
+        rest, and say what happened (the version is then refused as a whole)."""
+        folders = []
+        for number, item in enumerate(staged):
+            try:
+                folders.append(swap(item.path, Path(item.file.real), sync_folder=False))
+            except DataDirError as exc:
+                for later in staged[number + 1:]:
+                    discard(later.path)
+                problems = [problem for done in staged[:number] for problem in [_restore_file(done.file)] if problem]
+                return (f"{exc}; no service was reloaded, and the {number} file(s) already replaced were put back"
+                        + (f", except: {'; '.join(problems)}" if problems else ""))
+        try:
+            sync_folders(folders, io)
+        except DataDirError as exc:
+            logger.warning("the files are in place, but flushing their folders failed: %s", exc)
+        return None
 
     # -- stage and validate ------------------------------------------------------------------
 
@@ -175,15 +220,24 @@ class Applier:
             outcome.timings["reload"] = time.monotonic() - started
             if plan.health is not None:
                 outcome.timings["healthy"] = self._health.wait_healthy(plan.name, plan.health, self._stop)
-        except SyncError as exc:
+        except Interrupted as exc:
+            # Neither healthy nor failed: the journal still says `applying`, so the next start
+            # reloads it and runs the gate again. Rolling back here would undo a good change.
+            outcome.result = "interrupted"
+            outcome.error = str(exc)
+        except Exception as exc:  # whatever breaks, the service gets its previous files back
+            if not isinstance(exc, SyncError):
+                logger.error("service %s: unexpected %s during its reload or health gate", plan.name,
+                             type(exc).__name__)
             outcome.result = "failed"
             outcome.retry = isinstance(exc, BackendUnavailable)
             error = f"failed to apply version {version[:12]}, running the previous one: {exc}"
-            error += self._roll_back(plan, spec)
+            error += self._roll_back(plan, spec, outcome)
             # A reload error can quote the service's own output, which may print a secret it was given.
             masks = plan.files[0].masks if plan.files else []
             outcome.error = mask_secrets(error, masks)
-            self._journal.failed(plan.name, version, outcome.error)
+            with contextlib.suppress(DataDirError):
+                self._journal.failed(plan.name, version, outcome.error, None if outcome.retry else plan.digest)
         return outcome
 
     def _hold_back(self, plan: ServicePlan, version: str, blocked: list[str]) -> ServiceOutcome:
@@ -191,35 +245,34 @@ class Applier:
         new files would point at what the dependency no longer has (a port, a path)."""
         error = (f"failed to apply version {version[:12]}, running the previous one: held back because "
                  f"{', '.join(blocked)} failed to apply it")
-        problem = self._restore(plan)
-        outcome = ServiceOutcome(plan.name, "failed", version, "none", error + problem)
-        self._journal.failed(plan.name, version, outcome.error or error)
+        outcome = ServiceOutcome(plan.name, "failed", version, "none")
+        outcome.error = error + self._restore(plan, outcome)
+        with contextlib.suppress(DataDirError):
+            self._journal.failed(plan.name, version, outcome.error, plan.digest)
         return outcome
 
-    def _restore(self, plan: ServicePlan) -> str:
-        """Put every changed file's previous bytes back; say what did not work."""
+    def _restore(self, plan: ServicePlan, outcome: ServiceOutcome) -> str:
+        """Put every changed file's previous bytes back, each tried even if another fails; record
+        in `outcome.unrestored` the files that still hold the new bytes, and say why."""
+        problems = []
         for file in plan.files:
-            if not file.changed:
-                continue
-            try:
-                if file.before is None:
-                    os.unlink(os.path.realpath(file.spec.path))
-                else:
-                    swap(stage(Path(file.spec.path), file.before), Path(file.spec.path))
-            except (OSError, DataDirError) as exc:
-                return f" (and restoring {file.spec.path} failed: {exc})"
-        return ""
+            if file.changed:
+                problem = _restore_file(file)
+                if problem is not None:
+                    problems.append(problem)
+                    outcome.unrestored.append(file.spec.path)
+        return f" (and restoring {'; '.join(problems)})" if problems else ""
 
-    def _roll_back(self, plan: ServicePlan, spec: ServiceSpec) -> str:
+    def _roll_back(self, plan: ServicePlan, spec: ServiceSpec, outcome: ServiceOutcome) -> str:
         """Give the service its previous bytes and reload it again; say what did not work."""
-        problem = self._restore(plan)
+        problem = self._restore(plan, outcome)
         if problem:
             return problem
         try:
             self._reloaders.run(plan.name, plan.action)
             if plan.health_before is not None:
                 self._health.wait_healthy(plan.name, plan.health_before, self._stop)
-        except SyncError as exc:
+        except Exception as exc:  # reported, whatever it is
             return f" (the previous files are back, but the service did not come back with them: {exc})"
         return ""
 
@@ -230,19 +283,34 @@ def _stage_one(job: tuple[str, int, FilePlan]) -> tuple[Path | None, str | None]
     where = f"service {name}, file {number} ({file.spec.path})"
     if file.after.strip() == b"" and file.before is not None and file.before.strip() != b"":
         return None, f"{where}: the render is empty but the file is not; refusing to empty it"
+    if resolve(file.spec.path) != file.real:
+        return None, f"{where}: the path no longer leads to {file.real} (a symlink changed during the apply)"
     try:
         # A missing folder under a root is created (a systemd drop-in folder, say); the
         # manifest already confined the path to the roots.
-        folder = os.path.dirname(file.spec.path)
+        folder = os.path.dirname(file.real)
         if not os.path.isdir(folder):
             os.makedirs(folder, mode=0o755, exist_ok=True)
-        path = stage(Path(file.spec.path), file.after, mode=file.spec.mode_bits(),
+        path = stage(Path(file.real), file.after, mode=file.spec.mode_bits(),
                      new_mode=0o600 if file.holds_secret else 0o644, owner=_owner(file))
     except (DataDirError, RenderError, OSError) as exc:
         return None, f"{where}: {exc}"
     if file.spec.check is not None:
         return path, _run_check(where, file, path)
     return path, None
+
+
+def _restore_file(file: FilePlan) -> str | None:
+    """Put one file's previous bytes back (or remove it if it did not exist); a problem or None."""
+    try:
+        if file.before is None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(file.real)
+        else:
+            swap(stage(Path(file.real), file.before), Path(file.real))
+    except (OSError, DataDirError) as exc:
+        return f"{file.spec.path} failed: {exc}"
+    return None
 
 
 def _owner(file: FilePlan) -> tuple[int, int] | None:

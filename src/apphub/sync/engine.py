@@ -31,7 +31,7 @@ from typing import Any
 from apphub.audit.log import Actor, Change
 from apphub.core import Core
 from apphub.db import Database
-from apphub.errors import ApphubError, IniParseError, ManifestError
+from apphub.errors import ApphubError, IniParseError, ManifestError, RenderError
 from apphub.reload.base import Reloaders
 from apphub.reload.health import HealthChecker
 from apphub.store.check import located_problems
@@ -41,9 +41,10 @@ from apphub.store.snapshot import Snapshot, changed_keys
 from apphub.sync.apply import Applier, ApplyReport
 from apphub.sync.journal import Journal
 from apphub.sync.manifest import ApplyLevel, Manifest, dependency_order, load_manifest
-from apphub.sync.plan import Plan, Planner, ServicePlan
+from apphub.sync.plan import Plan, Planner
 from apphub.sync.settings import SyncSettings
 from apphub.sync.status import StatusBoard
+from apphub.sync.targets import read_regular
 from apphub.sync.watcher import Watcher
 
 logger = logging.getLogger("apphub.sync")
@@ -97,6 +98,7 @@ class SyncEngine:
         self._manifest = Manifest()
         self._manifest_key: str | None = None
         self._planner: Planner | None = None
+        self._known_secrets: set[str] = set()  # every secret planned since start, masked in diffs
         self._applier: Applier | None = None
         # staging and folder flushes of every apply (threads start on first use, then stay)
         self._io = ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="apphub-io")
@@ -114,7 +116,6 @@ class SyncEngine:
         self._written: dict[str, set[str]] = {}
         self._levels: dict[str, ApplyLevel] = {}  # the level a failed service still needs
         self._drifted: set[str] = set()  # target paths reported as edited behind apphub's back
-        self._real_paths: dict[str, str] = {}  # a manifest's target path -> its real path
         self._retry_at: float | None = None
         self._retries = 0
         self._drift_at = 0.0
@@ -168,7 +169,7 @@ class SyncEngine:
     def plan(self, snapshot: Snapshot) -> Plan:
         """A plan of every service for `snapshot`, without touching anything (for the API and CLI)."""
         manifest = self._manifest
-        planner = Planner(manifest, self._templates_dir(), self._environ)
+        planner = Planner(manifest, self._templates_dir(), self._environ, set(self._known_secrets))
         return planner.plan(snapshot, previous=self._applied)
 
     # -- the thread ------------------------------------------------------------------------------
@@ -248,10 +249,10 @@ class SyncEngine:
         """A file event (watcher thread). The engine's own writes come back as events too: a
         target holding the bytes it wrote, or config.ini at the version it processed, is not news."""
         try:
-            with open(path, "rb") as handle:
-                digest = hashlib.sha256(handle.read()).hexdigest()
-        except OSError:
-            digest = None  # deleted or unreadable: that is news
+            data = read_regular(path)
+        except RenderError:
+            data = None  # not a regular file (a FIFO would block this thread): the plan says what is wrong
+        digest = None if data is None else hashlib.sha256(data).hexdigest()  # deleted or unreadable: news
         # A target's path comes from the watcher already resolved, as the keys of `_written` are.
         if kind == "target" and digest is not None and digest in self._written.get(path, ()) \
                 and path not in self._drifted:
@@ -291,10 +292,12 @@ class SyncEngine:
         plan = self._planner.plan(snapshot, previous=previous, services=services, changed=changed)
         render = time.monotonic() - render_started
         force = self._crash_leftovers() if self._first else set()
+        if self._first:  # bytes that failed a gate before apphub was restarted are not tried again either
+            self._failed.update(self._failed_before())
         for service in plan.changed():
             own_change = changed is not None and not service.reads.isdisjoint(changed)
             if not explicit and not own_change:
-                if self._failed.get(service.name) == _digest(service):
+                if self._failed.get(service.name) == service.digest:
                     del plan.services[service.name]  # the very bytes that failed its gate: not again
                     continue
                 if service.name in self._retry and service.name not in retrying:
@@ -308,23 +311,26 @@ class SyncEngine:
             self._handle_drift(plan, changed)
         for service in plan.services.values():
             for file in service.files:
-                self._written[self._real(file.spec.path)] = {
+                self._written[file.real] = {
                     hashlib.sha256(data).hexdigest() for data in (file.after, file.before) if data is not None}
         report = self._applier.apply(plan, self._manifest, dependency_order(self._manifest), force=force)
         for name, outcome in report.outcomes.items():
             service = plan.services[name]
-            final = [(file, file.before if outcome.result == "failed" else file.after) for file in service.files]
-            for file, data in final:  # what the files hold now: after, or rolled back to before
+            for file in service.files:  # what the files hold now: after, or rolled back to before
+                rolled_back = outcome.result == "failed" and file.spec.path not in outcome.unrestored
+                data = file.before if rolled_back else file.after
                 if data is not None:
-                    self._written[self._real(file.spec.path)] = {hashlib.sha256(data).hexdigest()}
+                    self._written[file.real] = {hashlib.sha256(data).hexdigest()}
+            if outcome.result == "interrupted":
+                continue  # the journal says `applying`: the next start reloads it
             if outcome.result == "failed":
                 self._levels[name] = max(service.level, self._levels.get(name, "hot"), key=APPLY_STRENGTH.__getitem__)
                 if outcome.retry:
                     self._retry.add(name)
                 else:
-                    self._failed[name] = _digest(service)
+                    self._failed[name] = service.digest
             else:
-                self._drifted.difference_update(self._real(file.spec.path) for file in service.files)
+                self._drifted.difference_update(file.real for file in service.files)
                 self._failed.pop(name, None)
                 self._retry.discard(name)
                 self._levels.pop(name, None)
@@ -396,10 +402,10 @@ class SyncEngine:
                 self.status.update(manifest_error=None)
             except ManifestError as exc:
                 logger.error("the manifest is refused; the last good one stays in force: %s", exc)
-                self.status.update(manifest_error=str(exc))
+                # the audit event before the status: whoever sees the status can find the event
                 self.core.audit.record(SYNC_ACTOR, "sync.manifest_refused", file="services.yaml", message=str(exc))
-            self._planner = Planner(self._manifest, self._templates_dir(), self._environ)
-            self._real_paths.clear()
+                self.status.update(manifest_error=str(exc))
+            self._planner = Planner(self._manifest, self._templates_dir(), self._environ, self._known_secrets)
             self.status.keep_only(list(self._manifest.services))
             if self._watcher is not None:
                 self._watcher.watch_targets(f.path for s in self._manifest.services.values() for f in s.files)
@@ -482,10 +488,20 @@ class SyncEngine:
                            spec.drift)
             status = self.status.service(service.name)
             status.drift = paths
-            self._drifted.update(self._real(path) for path in paths)
+            self._drifted.update(file.real for file in service.files if file.changed)
             if spec.drift == "report":
                 status.state = "drifted"
                 del plan.services[service.name]  # reported, not repaired
+
+    def _failed_before(self) -> dict[str, str]:
+        """Services whose last apply failed its gate before this start, and the bytes that failed."""
+        found = {}
+        for name, entry in self._journal.entries().items():
+            if entry.state == "failed" and entry.failed_digest and name in self._manifest.services:
+                found[name] = entry.failed_digest
+                status = self.status.service(name)
+                status.state, status.last_error = "failed", entry.error
+        return found
 
     def _crash_leftovers(self) -> set[str]:
         """Services a previous run left between swapping their files and passing the gate."""
@@ -502,14 +518,6 @@ class SyncEngine:
         except OSError:
             return None
         return now - saved if last is not None and saved >= last else None
-
-    def _real(self, path: str) -> str:
-        """The real path of a target, as the watcher reports it; resolved once per manifest (the
-        watcher, too, resolves the targets when it is given the manifest's)."""
-        real = self._real_paths.get(path)
-        if real is None:
-            real = self._real_paths[path] = os.path.realpath(path)
-        return real
 
     def _templates_dir(self) -> Path:
         return self.core.data.root / self._manifest.templates
@@ -531,9 +539,3 @@ class SyncEngine:
         return self.status.snapshot()
 
 
-def _digest(service: ServicePlan) -> str:
-    """One digest of all the bytes a plan gives a service."""
-    digest = hashlib.sha256()
-    for file in service.files:
-        digest.update(file.spec.path.encode() + b"\0" + file.after + b"\0")
-    return digest.hexdigest()

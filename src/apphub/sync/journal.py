@@ -28,6 +28,7 @@ class JournalEntry:
     files: dict[str, str]  # path -> sha256 of the bytes apphub wrote
     error: str | None
     updated_at: str
+    failed_digest: str | None = None  # ServicePlan.digest of the bytes that failed (not for a retry)
 
 
 class Journal:
@@ -38,7 +39,7 @@ class Journal:
         rows = self._db.query("SELECT * FROM sync_journal")
         return {row["service"]: JournalEntry(row["service"], row["state"], row["wanted_version"],
                                              row["applied_version"], json.loads(row["files"]), row["error"],
-                                             row["updated_at"]) for row in rows}
+                                             row["updated_at"], row["failed_digest"]) for row in rows}
 
     def applying(self, services: Iterable[str], version: str) -> None:
         """These services are about to get `version`'s files (one transaction for them all)."""
@@ -47,7 +48,7 @@ class Journal:
             connection.executemany(
                 "INSERT INTO sync_journal (service, state, wanted_version, updated_at) VALUES (?, 'applying', ?, ?)"
                 " ON CONFLICT (service) DO UPDATE SET state = 'applying', wanted_version = excluded.wanted_version,"
-                " error = NULL, updated_at = excluded.updated_at",
+                " error = NULL, failed_digest = NULL, updated_at = excluded.updated_at",
                 [(service, version, now) for service in services],
             )
 
@@ -61,17 +62,19 @@ class Journal:
                 "INSERT INTO sync_journal (service, state, wanted_version, applied_version, files, updated_at)"
                 " VALUES (?, 'applied', ?, ?, ?, ?) ON CONFLICT (service) DO UPDATE SET state = 'applied',"
                 " wanted_version = excluded.wanted_version, applied_version = excluded.applied_version,"
-                " files = excluded.files, error = NULL, updated_at = excluded.updated_at",
+                " files = excluded.files, error = NULL, failed_digest = NULL, updated_at = excluded.updated_at",
                 [(service, version, version, json.dumps(dict(paths)), now) for service, paths in files.items()],
             )
 
-    def failed(self, service: str, version: str, error: str) -> None:
+    def failed(self, service: str, version: str, error: str, digest: str | None = None) -> None:
+        """`service` failed to apply `version`; `digest`: the bytes not to try again unasked."""
         with self._db.transaction() as connection:
             connection.execute(
-                "INSERT INTO sync_journal (service, state, wanted_version, error, updated_at)"
-                " VALUES (?, 'failed', ?, ?, ?) ON CONFLICT (service) DO UPDATE SET state = 'failed',"
-                " wanted_version = excluded.wanted_version, error = excluded.error, updated_at = excluded.updated_at",
-                (service, version, error, utc_now()),
+                "INSERT INTO sync_journal (service, state, wanted_version, error, failed_digest, updated_at)"
+                " VALUES (?, 'failed', ?, ?, ?, ?) ON CONFLICT (service) DO UPDATE SET state = 'failed',"
+                " wanted_version = excluded.wanted_version, error = excluded.error,"
+                " failed_digest = excluded.failed_digest, updated_at = excluded.updated_at",
+                (service, version, error, digest, utc_now()),
             )
 
     def forget(self, service: str) -> None:

@@ -31,7 +31,7 @@ from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from apphub.errors import ManifestError
 
@@ -246,9 +246,34 @@ class ServiceSpec(_Strict):
         return NO_ACTION
 
 
+class Confinement:
+    """Where target files may lie: under a root of system.ini [sync] roots, never inside the data
+    folder. Checked on the real path, so a symlink cannot lead a write elsewhere."""
+
+    def __init__(self, roots: Sequence[str], data_root: Path) -> None:
+        self.roots = [os.path.realpath(root).rstrip(os.sep) for root in roots if root]
+        self.data = os.path.realpath(data_root)
+        self.data_root = data_root
+        self.shown = ", ".join(root for root in roots if root) or "none set"
+
+    def problem(self, real: str) -> str | None:
+        """What is wrong with a target whose real path is `real`, or None."""
+        if real == self.data or real.startswith(self.data + os.sep):
+            return f"lies inside the data folder {self.data_root}, which apphub owns"
+        if not any(real == root or real.startswith(root + os.sep) for root in self.roots):
+            return f"is not under a root of system.ini [sync] roots ({self.shown})"
+        return None
+
+
 class Manifest(_Strict):
     templates: str = "templates"
     services: dict[str, ServiceSpec] = Field(default_factory=dict)
+    # set by load_manifest; the planner checks every target against it again at each plan
+    _confinement: Confinement | None = PrivateAttr(default=None)
+
+    @property
+    def confinement(self) -> Confinement | None:
+        return self._confinement
 
     @field_validator("services")
     @classmethod
@@ -310,27 +335,17 @@ def load_manifest(path: Path, roots: Sequence[str], data_root: Path) -> Manifest
         manifest = Manifest.model_validate(document)
     except ValidationError as exc:
         raise ManifestError(_describe(path, document, exc)) from exc
-    problems = [problem for name, service in manifest.services.items()
-                for problem in _confinement_problems(name, service, roots, data_root)]
+    confinement = Confinement(roots, data_root)
+    problems = []
+    for name, service in manifest.services.items():
+        for number, file in enumerate(service.files, start=1):
+            problem = confinement.problem(os.path.realpath(file.path))  # a symlink must not lead outside
+            if problem is not None:
+                problems.append(f"service {name}, file {number} ({file.path}): path: {problem}")
     if problems:
         raise ManifestError(f"{path}: invalid manifest:\n" + "\n".join(f"  {problem}" for problem in problems))
+    manifest._confinement = confinement
     return manifest
-
-
-def _confinement_problems(name: str, service: ServiceSpec, roots: Sequence[str], data_root: Path) -> list[str]:
-    """Target files must lie under a configured root, and never inside the data folder itself."""
-    problems = []
-    real_roots = [os.path.realpath(root) for root in roots if root]
-    data = os.path.realpath(data_root)
-    for number, file in enumerate(service.files, start=1):
-        real = os.path.realpath(file.path)  # a symlink must not lead outside the roots
-        where = f"service {name}, file {number} ({file.path})"
-        if real == data or real.startswith(data + os.sep):
-            problems.append(f"{where}: path: lies inside the data folder {data_root}, which apphub owns")
-        elif not any(real == root or real.startswith(root.rstrip(os.sep) + os.sep) for root in real_roots):
-            shown = ", ".join(roots) if real_roots else "none set"
-            problems.append(f"{where}: path: is not under a root of system.ini [sync] roots ({shown})")
-    return problems
 
 
 def _describe(path: Path, document: dict[str, Any], exc: ValidationError) -> str:

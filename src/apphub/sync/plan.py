@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import hashlib
 from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
@@ -17,10 +18,12 @@ from typing import Any
 
 from apphub.errors import RenderError, SecretError
 from apphub.store.schema import APPLY_STRENGTH
+from apphub.store.secrets import MASK
 from apphub.store.snapshot import Snapshot, changed_keys
 from apphub.sync.manifest import Action, ApplyLevel, FileSpec, HealthSpec, Manifest, ServiceSpec
 from apphub.sync.render import check_rendered, render_file
-from apphub.sync.values import Key, Values, mask_secrets
+from apphub.sync.targets import read_regular, resolve
+from apphub.sync.values import Key, Values, mask_secrets, secret_spellings
 
 
 @dataclass
@@ -30,6 +33,7 @@ class FilePlan:
     after: bytes
     holds_secret: bool
     masks: list[str] = field(repr=False)
+    real: str = ""  # where the path led when planned (a symlink followed); the apply writes there
 
     @property
     def changed(self) -> bool:
@@ -39,6 +43,8 @@ class FilePlan:
         """A unified diff of the file, with every known secret masked."""
         before = (self.before or b"").decode("utf-8", errors="replace").splitlines(keepends=True)
         after = self.after.decode("utf-8", errors="replace").splitlines(keepends=True)
+        if self.holds_secret:
+            before = _mask_replaced_secrets(before, after, self.masks)
         label = self.spec.path
         text = "".join(difflib.unified_diff(before, after, f"{label} (now)" if self.before is not None
                                             else "/dev/null", f"{label} (planned)"))
@@ -59,6 +65,14 @@ class ServicePlan:
     @property
     def changed(self) -> bool:
         return any(file.changed for file in self.files)
+
+    @property
+    def digest(self) -> str:
+        """One digest of all the bytes this plan gives the service."""
+        digest = hashlib.sha256()
+        for file in self.files:
+            digest.update(file.spec.path.encode() + b"\0" + file.after + b"\0")
+        return digest.hexdigest()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -99,11 +113,15 @@ class Planner:
     """Renders services for a version. Holds what each service read last time, so that a change
     of one key re-renders only the services that use it."""
 
-    def __init__(self, manifest: Manifest, templates_dir: Path, environ: Mapping[str, str]) -> None:
+    def __init__(self, manifest: Manifest, templates_dir: Path, environ: Mapping[str, str],
+                 known_secrets: set[str] | None = None) -> None:
+        """`known_secrets`: secrets of earlier versions, masked in diffs too (the engine keeps one set
+        across manifests: a file can still hold a secret that config.ini no longer does)."""
         self.manifest = manifest
         self.templates_dir = templates_dir
         self.environ = environ
         self.reads: dict[str, frozenset[Key]] = {}
+        self.known_secrets = known_secrets if known_secrets is not None else set()
 
     def affected(self, changed: set[Key] | None) -> list[str]:
         """The services a change can touch: those that read a changed key, and any not rendered yet."""
@@ -121,8 +139,9 @@ class Planner:
         """
         if changed is None and previous is not None:
             changed = changed_keys(previous, snapshot)
-        masks = _secret_texts(snapshot) + (_secret_texts(previous) if previous is not None else [])
-        masks = sorted(set(masks), key=len, reverse=True)
+        texts = _secret_texts(snapshot) + (_secret_texts(previous) if previous is not None else [])
+        self.known_secrets.update(texts)
+        masks = secret_spellings(sorted(self.known_secrets))
         names = list(self.manifest.services) if services is None else list(services)
         plans: dict[str, ServicePlan] = {}
         errors: list[str] = []
@@ -140,12 +159,21 @@ class Planner:
         reads: set[Key] = set()
         for number, spec in enumerate(service.files, start=1):
             values = Values(snapshot, self.environ)  # one per file: which secrets *this* file holds
-            before = _read(spec.path)
+            real = resolve(spec.path)
+            confinement = self.manifest.confinement
+            problem = confinement.problem(real) if confinement is not None else None
+            if problem is not None:
+                raise RenderError(f"service {name}, file {number} ({spec.path}): it now leads to {real}, which "
+                                  f"{problem}; nothing is read or written there (a symlink put in its place?)")
+            try:
+                before = read_regular(real)
+            except RenderError as exc:
+                raise RenderError(f"service {name}, file {number}: {exc}") from None
             if before is None and spec.if_missing == "skip":
                 continue  # the service creates this file itself; apphub merges into it once it exists
             after = render_file(name, spec, values, before, self.templates_dir, number=number)
             check_rendered(name, spec, after, number=number)
-            files.append(FilePlan(spec, before, after, bool(values.secret_texts()), masks))
+            files.append(FilePlan(spec, before, after, bool(values.secret_texts()), masks, real))
             reads |= values.read
         health = health_before = None
         if service.health is not None:
@@ -193,6 +221,48 @@ def _level(snapshot: Snapshot, reads: AbstractSet[Key], changed: set[Key] | None
     return strongest, [f"{section}.{key}" for section, key in used]
 
 
+def _mask_replaced_secrets(before: list[str], after: list[str], masks: list[str]) -> list[str]:
+    """`before` with what changed masked in each line that a line holding a secret replaces.
+
+    The file on disk can hold a secret no version apphub knows of (the bytes of a failed apply it
+    rolled back, a secret changed while apphub was stopped), so masking known secrets is not
+    enough: the old side of a line whose new side holds a secret is masked from its first to its
+    last differing character (`password = ********`); an unpaired old line, whole.
+    """
+    masked = list(before)
+    matcher = difflib.SequenceMatcher(None, before, after, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag != "replace" or not any(secret in line for line in after[j1:j2] for secret in masks):
+            continue
+        for offset, old in enumerate(before[i1:i2]):
+            new = after[j1 + offset] if j1 + offset < j2 else None
+            if new is None:
+                body = old.rstrip("\r\n")
+                masked[i1 + offset] = MASK + old[len(body):] if body else old
+            elif any(secret in new for secret in masks):
+                masked[i1 + offset] = _mask_difference(old, new, masks)
+    return masked
+
+
+def _mask_difference(old: str, new: str, masks: list[str]) -> str:
+    """`old` with a MASK over the part that differs from `new`, widened to cover wherever `new`
+    holds a secret (so the part of an old secret that a new one shares is hidden too)."""
+    spans = [(at, at + len(secret)) for secret in masks for at in [new.find(secret)] if at >= 0]
+    start = min([_common_prefix(old, new)] + [begin for begin, _ in spans])
+    keep = min([_common_prefix(old[start:][::-1], new[start:][::-1])] + [len(new) - end for _, end in spans])
+    end = len(old) - keep
+    return old if end <= start else old[:start] + MASK + old[end:]
+
+
+def _common_prefix(first: str, second: str) -> int:
+    length = 0
+    for a, b in zip(first, second, strict=False):
+        if a != b:
+            break
+        length += 1
+    return length
+
+
 def _secret_texts(snapshot: Snapshot) -> list[str]:
     """Every secret of a version in plaintext, schema defaults of secret keys included."""
     found = []
@@ -205,10 +275,3 @@ def _secret_texts(snapshot: Snapshot) -> list[str]:
                 found.append(str(key_spec.default))
     return [text for text in found if text]
 
-
-def _read(path: str) -> bytes | None:
-    try:
-        with open(path, "rb") as handle:  # through a symlink, like the service reads it
-            return handle.read()
-    except FileNotFoundError:
-        return None

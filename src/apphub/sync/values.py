@@ -7,6 +7,7 @@ lets a diff mask every secret a file holds.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -128,6 +129,17 @@ def _text(value: JsonValue) -> str:
     if isinstance(value, list):
         return ",".join(value)
     return str(value)
+
+
+def secret_spellings(secrets: list[str]) -> list[str]:
+    """Each secret as a file or a message can show it: as is, and escaped by repr() or JSON (Jinja's
+    `has no attribute 'x'` is a repr; JSON, TOML, YAML and env double quotes escape `"` and `\\`),
+    longest first so that no part of one is left unmasked."""
+    found = set()
+    for secret in secrets:
+        found.update({secret, repr(secret)[1:-1], json.dumps(secret)[1:-1],
+                      json.dumps(secret, ensure_ascii=False)[1:-1]})
+    return sorted((text for text in found if text), key=len, reverse=True)
 
 
 def mask_secrets(text: str, secrets: list[str]) -> str:

@@ -16,7 +16,6 @@ every secret the render read. A UTF-8 byte order mark a file starts with is kept
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from apphub.sync.manifest import FileSpec
 from apphub.sync.render import envfile, inifile, jsonfile, tomlfile, yamlfile
 from apphub.sync.render.inifile import as_text
 from apphub.sync.render.template import render_template
-from apphub.sync.values import MissingValue, Values, mask_secrets
+from apphub.sync.values import MissingValue, Values, mask_secrets, secret_spellings
 
 __all__ = ["check_rendered", "describe", "render_file"]
 
@@ -134,21 +133,11 @@ def _decode(data: bytes, what: str) -> tuple[str, str]:
     return "", text
 
 
-def _spellings(secrets: list[str]) -> list[str]:
-    """Each secret as a message can show it: as is, and escaped by repr() or JSON (Jinja's
-    `has no attribute 'x'` is a repr), longest first so that no part of one is left unmasked."""
-    found = set()
-    for secret in secrets:
-        found.update({secret, repr(secret)[1:-1], json.dumps(secret)[1:-1],
-                      json.dumps(secret, ensure_ascii=False)[1:-1]})
-    return sorted((text for text in found if text), key=len, reverse=True)
-
-
 def _in_context(where: str, exc: RenderError, values: Values) -> tuple[RenderError, BaseException | None]:
     """The error to raise, prefixed with the file and masked, and the cause to chain: none when
     any exception of the chain shows a secret (a traceback would print it)."""
     try:
-        secrets = _spellings(values.secret_texts())
+        secrets = secret_spellings(values.secret_texts())
     except RenderError:  # a secret that does not decrypt: its plaintext cannot leak either
         secrets = []
     detail = mask_secrets(str(exc), secrets)
