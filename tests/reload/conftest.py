@@ -17,13 +17,13 @@ import http.server
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import textwrap
 import threading
 import time
+import xmlrpc.client
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,19 +168,23 @@ def _write_config(folder: Path, socket_path: Path, http_port: int, programs: dic
 
 
 def _wait_for_socket(daemon: Supervisord, within: float = 15.0) -> None:
+    """Wait until supervisord answers an XML-RPC call, not merely until its socket accepts: it opens
+    its sockets before it installs its signal handlers, and a SIGTERM in between kills it without
+    its clean shutdown (the socket file stays)."""
     deadline = time.monotonic() + within
     while True:
         if daemon.process.poll() is not None:
             log = daemon.log.read_text() if daemon.log.exists() else ""
             pytest.fail(f"supervisord exited with {daemon.process.returncode}:\n{log}")
-        with socket.socket(socket.AF_UNIX) as probe:
+        if daemon.socket_path.exists():
             try:
-                probe.connect(str(daemon.socket_path))
+                with xmlrpc.client.ServerProxy(f"{daemon.http_url}/RPC2") as proxy:
+                    proxy.supervisor.getState()
                 return
             except OSError:
                 pass
         if time.monotonic() > deadline:
-            pytest.fail(f"supervisord's socket {daemon.socket_path} did not appear within {within} s")
+            pytest.fail(f"supervisord did not answer on {daemon.socket_path} within {within} s")
         time.sleep(0.02)
 
 
