@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from typing import Any
 
@@ -70,8 +71,14 @@ def serve(ctx: click.Context, host: str, port: int, log_level: str) -> None:
     data = data_of(ctx)
     report_init(data, initialise(data))
     logging.getLogger("apphub").info("serving %s on http://%s:%d", data.root, host, port)
+    app = create_app(data)
+    # Everything loaded so far (modules, the app, its routes and models) lives as long as the
+    # process: moved out of the collector's reach, a full collection no longer walks it. Measured:
+    # full collections paused the sync thread 40-65 ms, a few times per 100 applies at 50 services.
+    gc.collect()
+    gc.freeze()
     uvicorn.run(
-        create_app(data),
+        app,
         host=host,
         port=port,
         log_config=logging_config(log_level),
