@@ -186,7 +186,8 @@ class Applier:
             except DataDirError as exc:
                 for later in staged[number + 1:]:
                     discard(later.path)
-                problems = [problem for done in staged[:number] for problem in [_restore_file(done.file)] if problem]
+                restored = (_restore_file(done.file) for done in staged[:number])
+                problems = [problem for problem in restored if problem is not None]
                 return (f"{exc}; no service was reloaded, and the {number} file(s) already replaced were put back"
                         + (f", except: {'; '.join(problems)}" if problems else ""))
         try:
