@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -157,3 +158,19 @@ config:
 def add_load_section(data: DataDir) -> None:
     """Allow a `[load]` section with any keys (a schema.d file, as an operator would add it)."""
     (data.schema_dir / "50-load.yaml").write_text(LOAD_SCHEMA, encoding="utf-8")
+
+
+def eventually(condition: Callable[[], Any], what: str, within: float) -> Any:
+    """Poll until `condition()` is truthy (exceptions count as not yet); its value. Fails with `what`."""
+    deadline = time.monotonic() + within
+    last: Any = None
+    while True:
+        try:
+            last = condition()
+            if last:
+                return last
+        except (OSError, ValueError, KeyError, httpx.HTTPError) as exc:
+            last = exc
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {within:g} s: {what} (last: {last!r})")
+        time.sleep(0.05)

@@ -15,7 +15,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ import pytest
 from apphub.paths import DataDir
 from apphub.reload.supervisor import SupervisorClient
 from tests.conftest import free_port
-from tests.integration.conftest import StartServe, cli_environment, run_cli
+from tests.integration.conftest import StartServe, cli_environment, eventually, run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 START = REPO / "examples" / "quickstart" / "start.sh"
@@ -112,22 +112,6 @@ def quickstart(tmp_path: Path) -> Iterator[Quickstart]:
 def health(port: int) -> tuple[int, dict[str, Any]]:
     response = httpx.get(f"http://127.0.0.1:{port}/health", timeout=3.0)
     return response.status_code, response.json()
-
-
-def eventually(condition: Callable[[], Any], what: str, within: float) -> Any:
-    """Poll until `condition()` is truthy (exceptions count as not yet); its value. Fails with `what`."""
-    deadline = time.monotonic() + within
-    last: Any = None
-    while True:
-        try:
-            last = condition()
-            if last:
-                return last
-        except (OSError, ValueError, KeyError, httpx.HTTPError) as exc:
-            last = exc
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {within:g} s: {what} (last: {last!r})")
-        time.sleep(0.05)
 
 
 def services_status(client: httpx.Client) -> dict[str, dict[str, Any]]:

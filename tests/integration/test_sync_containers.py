@@ -32,7 +32,8 @@ from tests.containers.conftest import (
     podman_service,
     test_image,
 )
-from tests.integration.test_sync_supervisor import eventually, make_data, outcomes, services_status
+from tests.integration.conftest import eventually
+from tests.integration.test_sync_supervisor import make_data, outcomes, services_status
 
 __all__ = ["containers", "podman_environment", "podman_service", "test_image"]  # fixtures, used by name
 

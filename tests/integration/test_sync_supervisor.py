@@ -29,7 +29,7 @@ from apphub.bootstrap import initialise
 from apphub.core import Core
 from apphub.paths import DataDir
 from tests.conftest import LiveServer, free_port, serving
-from tests.integration.conftest import StartServe
+from tests.integration.conftest import StartServe, eventually
 from tests.reload.conftest import PYTHON, SUPERVISORD, Supervisord, _wait_for_socket, start_supervisord
 
 __all__ = ["start_supervisord"]  # a fixture, used by name
@@ -83,22 +83,6 @@ def make_data(root: Path, schema: str, manifest: str, *, roots: list[Path], **sy
         core.close()
     (data.root / "services.yaml").write_text(textwrap.dedent(manifest), encoding="utf-8")
     return data
-
-
-def eventually(condition: Callable[[], Any], what: str, within: float) -> Any:
-    """Poll until `condition()` is truthy (exceptions count as not yet); its value. Fails with `what`."""
-    deadline = time.monotonic() + within
-    last: Any = None
-    while True:
-        try:
-            last = condition()
-            if last:
-                return last
-        except (OSError, ValueError, KeyError, httpx.HTTPError) as exc:
-            last = exc
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {within:g} s: {what} (last: {last!r})")
-        time.sleep(0.05)
 
 
 def get_json(url: str) -> dict[str, Any]:
