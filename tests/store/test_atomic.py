@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from apphub.errors import DataDirError, LockTimeout
-from apphub.store.atomic import TEMP_SUFFIX, atomic_write, exclusive_lock, remove_stale_temporaries
+from apphub.store.atomic import TEMP_SUFFIX, atomic_write, exclusive_lock, remove_stale_temporaries, stage, swap
 
 
 def mode_of(path: Path) -> int:
@@ -310,3 +310,29 @@ def test_another_process_waits_for_our_lock_and_times_out(lock_path: Path) -> No
     )
     assert after.returncode == 0, after.stderr
     assert after.stdout.strip() == "acquired"
+
+
+def test_a_staged_file_follows_a_symlink_by_default(tmp_path: Path) -> None:
+    real = tmp_path / "volume" / "app.ini"
+    real.parent.mkdir()
+    real.write_text("old\n")
+    real.chmod(0o640)
+    link = tmp_path / "app.ini"
+    link.symlink_to(real)
+    swap(stage(link, b"new\n"), link)
+    assert link.is_symlink()
+    assert real.read_text() == "new\n"
+    assert stat.S_IMODE(real.stat().st_mode) == 0o640
+
+
+def test_without_following_a_symlink_found_at_the_path_is_replaced_not_written_through(tmp_path: Path) -> None:
+    outside = tmp_path / "outside.conf"
+    outside.write_text("do not touch\n")
+    target = tmp_path / "app.conf"
+    target.symlink_to(outside)  # put there after the caller resolved and checked `target`
+    staged = stage(target, b"mine\n", new_mode=0o600, follow_symlink=False)
+    swap(staged, target, follow_symlink=False)
+    assert not target.is_symlink()
+    assert target.read_text() == "mine\n"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600, "not the link's 0777"
+    assert outside.read_text() == "do not touch\n"

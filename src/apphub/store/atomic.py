@@ -78,19 +78,22 @@ def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
 
 
 def stage(path: Path, data: bytes, *, mode: int | None = None, new_mode: int | None = None,
-          owner: tuple[int, int] | None = None) -> Path:
+          owner: tuple[int, int] | None = None, follow_symlink: bool = True) -> Path:
     """Write `data` to a temporary file next to `path`, flushed, with its final mode and owner.
 
     Mode: `mode` if given, else the current file's, else `new_mode` (0644 if None). Owner: `owner`
     if given, else the current file's (when we may), else ours. `swap` then puts it in place; a
-    check can run on it in between.
+    check can run on it in between. With `follow_symlink` false (for a path the caller resolved and
+    checked), a symlink found at `path` is not written through: `swap` replaces the link itself.
     """
-    path = _final(path)
+    path = _final(path) if follow_symlink else Path(path)
     with _translated(path):
         try:
-            current = path.stat()
+            current = path.stat() if follow_symlink else path.lstat()
         except FileNotFoundError:
             current = None
+        if current is not None and stat.S_ISLNK(current.st_mode):
+            current = None  # a symlink that will be replaced, not followed: its mode is no file's
         fd, temporary = _create_temporary(path)
         try:
             with os.fdopen(fd, "wb") as handle:
@@ -113,14 +116,14 @@ def stage(path: Path, data: bytes, *, mode: int | None = None, new_mode: int | N
     return Path(temporary)
 
 
-def swap(staged: Path, path: Path, *, sync_folder: bool = True) -> Path:
-    """Put a staged file in place of `path` atomically (following a symlink at `path`); return
-    the folder that now holds it.
+def swap(staged: Path, path: Path, *, sync_folder: bool = True, follow_symlink: bool = True) -> Path:
+    """Put a staged file in place of `path` atomically (following a symlink at `path`, unless told
+    not to: then a symlink there is replaced by the file itself); return the folder that now holds it.
 
     The rename is atomic at once; it is durable once the folder is flushed. A caller swapping
     many files passes `sync_folder=False` and flushes each folder once with `sync_folders`.
     """
-    path = _final(path)
+    path = _final(path) if follow_symlink else Path(path)
     with _translated(path):
         try:
             os.replace(staged, path)

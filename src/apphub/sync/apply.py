@@ -182,7 +182,7 @@ class Applier:
         folders = []
         for number, item in enumerate(staged):
             try:
-                folders.append(swap(item.path, Path(item.file.real), sync_folder=False))
+                folders.append(swap(item.path, Path(item.file.real), sync_folder=False, follow_symlink=False))
             except DataDirError as exc:
                 for later in staged[number + 1:]:
                     discard(later.path)
@@ -292,8 +292,10 @@ def _stage_one(job: tuple[str, int, FilePlan]) -> tuple[Path | None, str | None]
         folder = os.path.dirname(file.real)
         if not os.path.isdir(folder):
             os.makedirs(folder, mode=0o755, exist_ok=True)
+        # The path was resolved and checked against the roots: a symlink put there since is
+        # replaced by the file, never written through.
         path = stage(Path(file.real), file.after, mode=file.spec.mode_bits(),
-                     new_mode=0o600 if file.holds_secret else 0o644, owner=_owner(file))
+                     new_mode=0o600 if file.holds_secret else 0o644, owner=_owner(file), follow_symlink=False)
     except (DataDirError, RenderError, OSError) as exc:
         return None, f"{where}: {exc}"
     if file.spec.check is not None:
@@ -308,7 +310,7 @@ def _restore_file(file: FilePlan) -> str | None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(file.real)
         else:
-            swap(stage(Path(file.real), file.before), Path(file.real))
+            swap(stage(Path(file.real), file.before, follow_symlink=False), Path(file.real), follow_symlink=False)
     except (OSError, DataDirError) as exc:
         return f"{file.spec.path} failed: {exc}"
     return None
