@@ -386,7 +386,7 @@ def editor_save(config: Path, data: bytes, mode: int) -> int:
     try:
         os.write(fd, data)
         os.fsync(fd)
-        # mtime = now, so that the engine's own `detect` timing (from config.ini's mtime) starts here too
+        # mtime = now, just before the rename (apphub's `detect` timing once started at the mtime)
         os.utime(fd)
     finally:
         os.close(fd)

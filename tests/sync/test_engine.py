@@ -72,6 +72,21 @@ def test_the_first_sync_does_not_wait_for_the_debounce(world: SyncWorld) -> None
         assert sorted(r.service for r in world.reloads()) == ["db", "web"]
 
 
+def test_detect_runs_from_the_change_noticed_to_the_plan(world: SyncWorld) -> None:
+    """`detect` covers the debounce and reading config.ini, from the first event of the change:
+    at least the debounce, and not the coarse-clock error an mtime would add."""
+    world.core.system.update({"sync": {"debounce_ms": 300}}, TEST_ACTOR)
+    world.standard()
+    with world.engine() as engine:
+        world.settle(engine)
+        config = world.data.config_ini
+        config.write_text(config.read_text().replace("title = Demo", "title = Edited"))
+        wait_until(lambda: "Edited" in world.path("web/app.json").read_text(), 5, "the edit to propagate")
+        world.settle(engine)
+        web = next(s for s in engine.status_dict()["services"] if s["service"] == "web")
+        assert 300 <= web["timings_ms"]["detect"] < 1500, web["timings_ms"]
+
+
 def test_a_restart_with_no_change_issues_zero_reloads(world: SyncWorld) -> None:
     world.standard()
     with world.engine():

@@ -92,6 +92,7 @@ class SyncEngine:
         self._immediate = False
         self._full = True
         self._reports: dict[int, ApplyReport] = {}
+        self._noticed_at: float | None = None  # monotonic time of the first request not yet served
         # what the sync thread alone reads and writes
         self._settings: SyncSettings | None = None
         self._system_version: str | None = None
@@ -119,7 +120,6 @@ class SyncEngine:
         self._retry_at: float | None = None
         self._retries = 0
         self._drift_at = 0.0
-        self._last_round_wall: float | None = None
         self._first = True
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -154,6 +154,8 @@ class SyncEngine:
             self._immediate |= immediate
             self._full |= full
             self._explicit |= explicit
+            if self._noticed_at is None:
+                self._noticed_at = time.monotonic()
             ticket = self._requested
         self._wake.set()
         return ticket
@@ -185,9 +187,10 @@ class SyncEngine:
                 begun = self._requested
                 full, self._full = self._full, False
                 explicit, self._explicit = self._explicit, False
+                noticed, self._noticed_at = self._noticed_at, None
                 self._immediate = False
             try:
-                report = self._round(full, explicit)
+                report = self._round(full, explicit, noticed)
             except Exception:  # the thread must survive anything one round does
                 logger.exception("sync round failed")
                 report = ApplyReport(self._applied.version if self._applied else "")
@@ -265,7 +268,10 @@ class SyncEngine:
 
     # -- one round -------------------------------------------------------------------------------
 
-    def _round(self, full: bool, explicit: bool = False) -> ApplyReport:
+    def _round(self, full: bool, explicit: bool = False, noticed: float | None = None) -> ApplyReport:
+        """One round. `noticed`: when the first request it serves came (a file event, a write, an
+        explicit sync); the `detect` stage runs from then to the plan (debounce, reading, validating
+        and auditing config.ini). Timer rounds have none."""
         started = time.monotonic()
         retrying: set[str] = set()
         if self._retry_at is not None and started >= self._retry_at:
@@ -287,7 +293,7 @@ class SyncEngine:
             self._drift_at = time.monotonic()
         else:
             services = sorted(set(self._planner.affected(changed)) | (retrying & set(self._manifest.services)))
-        detect = self._detect_seconds()
+        detect = None if noticed is None else time.monotonic() - noticed
         render_started = time.monotonic()
         plan = self._planner.plan(snapshot, previous=previous, services=services, changed=changed)
         render = time.monotonic() - render_started
@@ -507,17 +513,6 @@ class SyncEngine:
         """Services a previous run left between swapping their files and passing the gate."""
         return {name for name, entry in self._journal.entries().items()
                 if entry.state == "applying" and name in self._manifest.services}
-
-    def _detect_seconds(self) -> float | None:
-        """From config.ini saved to this round starting, if it was saved since the last round
-        began (else the round is not about a save: a timer, a target file, the first round)."""
-        now = time.time()
-        last, self._last_round_wall = self._last_round_wall, now
-        try:
-            saved = os.stat(self.core.data.config_ini).st_mtime
-        except OSError:
-            return None
-        return now - saved if last is not None and saved >= last else None
 
     def _templates_dir(self) -> Path:
         return self.core.data.root / self._manifest.templates
