@@ -151,7 +151,9 @@ def test_command_probe_reports_a_missing_command():
 def test_every_probe_given_must_pass(loopback):
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
-        server.listen(1)
+        # Never accepted: each probe round's connection waits in the backlog, so leave room for
+        # all of them (with a backlog of 1 the third connect times out, and the probe fails).
+        server.listen(64)
         spec = HealthSpec(http=f"{loopback.url}/health", tcp=f"127.0.0.1:{server.getsockname()[1]}",
                           command=[PYTHON, "-c", "raise SystemExit(5)"], timeout=0.3, interval=0.1)
         checker = HealthChecker({"http": HttpProbe(), "tcp": TcpProbe(), "command": CommandProbe()})
