@@ -181,7 +181,7 @@ class SyncEngine:
         if self._watch:
             self._watcher = Watcher(self.core.data.root, self._templates_dir(), self._on_file_event)
             with contextlib.suppress(OSError):
-                self._watcher.start([])
+                self._watcher.start()
         while not self._stop.is_set():
             with self._cond:
                 begun = self._requested
@@ -297,9 +297,7 @@ class SyncEngine:
         render_started = time.monotonic()
         plan = self._planner.plan(snapshot, previous=previous, services=services, changed=changed)
         render = time.monotonic() - render_started
-        force = self._crash_leftovers() if self._first else set()
-        if self._first:  # bytes that failed a gate before apphub was restarted are not tried again either
-            self._failed.update(self._failed_before())
+        force = self._take_up_journal() if self._first else set()
         for service in plan.changed():
             own_change = changed is not None and not service.reads.isdisjoint(changed)
             if not explicit and not own_change:
@@ -499,20 +497,21 @@ class SyncEngine:
                 status.state = "drifted"
                 del plan.services[service.name]  # reported, not repaired
 
-    def _failed_before(self) -> dict[str, str]:
-        """Services whose last apply failed its gate before this start, and the bytes that failed."""
-        found = {}
+    def _take_up_journal(self) -> set[str]:
+        """What the previous run left, from one read of the journal: the services left between
+        swapping their files and passing the gate (returned: they get their reload again), and the
+        bytes that failed a gate (not tried again unasked; the status shows the failure)."""
+        leftovers = set()
         for name, entry in self._journal.entries().items():
-            if entry.state == "failed" and entry.failed_digest and name in self._manifest.services:
-                found[name] = entry.failed_digest
+            if name not in self._manifest.services:
+                continue
+            if entry.state == "applying":
+                leftovers.add(name)
+            elif entry.state == "failed" and entry.failed_digest:
+                self._failed[name] = entry.failed_digest
                 status = self.status.service(name)
                 status.state, status.last_error = "failed", entry.error
-        return found
-
-    def _crash_leftovers(self) -> set[str]:
-        """Services a previous run left between swapping their files and passing the gate."""
-        return {name for name, entry in self._journal.entries().items()
-                if entry.state == "applying" and name in self._manifest.services}
+        return leftovers
 
     def _templates_dir(self) -> Path:
         return self.core.data.root / self._manifest.templates

@@ -34,6 +34,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from apphub.errors import ManifestError
+from apphub.sync.targets import resolve
 
 FileFormat = Literal["ini", "json", "yaml", "toml", "env"]
 ApplyLevel = Literal["hot", "reload", "restart"]
@@ -339,7 +340,7 @@ def load_manifest(path: Path, roots: Sequence[str], data_root: Path) -> Manifest
     problems = []
     for name, service in manifest.services.items():
         for number, file in enumerate(service.files, start=1):
-            problem = confinement.problem(os.path.realpath(file.path))  # a symlink must not lead outside
+            problem = confinement.problem(resolve(file.path))  # a symlink must not lead outside
             if problem is not None:
                 problems.append(f"service {name}, file {number} ({file.path}): path: {problem}")
     if problems:

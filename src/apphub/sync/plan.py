@@ -33,7 +33,7 @@ class FilePlan:
     after: bytes
     holds_secret: bool
     masks: list[str] = field(repr=False)
-    real: str = ""  # where the path led when planned (a symlink followed); the apply writes there
+    real: str  # where the path led when planned (a symlink followed); the apply writes there
 
     @property
     def changed(self) -> bool:

@@ -36,6 +36,8 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
+from apphub.sync.targets import resolve
+
 logger = logging.getLogger("apphub.sync")
 
 # What a file event means for the engine: "config" (config.ini, system.ini, services.yaml or a
@@ -78,7 +80,7 @@ class Watcher:
         self._observer: BaseObserver | None = None
         self._targets: TargetWatch | None = None
 
-    def start(self, targets: Iterable[str]) -> None:
+    def start(self) -> None:
         self._observer = Observer()
         self._observer.daemon = True
         self._observer.name = "apphub-watcher"
@@ -88,7 +90,7 @@ class Watcher:
         self._observer.start()
         self._targets = TargetWatch(self._callback, ignore_folders={self._data_root})
         self._targets.start()
-        self.watch_targets(set(targets) | self._pending)
+        self.watch_targets(self._pending)
 
     def watch_targets(self, targets: Iterable[str]) -> None:
         """Also watch these target files (when the manifest changes, call it again)."""
@@ -148,7 +150,7 @@ class TargetWatch:
 
     def add(self, targets: Iterable[str]) -> None:
         """Watch these targets too; and the folders of earlier ones that were missing, if they exist now."""
-        real = {os.path.realpath(path) for path in targets}
+        real = {resolve(path) for path in targets}  # as the planner resolves them (FilePlan.real)
         with self._lock:  # the reader thread only ever sees whole new maps, swapped in below
             if not real and not self._missing:
                 return
