@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from apphub.errors import DataDirError
+from apphub.errors import DataDirError, StorageFull
 
 # Each entry moves the database one version up; PRAGMA user_version records where it stands.
 _MIGRATIONS: list[str] = [
@@ -121,4 +121,6 @@ def _translated(path: Path) -> Iterator[None]:
     except sqlite3.IntegrityError:
         raise  # a broken constraint is the caller's to explain (a taken key name, say)
     except sqlite3.Error as exc:
+        if (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF == sqlite3.SQLITE_FULL:  # extended codes too
+            raise StorageFull(f"cannot write the database {path}: the disk holding {path.parent} is full") from exc
         raise DataDirError(f"database {path}: {exc}") from exc

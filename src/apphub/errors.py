@@ -2,6 +2,7 @@
 
 ApphubError
 ├── DataDirError                 the data folder is missing, not initialised, or unusable
+│   └── StorageFull              the disk holding the data folder has no room for a write
 ├── IniParseError (ValueError)   an INI file does not parse (file, line)
 ├── SchemaError (ValueError)     a schema file is invalid (file, field)
 ├── ValidationFailed (ValueError)
@@ -39,6 +40,10 @@ class ApphubError(Exception):
 
 class DataDirError(ApphubError):
     """The data folder is missing, not initialised, or cannot be used."""
+
+
+class StorageFull(DataDirError):
+    """The disk (or quota) holding the data folder has no room left: the write was not made."""
 
 
 class IniParseError(ApphubError, ValueError):

@@ -32,6 +32,7 @@ from apphub.errors import (
     SchemaError,
     SecretError,
     SectionNotFound,
+    StorageFull,
     SyncError,
     Unauthenticated,
     ValidationFailed,
@@ -56,6 +57,7 @@ _PROBLEMS: dict[type[ApphubError], tuple[int, str, str]] = {
     LockTimeout: (503, "Busy", "lock-timeout"),
     SecretError: (500, "Secret cannot be decrypted", "secret-error"),
     SchemaError: (500, "Invalid schema", "schema-error"),
+    StorageFull: (507, "Insufficient storage", "storage-full"),
     DataDirError: (500, "Data folder error", "data-dir-error"),
     SyncError: (503, "Sync engine unavailable", "sync-unavailable"),
 }
@@ -137,6 +139,8 @@ def _legacy_response(exc: ApphubError, status: int, headers: dict[str, str] | No
         return legacy_error(403, "Forbidden", str(exc))
     if isinstance(exc, ValidationFailed):
         return legacy_error(400, "Invalid Request", "; ".join(str(error) for error in exc.errors))
+    if isinstance(exc, StorageFull):  # Websoft9's clients know 400 and 500
+        return legacy_error(500, "Internal Server Error", str(exc))
     if isinstance(exc, IniParseError):  # Websoft9's clients know 400 and 500; this is not their mistake
         return legacy_error(500, "Internal Server Error", exc.public)
     if isinstance(exc, AuthError | NotFound | VersionConflict):
@@ -290,6 +294,7 @@ WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
     413: _problem_response("The body is over 1 MiB"),
     422: _problem_response("The schema refuses the values; `errors` lists every problem"),
     503: _problem_response("Another writer held the file lock too long"),
+    507: _problem_response("The disk holding the data folder is full: the write was not made"),
 }
 LEGACY_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": Websoft9Error, "description": "Missing or invalid key, unknown section or key, invalid value"},

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor
 from pathlib import Path
 
-from apphub.errors import DataDirError, LockTimeout
+from apphub.errors import DataDirError, LockTimeout, StorageFull
 
 TEMP_SUFFIX = ".apphub-tmp"
 
@@ -177,6 +177,9 @@ def _translated(path: Path) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StorageFull(f"cannot write {path}: the disk holding {path.parent} is full "
+                              f"({exc.strerror or exc}); nothing was changed") from exc
         hint = ""
         if exc.errno == errno.EBUSY:
             hint = " (it is a single-file mount, which cannot be replaced atomically: mount its folder instead)"
