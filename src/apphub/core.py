@@ -34,6 +34,8 @@ class Core:
         self.keys = KeyStore(self._keys_db)
         self.config = self._store(data.config_ini, "config")
         self.system = self._store(data.system_ini, "system")
+        for store in (self.config, self.system):
+            store.settle()  # what a writer killed between its audit event and its replace left
 
     @property
     def schema(self) -> Schema:

@@ -125,7 +125,8 @@ def check_audit(data: DataDir, acknowledged: list[tuple[int, str]]) -> None:
         assert orphans == 0, "an event was recorded without its changes"
         for number, version in acknowledged:
             found = connection.execute(
-                "SELECT count(*) FROM audit_events WHERE actor = 'crash-writer' AND version_after = ?",
+                "SELECT count(*) FROM audit_events WHERE actor = 'crash-writer' AND version_after = ?"
+                " AND state = 'done'",
                 (version,)).fetchone()[0]
             assert found == 1, f"acknowledged write {number} (version {version}) has {found} audit events"
     finally:
@@ -286,7 +287,8 @@ def test_a_write_killed_before_its_audit_event_is_not_left_unaccounted(data_dir:
     connection = sqlite3.connect(data_dir.database)
     try:
         events = connection.execute(
-            "SELECT version_before, version_after FROM audit_events WHERE file = 'config.ini' ORDER BY id"
+            "SELECT version_before, version_after FROM audit_events WHERE file = 'config.ini' AND state = 'done'"
+            " ORDER BY id"
         ).fetchall()
     finally:
         connection.close()

@@ -80,7 +80,7 @@ def events(data: DataDir, action: str | None = None, after: int = 0) -> list[Eve
     connection.row_factory = sqlite3.Row
     try:
         rows = connection.execute(
-            "SELECT * FROM audit_events WHERE id > ? AND (? IS NULL OR action = ?) ORDER BY id",
+            "SELECT * FROM audit_events WHERE id > ? AND state = 'done' AND (? IS NULL OR action = ?) ORDER BY id",
             (after, action, action)).fetchall()
         found = []
         for row in rows:

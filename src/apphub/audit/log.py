@@ -5,9 +5,8 @@ Values of secret keys never reach this module in plaintext: callers pass them ma
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +43,11 @@ class Actor:
     name: str
     source: str
     request_id: str | None = None
+
+
+# AuditEvent's fields, in order
+_EVENT_COLUMNS = ("e.id, e.at, e.actor, e.source, e.request_id, e.action, e.file, e.version_before, "
+                  "e.version_after, e.message")
 
 
 @dataclass
@@ -106,32 +110,59 @@ class AuditLog:
         version_after: str | None = None,
         message: str | None = None,
     ) -> int:
-        with self.recording(actor, action, changes, file=file, version_before=version_before,
-                            version_after=version_after, message=message) as event_id:
-            return event_id
+        """Record an event of something already done."""
+        return self._insert("done", actor, action, changes, file, version_before, version_after, message)
 
-    @contextlib.contextmanager
-    def recording(
+    def begin(
         self,
         actor: Actor,
         action: str,
-        changes: Sequence[Change] = (),
+        changes: Sequence[Change],
         *,
-        file: str | None = None,
-        version_before: str | None = None,
-        version_after: str | None = None,
+        file: str,
+        version_before: str,
+        version_after: str,
         message: str | None = None,
-    ) -> Iterator[int]:
-        """Hold an event in an open transaction: committed when the block succeeds, gone if it raises.
+    ) -> int:
+        """Record, durably, the event of a write about to be made: pending until `complete` or `abandon`.
 
-        A write wraps its file replacement in it, so that it is never reported as failed while done.
+        A write records its event first and replaces its file after, so that whatever moment the
+        process dies (power loss included), the event is on disk before the version it describes;
+        one left pending is settled by whoever next holds the file's lock (`settle`).
         """
+        return self._insert("pending", actor, action, changes, file, version_before, version_after, message,
+                            durable=True)
+
+    def complete(self, event_id: int) -> None:
+        """The write of a pending event was made."""
         with self._db.transaction() as connection:
+            connection.execute("UPDATE audit_events SET state = 'done' WHERE id = ? AND state = 'pending'", (event_id,))
+
+    def abandon(self, event_id: int, reason: str) -> None:
+        """The write of a pending event was not made: kept for the record, never listed as a change."""
+        with self._db.transaction() as connection:
+            connection.execute(
+                "UPDATE audit_events SET state = 'abandoned',"
+                " message = coalesce(message || ' ', '') || '[not made: ' || ? || ']'"
+                " WHERE id = ? AND state = 'pending'",
+                (reason, event_id),
+            )
+
+    def pending(self, file: str) -> list[tuple[int, str]]:
+        """The events of `file` left pending, oldest first, as (id, version_after)."""
+        rows = self._db.query(
+            "SELECT id, version_after FROM audit_events WHERE file = ? AND state = 'pending' ORDER BY id", (file,))
+        return [(int(row[0]), str(row[1])) for row in rows]
+
+    def _insert(self, state: str, actor: Actor, action: str, changes: Sequence[Change], file: str | None,
+                version_before: str | None, version_after: str | None, message: str | None, *,
+                durable: bool = False) -> int:
+        with self._db.transaction(durable=durable) as connection:
             cursor = connection.execute(
                 "INSERT INTO audit_events (at, actor, source, request_id, action, file, version_before,"
-                " version_after, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " version_after, message, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (utc_now(), actor.name, actor.source, actor.request_id, action, file, version_before,
-                 version_after, message),
+                 version_after, message, state),
             )
             event_id = int(cursor.lastrowid or 0)
             connection.executemany(
@@ -139,7 +170,7 @@ class AuditLog:
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(event_id, n, c.section, c.key, c.change, c.old, c.new) for n, c in enumerate(changes)],
             )
-            yield event_id
+        return event_id
 
     def record_reveal(self, actor: Actor, file: str, version: str, keys: Sequence[tuple[str, str]]) -> None:
         """Someone was shown secrets in plaintext: which keys, never the values.
@@ -155,13 +186,13 @@ class AuditLog:
         """The version of `file` the newest event left it at, or None if no event names one."""
         rows = self._db.query(
             "SELECT version_after FROM audit_events WHERE file = ? AND version_after IS NOT NULL"
-            " ORDER BY id DESC LIMIT 1",
+            " AND state = 'done' ORDER BY id DESC LIMIT 1",
             (file,),
         )
         return str(rows[0][0]) if rows else None
 
     def query(self, query: AuditQuery) -> list[AuditEvent]:
-        conditions: list[str] = []
+        conditions: list[str] = ["e.state = 'done'"]  # a write in flight or not made is no change
         parameters: list[Any] = []
         for column, value in (("actor", query.actor), ("source", query.source), ("action", query.action)):
             if value is not None:
@@ -185,12 +216,12 @@ class AuditLog:
                 inner.append("c.key = ?")
                 parameters.append(query.key)
             conditions.append(f"EXISTS (SELECT 1 FROM audit_changes c WHERE {' AND '.join(inner)})")  # noqa: S608
-        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+        where = f"WHERE {' AND '.join(conditions)}"
         rows = self._db.query(
-            f"SELECT * FROM audit_events e {where} ORDER BY e.id DESC LIMIT ?",  # noqa: S608 - columns are fixed
+            f"SELECT {_EVENT_COLUMNS} FROM audit_events e {where} ORDER BY e.id DESC LIMIT ?",  # noqa: S608
             (*parameters, query.limit),
         )
-        events = [AuditEvent(**dict(zip(row.keys(), tuple(row), strict=True))) for row in rows]
+        events = [AuditEvent(*row) for row in rows]
         if events:
             by_id = {event.id: event for event in events}
             marks = ",".join("?" * len(by_id))

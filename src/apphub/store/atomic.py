@@ -68,13 +68,64 @@ def exclusive_lock(lock_path: Path, timeout: float = 10.0, what: str | None = No
 
 
 def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
-    """Replace `path` with `data` atomically, keeping its mode and owner (or using `mode` when new).
+    """Replace `path` with `data` atomically and durably, keeping its mode and owner (or using
+    `mode` when new). All or nothing, the flush included: if the folder cannot be flushed after the
+    rename, the previous bytes are put back before the error is raised, so that a write reported as
+    failed was not made.
 
     A symlink is followed: the file it points to is replaced, and the link stays (a data folder
     whose config.ini links into a volume keeps writing into the volume).
     """
+    path = _final(path)
     staged = stage(path, data, new_mode=mode)
-    swap(staged, path)
+    try:
+        existed = os.path.lexists(path)
+        previous = _link_previous(path) if existed else None
+    except BaseException:
+        discard(staged)
+        raise
+    try:
+        with _translated(path):
+            try:
+                os.replace(staged, path)
+            except BaseException:
+                discard(staged)
+                raise
+            try:
+                _fsync_directory(path.parent)
+            except BaseException:
+                _put_back(previous, path, existed)
+                raise
+    finally:
+        if previous is not None:
+            discard(previous)
+
+
+def _link_previous(path: Path) -> Path | None:
+    """A second name for the file at `path` (a hard link: no data is copied, so it works on a full
+    disk), to put it back with one rename; None if links are not supported there."""
+    for attempt in range(100):
+        name = _temporary_name(path, attempt)
+        try:
+            os.link(path, name, follow_symlinks=False)
+            return name
+        except FileExistsError:
+            continue
+        except OSError:  # a file system without hard links (vfat), or the file just went away
+            return None
+    return None
+
+
+def _put_back(previous: Path | None, path: Path, existed: bool) -> None:
+    """Undo a rename whose folder flush failed: the previous file back at `path`, or no file if
+    there was none. Best effort: the error that made it necessary is the one raised. (Without a
+    link, on a file system that has none, the new bytes stay: there is nothing to put back.)"""
+    with contextlib.suppress(OSError):
+        if previous is not None:
+            os.replace(previous, path)
+        elif not existed:
+            os.unlink(path)
+        _fsync_directory(path.parent)
 
 
 def stage(path: Path, data: bytes, *, mode: int | None = None, new_mode: int | None = None,
@@ -179,16 +230,20 @@ def _translated(path: Path) -> Iterator[None]:
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise StorageFull(f"cannot write {path}: the disk holding {path.parent} is full "
-                              f"({exc.strerror or exc}); nothing was changed") from exc
+                              f"({exc.strerror or exc})") from exc
         hint = ""
         if exc.errno == errno.EBUSY:
             hint = " (it is a single-file mount, which cannot be replaced atomically: mount its folder instead)"
         raise DataDirError(f"cannot write {path}: {exc.strerror or exc}{hint}") from exc
 
 
+def _temporary_name(path: Path, attempt: int) -> Path:
+    return path.parent / f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.{attempt}{TEMP_SUFFIX}"
+
+
 def _create_temporary(path: Path) -> tuple[int, str]:
     for attempt in range(100):
-        name = path.parent / f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.{attempt}{TEMP_SUFFIX}"
+        name = _temporary_name(path, attempt)
         try:
             return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), str(name)
         except FileExistsError:

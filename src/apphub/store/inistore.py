@@ -1,12 +1,15 @@
 """One INI file under its schema: reads from a cache that is never stale, and safe writes.
 
 A write is, under the file's lock: read the current bytes, check the If-Match version, apply the
-changes to the text, validate everything the write touches, encrypt the secrets it sets, replace
-the file atomically, record the audit event. Nothing is written unless all of it passes.
+changes to the text, validate everything the write touches, encrypt the secrets it sets, record
+the audit event (durably, as pending), replace the file atomically, mark the event done. Nothing
+is written unless all of it passes, and no step after the replace can make the write untrue.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import threading
 import time
@@ -16,6 +19,7 @@ from pathlib import Path
 
 from apphub.audit.log import Actor, AuditLog, Change
 from apphub.errors import (
+    ApphubError,
     DataDirError,
     FieldError,
     IniParseError,
@@ -29,8 +33,10 @@ from apphub.store.atomic import atomic_write, exclusive_lock, remove_stale_tempo
 from apphub.store.inidoc import DeleteKey, Edit, IniDocument, SetValue
 from apphub.store.schema import FileSchema
 from apphub.store.secrets import MASK, Secret, SecretBox, is_encrypted, mask
-from apphub.store.snapshot import Snapshot, version_changes
+from apphub.store.snapshot import Snapshot, version_changes, version_of
 from apphub.store.validate import Problem, check_file, check_name, check_text, shown_value, to_ini_text
+
+logger = logging.getLogger("apphub.store")
 
 _BOM = "\ufeff"
 # Who a change nobody made through apphub is attributed to.
@@ -212,22 +218,62 @@ class IniStore:
             cached = self._cache
             same = cached is not None and cached.raw == raw and cached.schema is schema
             current = cached if same and cached is not None else self._parse(raw, schema)
+            self._settle(current.version)
             self._account_for(current)
             if if_match is not None and current.version not in if_match:
                 raise VersionConflict(", ".join(sorted(if_match)) or "(none)", current.version)
             written, audit_changes = self._edited(current, plan)
             if not audit_changes:
                 return WriteResult(current, [], current.version)
-            # The event commits only if the file was replaced, and the file is replaced only inside
-            # the open event: a write reported as failed was not made (a kill between the two is
-            # what _account_for is for).
-            with self._audit.recording(actor, action, audit_changes, file=self.name,
-                                       version_before=current.version, version_after=written.version):
-                atomic_write(self.path, written.raw, mode=self._mode)
+            self._replace(current, written, actor, action, audit_changes)
             with self._cache_lock:
                 self._cache = written
                 self._cache_stat = None
             return WriteResult(written, audit_changes, current.version)
+
+    def _replace(self, current: Snapshot, written: Snapshot, actor: Actor, action: str,
+                 audit_changes: list[Change]) -> None:
+        """Replace the file with `written`, its audit event recorded first: after the replace
+        nothing can fail that would make the write untrue.
+
+        The event is on disk (pending) before the file changes; the file is replaced and flushed
+        all or nothing (atomic_write puts the previous bytes back if the flush fails); then the
+        event is marked done. A process dying in between leaves a pending event that `_settle`
+        resolves by what the file holds; an error before the replace abandons it.
+        """
+        event = self._audit.begin(actor, action, audit_changes, file=self.name, version_before=current.version,
+                                  version_after=written.version)
+        try:
+            atomic_write(self.path, written.raw, mode=self._mode)
+        except BaseException as exc:
+            with contextlib.suppress(ApphubError):  # a full disk may refuse this too: _settle will do it
+                self._audit.abandon(event, f"{type(exc).__name__}: {exc}")
+            raise
+        try:
+            self._audit.complete(event)
+        except ApphubError as exc:
+            # The write is made and durable, and so is its event: the next holder of the lock (a
+            # write, the sync thread, a start) marks it done. Saying it failed would be untrue.
+            logger.warning("%s version %s written; its audit event %d stays pending until the next write: %s",
+                           self.name, written.version, event, exc)
+
+    def settle(self) -> None:
+        """Resolve the audit events a killed writer left pending (at start; cheap when there are none)."""
+        if not self._audit.pending(self.name):
+            return
+        with exclusive_lock(self._lock_path, what=self.name):
+            self._settle(version_of(self._read_bytes()))
+
+    def _settle(self, version_on_disk: str) -> None:
+        """A pending event is done if the file holds the version it wrote, else it was not made.
+        Call it with the lock held (a write in flight has a pending event too)."""
+        for event, version_after in self._audit.pending(self.name):
+            if version_after == version_on_disk:
+                self._audit.complete(event)
+                logger.info("%s: the write of audit event %d was made before its writer stopped; recorded as done",
+                            self.name, event)
+            else:
+                self._audit.abandon(event, f"{self.name} was found at version {version_on_disk}")
 
     def preview(self, changes: Changes, *, deletes: Iterable[tuple[str, str]] = ()) -> Snapshot:
         """The version `update` would write, validated the same way, without writing it."""
@@ -265,6 +311,7 @@ class IniStore:
         """
         with exclusive_lock(self._lock_path, what=self.name):
             current = self.snapshot()
+            self._settle(current.version)
             self._account_for(current, previous, "settings.file", f"{self.name} edited by hand")
             return current
 
