@@ -1,7 +1,8 @@
 """Regressions: a write and its audit event, the version chain, and a symlinked config.ini.
 
 - The file was replaced before the audit event was recorded: a write whose event could not be
-  recorded was reported as failed, yet made. The event is now open around the replacement.
+  recorded was reported as failed, yet made. The event is now recorded (pending) before the
+  replacement and confirmed after (tests/store/test_write_faults.py has the rest).
 - A reveal recorded the version it read as the version the file was left at, so a reveal that
   raced a write made the next write record a spurious `settings.unaudited` event.
 - os.replace on a symlinked config.ini replaced the link with a plain file.

@@ -6,7 +6,7 @@ Values of secret keys never reach this module in plaintext: callers pass them ma
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,8 +96,10 @@ class AuditQuery:
 class AuditLog:
     """Records events and answers queries, newest first."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, on_disk: Callable[[], Mapping[str, str]] | None = None) -> None:
+        """`on_disk`: the version each audited file holds now ({file name: version})."""
         self._db = database
+        self._on_disk = on_disk or dict
 
     def record(
         self,
@@ -183,17 +185,29 @@ class AuditLog:
                         file=file, version_before=version)
 
     def last_version(self, file: str) -> str | None:
-        """The version of `file` the newest event left it at, or None if no event names one."""
+        """The version of `file` the newest event left it at, or None if no event names one.
+
+        A pending event that wrote the version the file holds now counts (see `query`).
+        """
+        on_disk = self._on_disk().get(file)
         rows = self._db.query(
             "SELECT version_after FROM audit_events WHERE file = ? AND version_after IS NOT NULL"
-            " AND state = 'done' ORDER BY id DESC LIMIT 1",
-            (file,),
+            " AND (state = 'done' OR (state = 'pending' AND version_after = ?)) ORDER BY id DESC LIMIT 1",
+            (file, on_disk),
         )
         return str(rows[0][0]) if rows else None
 
     def query(self, query: AuditQuery) -> list[AuditEvent]:
-        conditions: list[str] = ["e.state = 'done'"]  # a write in flight or not made is no change
+        """Events newest first. A pending event that wrote the version its file holds now was made
+        and is listed, though its writer did not mark it done yet (it is about to, or a disk too
+        full refused even that); a pending event of any other version is not (or not yet) a change."""
+        conditions: list[str] = []
         parameters: list[Any] = []
+        made = ["e.state = 'done'"]
+        for file, version in self._on_disk().items():
+            made.append("(e.state = 'pending' AND e.file = ? AND e.version_after = ?)")
+            parameters += [file, version]
+        conditions.append(f"({' OR '.join(made)})")
         for column, value in (("actor", query.actor), ("source", query.source), ("action", query.action)):
             if value is not None:
                 conditions.append(f"e.{column} = ?")

@@ -252,21 +252,31 @@ class IniStore:
         try:
             self._audit.complete(event)
         except ApphubError as exc:
-            # The write is made and durable, and so is its event: the next holder of the lock (a
-            # write, the sync thread, a start) marks it done. Saying it failed would be untrue.
+            # The write is made and durable, and so is its event, which lists as done while the file
+            # holds its version; the next holder of the lock marks it. Saying it failed would be untrue.
             logger.warning("%s version %s written; its audit event %d stays pending until the next write: %s",
                            self.name, written.version, event, exc)
 
+    def version_on_disk(self) -> str:
+        """The version of the file's bytes now, whether they parse or not."""
+        return version_of(self._read_bytes())
+
     def settle(self) -> None:
-        """Resolve the audit events a killed writer left pending (at start; cheap when there are none)."""
+        """Resolve the audit events a killed writer left pending (at start; cheap when there are none).
+        Best effort: on a full disk they stay pending, and are listed by what the file holds."""
         if not self._audit.pending(self.name):
             return
-        with exclusive_lock(self._lock_path, what=self.name):
-            self._settle(version_of(self._read_bytes()))
+        try:
+            with exclusive_lock(self._lock_path, what=self.name):
+                self._settle(self.version_on_disk())
+        except ApphubError as exc:
+            logger.warning("%s: audit events left pending by a stopped writer stay pending for now: %s",
+                           self.name, exc)
 
     def _settle(self, version_on_disk: str) -> None:
         """A pending event is done if the file holds the version it wrote, else it was not made.
-        Call it with the lock held (a write in flight has a pending event too)."""
+        Call it with the lock held (a write in flight has a pending event too). It raises if it
+        cannot record that (a full disk): a write must not begin while an earlier one is unsettled."""
         for event, version_after in self._audit.pending(self.name):
             if version_after == version_on_disk:
                 self._audit.complete(event)
