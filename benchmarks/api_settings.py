@@ -1,6 +1,7 @@
 """Benchmark of the settings API: GET against a bare FastAPI floor, and PUT latency.
 
     .venv/bin/python benchmarks/api_settings.py [--duration 10] [--warmup 2] [--put-requests 500]
+        [--baseline REF]
 
 Prints one JSON document on stdout (progress goes to stderr). In one run it:
   1. initialises a temporary data folder and starts `apphub --data-dir TMP serve` as a subprocess;
@@ -11,7 +12,10 @@ Prints one JSON document on stdout (progress goes to stderr). In one run it:
   4. times `PUT /api/v1/settings/{section}` of one key, a new value each time so that every PUT
      validates, writes (fsync) and records an audit event, sequentially and with 4 writers
      (the aim: p99 < 20 ms), and checks that the audit log holds one event per acknowledged PUT;
-  5. records the machine: CPUs, Python, package versions, the temp folder's file system, the commit.
+  5. with --baseline REF, also starts apphub as it was at git REF (its src/ exported to the temp
+     folder, on a data folder of its own) and times the same PUTs against both in interleaved
+     slices, reporting this tree's p50/p99 as a ratio to the baseline's, same run;
+  6. records the machine: CPUs, Python, package versions, the temp folder's file system, the commit.
 If `wrk` is installed, its figures for the same GETs are added as a cross-check of the client.
 """
 
@@ -82,6 +86,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--tmp", type=Path, default=None, help="parent of the temporary data folder")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (data and server logs)")
     parser.add_argument("--output", type=Path, default=None, help="also write the JSON document to this file")
+    parser.add_argument("--baseline", default=None, metavar="REF",
+                        help="also time the PUTs of apphub at this git commit, interleaved, and give ratios")
+    parser.add_argument("--baseline-slices", type=int, default=10,
+                        help="interleaved PUT loads per server in the baseline comparison (default 10)")
     args = parser.parse_args(argv)
     args.concurrency = [int(part) for part in args.concurrency.split(",") if part.strip()]
     if args.duration <= 0 or args.warmup < 0 or min(args.put_requests, args.put_writers, args.slices) < 1:
@@ -133,11 +141,28 @@ def spawn(command: list[str], cpus: set[int] | None, **kwargs: Any) -> subproces
     return subprocess.Popen(command, preexec_fn=pin, **kwargs)
 
 
-def start_server(name: str, command: list[str], port: int, folder: Path, cpus: set[int] | None) -> Server:
+def start_server(name: str, command: list[str], port: int, folder: Path, cpus: set[int] | None,
+                 env: dict[str, str] | None = None) -> Server:
     log_file = folder / f"{name}.log"
     with log_file.open("wb") as sink:
-        process = spawn(command, cpus, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT)
+        process = spawn(command, cpus, stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT, env=env)
     return Server(name, process, port, log_file)
+
+
+# apphub's console script, for an interpreter whose PYTHONPATH holds another tree's src/
+APPHUB_MAIN = "import sys; from apphub.cli.main import main; sys.exit(main())"
+
+
+def export_baseline(ref: str, folder: Path) -> tuple[str, dict[str, str]]:
+    """src/ of apphub at git `ref`, exported under `folder`; its commit and the environment that runs it."""
+    commit = command_output(["git", "rev-parse", "--verify", f"{ref}^{{commit}}"], cwd=ROOT)
+    if commit is None:
+        raise SystemExit(f"--baseline {ref}: not a commit of this repository")
+    tree = folder / "baseline"
+    tree.mkdir()
+    archive = subprocess.run(["git", "archive", commit, "src"], cwd=ROOT, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    return commit, {**os.environ, "PYTHONPATH": str(tree / "src")}
 
 
 def wait_ready(server: Server, path: str, headers: dict[str, str], timeout: float = 30.0) -> None:
@@ -468,6 +493,52 @@ def bench_put(args: argparse.Namespace, apphub: Server, key: str, data: Path,
     return results
 
 
+def bench_put_against_baseline(args: argparse.Namespace, servers: dict[str, tuple[Server, str]],
+                               client_cpus: set[int] | None) -> dict[str, Any]:
+    """The sequential PUT of bench_put on this tree and on the baseline, in `baseline_slices`
+    interleaved loads each (A B, B A, ...), pooled; this tree's p50 and p99 as ratios to the baseline's."""
+    path = f"/api/v1/settings/{args.put_section}"
+    per_slice = max(1, args.put_requests // args.baseline_slices)
+    slices: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
+    log(f"PUT {path}: this tree vs the baseline, {args.baseline_slices} x {per_slice} PUTs each, interleaved")
+    for number in range(args.baseline_slices):
+        for name in ("current", "baseline") if number % 2 == 0 else ("baseline", "current"):
+            server, key = servers[name]
+            value = args.put_value.replace("{tag}", f"b{number}{name[0]}{secrets.token_hex(3)}")
+            figures = measured_load(args.python, {
+                "port": server.port, "method": "PUT", "path": path,
+                "headers": {"x-api-key": key, "content-type": "application/json"},
+                "body": json.dumps({args.put_key: value}),
+                "concurrency": 1, "warmup_requests": 5, "requests": per_slice, "raw": True,
+                "body_must_not_contain": '"changed": []',
+            }, client_cpus, server)
+            slices[name].append(figures)
+            log(f"  {number + 1}/{args.baseline_slices} {name:8} p50 {figures['latency_ms']['p50']} ms, "
+                f"p99 {figures['latency_ms']['p99']} ms, errors {figures['errors']}")
+    result: dict[str, Any] = {}
+    for name, loads in slices.items():
+        latencies = [ns for figures in loads for ns in figures.pop("latencies_ns")]
+        result[name] = {"requests": len(latencies), "latency_ms": loadgen.latency_summary(latencies),
+                        "errors": sum(figures["errors"] for figures in loads),
+                        "slices_p50_ms": [figures["latency_ms"]["p50"] for figures in loads]}
+    for percentile in ("p50", "p99"):
+        current, baseline = (result[name]["latency_ms"][percentile] for name in ("current", "baseline"))
+        result[f"ratio_{percentile}_current_to_baseline"] = round(current / baseline, 3) if baseline else None
+    return result
+
+
+def start_baseline(args: argparse.Namespace, folder: Path, cpus: set[int] | None) -> tuple[Server, str, str]:
+    """apphub at --baseline, serving a data folder it initialised itself; (server, admin key, commit)."""
+    commit, env = export_baseline(args.baseline, folder)
+    command = [str(args.python), "-c", APPHUB_MAIN, "--data-dir", str(folder / "baseline-data")]
+    subprocess.run([*command, "init"], check=True, capture_output=True, env=env)
+    key = (folder / "baseline-data" / ".apphub" / "admin.key").read_text().strip()
+    port = free_port()
+    server = start_server("baseline", [*command, "serve", "--port", str(port), "--log-level", "warning"], port,
+                          folder, cpus, env)
+    return server, key, commit
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     server_cpus, client_cpus = cpu_sets(args.pin)
     folder = Path(tempfile.mkdtemp(prefix="apphub-bench-", dir=args.tmp))
@@ -514,6 +585,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             result["get"] = bench_get(args, apphub, bare, key, client_cpus)
             if args.wrk and shutil.which("wrk"):
                 result["get_wrk_cross_check"] = bench_wrk(args, apphub, bare, key, client_cpus)
+            if args.baseline is not None:  # first: both data folders as new, their audit logs empty
+                baseline, baseline_key, commit = start_baseline(args, folder, server_cpus)
+                servers.append(baseline)
+                wait_ready(baseline, GET_PATH, {"x-api-key": baseline_key})
+                result["put_vs_baseline"] = {"baseline_ref": args.baseline, "baseline_commit": commit,
+                                             **bench_put_against_baseline(args, {"current": (apphub, key),
+                                                                                 "baseline": (baseline, baseline_key)},
+                                                                          client_cpus)}
             before = audit_events(data / ".apphub" / "apphub.db", "admin")
             result["put"] = put = bench_put(args, apphub, key, data, client_cpus)
             acknowledged = sum(put[mode]["statuses_all"].get("200", 0)
@@ -534,6 +613,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     writers = f"writers_{args.put_writers}"
     loads = [row[name] for row in result["get"].values() for name in ("apphub", "bare")]
     loads += [put["sequential"], put[writers]]
+    versus = result.get("put_vs_baseline")
+    if versus is not None:
+        loads += [versus["current"], versus["baseline"]]
     errors = sum(load["errors"] for load in loads)
     problems = []
     if errors:
@@ -567,6 +649,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "disk_floor_p99_ms": [put[when]["latency_ms"]["p99"] for when in ("disk_floor_before", "disk_floor_after")],
         "put_aim_met_sequential": put["aim_met_sequential"],
         f"put_aim_met_{writers}": put[f"aim_met_{writers}"],
+        "put_vs_baseline": None if versus is None else {
+            "baseline_commit": versus["baseline_commit"],
+            "p50_ms": {name: versus[name]["latency_ms"]["p50"] for name in ("current", "baseline")},
+            "p99_ms": {name: versus[name]["latency_ms"]["p99"] for name in ("current", "baseline")},
+            "ratio_p50": versus["ratio_p50_current_to_baseline"],
+            "ratio_p99": versus["ratio_p99_current_to_baseline"],
+        },
         "errors": errors,
         "valid": not problems,
         "problems": problems,

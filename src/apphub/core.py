@@ -31,19 +31,19 @@ class Core:
         self._audit_db = Database(data.database)
         self._audit_db.migrate()
         self._keys_db = Database(data.database)
-        self.audit = AuditLog(self._audit_db, self._versions_on_disk)
+        self.audit = AuditLog(self._audit_db, self._version_on_disk)
         self.keys = KeyStore(self._keys_db)
         self.config = self._store(data.config_ini, "config")
         self.system = self._store(data.system_ini, "system")
         for store in (self.config, self.system):
             store.settle()  # what a writer killed between its audit event and its replace left
 
-    def _versions_on_disk(self) -> dict[str, str]:
-        versions = {}
+    def _version_on_disk(self, file: str) -> str | None:
         for store in (self.config, self.system):
-            with contextlib.suppress(DataDirError):  # a missing file holds no version
-                versions[store.name] = store.version_on_disk()
-        return versions
+            if store.name == file:
+                with contextlib.suppress(DataDirError):  # a missing file holds no version
+                    return store.version_on_disk()
+        return None
 
     @property
     def schema(self) -> Schema:

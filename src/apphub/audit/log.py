@@ -6,7 +6,7 @@ Values of secret keys never reach this module in plaintext: callers pass them ma
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,10 +96,10 @@ class AuditQuery:
 class AuditLog:
     """Records events and answers queries, newest first."""
 
-    def __init__(self, database: Database, on_disk: Callable[[], Mapping[str, str]] | None = None) -> None:
-        """`on_disk`: the version each audited file holds now ({file name: version})."""
+    def __init__(self, database: Database, on_disk: Callable[[str], str | None] | None = None) -> None:
+        """`on_disk(file)`: the version the file of that name holds now (None: unknown)."""
         self._db = database
-        self._on_disk = on_disk or dict
+        self._on_disk = on_disk or (lambda file: None)
 
     def record(
         self,
@@ -187,15 +187,21 @@ class AuditLog:
     def last_version(self, file: str) -> str | None:
         """The version of `file` the newest event left it at, or None if no event names one.
 
-        A pending event that wrote the version the file holds now counts (see `query`).
+        A pending event counts if the file holds the version it wrote (see `query`).
         """
-        on_disk = self._on_disk().get(file)
         rows = self._db.query(
-            "SELECT version_after FROM audit_events WHERE file = ? AND version_after IS NOT NULL"
-            " AND (state = 'done' OR (state = 'pending' AND version_after = ?)) ORDER BY id DESC LIMIT 1",
-            (file, on_disk),
+            "SELECT version_after, state FROM audit_events WHERE file = ? AND version_after IS NOT NULL"
+            " AND state != 'abandoned' ORDER BY id DESC LIMIT 8",
+            (file,),
         )
-        return str(rows[0][0]) if rows else None
+        on_disk: str | None = None
+        for version, state in rows:
+            if state == "pending":
+                on_disk = on_disk or self._on_disk(file)
+                if version != on_disk:
+                    continue  # in flight, or not made
+            return str(version)
+        return None
 
     def query(self, query: AuditQuery) -> list[AuditEvent]:
         """Events newest first. A pending event that wrote the version its file holds now was made
@@ -204,9 +210,9 @@ class AuditLog:
         conditions: list[str] = []
         parameters: list[Any] = []
         made = ["e.state = 'done'"]
-        for file, version in self._on_disk().items():
+        for (file,) in self._db.query("SELECT DISTINCT file FROM audit_events WHERE state = 'pending'"):
             made.append("(e.state = 'pending' AND e.file = ? AND e.version_after = ?)")
-            parameters += [file, version]
+            parameters += [file, self._on_disk(file)]
         conditions.append(f"({' OR '.join(made)})")
         for column, value in (("actor", query.actor), ("source", query.source), ("action", query.action)):
             if value is not None:
