@@ -8,7 +8,6 @@ is written unless all of it passes, and no step after the replace can make the w
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
@@ -33,14 +32,13 @@ from apphub.store.atomic import atomic_write, exclusive_lock, remove_stale_tempo
 from apphub.store.inidoc import DeleteKey, Edit, IniDocument, SetValue
 from apphub.store.schema import FileSchema
 from apphub.store.secrets import MASK, Secret, SecretBox, is_encrypted, mask
-from apphub.store.snapshot import Snapshot, version_changes, version_of
+from apphub.store.snapshot import Snapshot, version_of
 from apphub.store.validate import Problem, check_file, check_name, check_text, shown_value, to_ini_text
+from apphub.store.versionlog import VersionLog
 
 logger = logging.getLogger("apphub.store")
 
 _BOM = "\ufeff"
-# Who a change nobody made through apphub is attributed to.
-OUTSIDE_ACTOR = Actor("file", "file")
 
 
 # How old a file's ctime must be before its stat alone is trusted (well above the kernel's
@@ -91,6 +89,7 @@ class IniStore:
         self._lock_path = lock_path
         self._box = box
         self._audit = audit
+        self._versions = VersionLog(audit, self.name)
         self._mode = mode
         self._cache: Snapshot | None = None
         self._cache_stat: tuple[int, ...] | None = None  # set only when the stat alone proves the bytes unchanged
@@ -218,44 +217,19 @@ class IniStore:
             cached = self._cache
             same = cached is not None and cached.raw == raw and cached.schema is schema
             current = cached if same and cached is not None else self._parse(raw, schema)
-            self._settle(current.version)
-            self._account_for(current)
+            self._versions.settle(current.version)
+            self._versions.account_for(current)
             if if_match is not None and current.version not in if_match:
                 raise VersionConflict(", ".join(sorted(if_match)) or "(none)", current.version)
             written, audit_changes = self._edited(current, plan)
             if not audit_changes:
                 return WriteResult(current, [], current.version)
-            self._replace(current, written, actor, action, audit_changes)
+            self._versions.replace(current, written, actor, action, audit_changes,
+                                   lambda: atomic_write(self.path, written.raw, mode=self._mode))
             with self._cache_lock:
                 self._cache = written
                 self._cache_stat = None
             return WriteResult(written, audit_changes, current.version)
-
-    def _replace(self, current: Snapshot, written: Snapshot, actor: Actor, action: str,
-                 audit_changes: list[Change]) -> None:
-        """Replace the file with `written`, its audit event recorded first: after the replace
-        nothing can fail that would make the write untrue.
-
-        The event is on disk (pending) before the file changes; the file is replaced and flushed
-        all or nothing (atomic_write puts the previous bytes back if the flush fails); then the
-        event is marked done. A process dying in between leaves a pending event that `_settle`
-        resolves by what the file holds; an error before the replace abandons it.
-        """
-        event = self._audit.begin(actor, action, audit_changes, file=self.name, version_before=current.version,
-                                  version_after=written.version)
-        try:
-            atomic_write(self.path, written.raw, mode=self._mode)
-        except BaseException as exc:
-            with contextlib.suppress(ApphubError):  # a full disk may refuse this too: _settle will do it
-                self._audit.abandon(event, f"{type(exc).__name__}: {exc}")
-            raise
-        try:
-            self._audit.complete(event)
-        except ApphubError as exc:
-            # The write is made and durable, and so is its event, which lists as done while the file
-            # holds its version; the next holder of the lock marks it. Saying it failed would be untrue.
-            logger.warning("%s version %s written; its audit event %d stays pending until the next write: %s",
-                           self.name, written.version, event, exc)
 
     def version_on_disk(self) -> str:
         """The version of the file's bytes now, whether they parse or not."""
@@ -268,22 +242,10 @@ class IniStore:
             return
         try:
             with exclusive_lock(self._lock_path, what=self.name):
-                self._settle(self.version_on_disk())
+                self._versions.settle(self.version_on_disk())
         except ApphubError as exc:
             logger.warning("%s: audit events left pending by a stopped writer stay pending for now: %s",
                            self.name, exc)
-
-    def _settle(self, version_on_disk: str) -> None:
-        """A pending event is done if the file holds the version it wrote, else it was not made.
-        Call it with the lock held (a write in flight has a pending event too). It raises if it
-        cannot record that (a full disk): a write must not begin while an earlier one is unsettled."""
-        for event, version_after in self._audit.pending(self.name):
-            if version_after == version_on_disk:
-                self._audit.complete(event)
-                logger.info("%s: the write of audit event %d was made before its writer stopped; recorded as done",
-                            self.name, event)
-            else:
-                self._audit.abandon(event, f"{self.name} was found at version {version_on_disk}")
 
     def preview(self, changes: Changes, *, deletes: Iterable[tuple[str, str]] = ()) -> Snapshot:
         """The version `update` would write, validated the same way, without writing it."""
@@ -321,30 +283,9 @@ class IniStore:
         """
         with exclusive_lock(self._lock_path, what=self.name):
             current = self.snapshot()
-            self._settle(current.version)
-            self._account_for(current, previous, "settings.file", f"{self.name} edited by hand")
+            self._versions.settle(current.version)
+            self._versions.account_for(current, previous, "settings.file", f"{self.name} edited by hand")
             return current
-
-    def _account_for(self, current: Snapshot, previous: Snapshot | None = None, action: str = "settings.unaudited",
-                     message: str | None = None) -> None:
-        """Record a version on disk that no audit event produced, so the chain has no gap.
-
-        That is a hand edit, or a write whose process died between replacing the file and
-        recording its event (the two cannot be one transaction). Call it with the lock held.
-        """
-        audited = self._audit.last_version(self.name)
-        if audited is not None and audited != current.version:
-            known = previous if previous is not None and previous.version == audited else None
-            self._audit.record(
-                OUTSIDE_ACTOR,
-                action,
-                version_changes(known, current) if known is not None else [],
-                file=self.name,
-                version_before=audited,
-                version_after=current.version,
-                message=message or f"{self.name} changed outside apphub: a hand edit, or a write interrupted "
-                                   "before its audit",
-            )
 
     def _plan(
         self,
