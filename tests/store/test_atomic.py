@@ -97,7 +97,8 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path, mon
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", disk_full)
-    with pytest.raises(DataDirError, match=r"cannot write .*config\.ini: the disk holding .* is full \(No space left") as caught:
+    full = r"cannot write .*config\.ini: the disk holding .* is full \(No space left"
+    with pytest.raises(DataDirError, match=full) as caught:
         atomic_write(path, b"new bytes\n")
     assert isinstance(caught.value.__cause__, OSError)
 
