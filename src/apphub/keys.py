@@ -70,7 +70,7 @@ class KeyStore:
         key_id = secrets.token_hex(6)
         key = f"ahk_{key_id}_{secrets.token_urlsafe(32)}"
         try:
-            with self._db.transaction() as connection:
+            with self._db.transaction(durable=True) as connection:  # the key is shown once: it must stay valid
                 connection.execute(
                     "INSERT INTO api_keys (name, key_id, key_hash, role, created_at) VALUES (?, ?, ?, ?, ?)",
                     (name, key_id, _hash(key), role, utc_now()),
@@ -85,7 +85,8 @@ class KeyStore:
         return [ApiKey(row["name"], row["role"], row["created_at"], row["key_id"]) for row in rows]
 
     def revoke(self, name: str) -> None:
-        with self._db.transaction() as connection:
+        # A revoked key must stay revoked after a power loss: a compromised key would come back.
+        with self._db.transaction(durable=True) as connection:
             deleted = connection.execute("DELETE FROM api_keys WHERE name = ?", (name,)).rowcount
         self._forget()
         if not deleted:
