@@ -221,17 +221,38 @@ def test_filter_by_time(recorded: Recorded) -> None:
     assert all(e["at"] <= middle for e in audit(admin, 0, until=middle))
 
 
-@pytest.mark.parametrize(("name", "value"), [("since", "yesterday"), ("until", "2026-13-45"), ("since", "")])
-def test_a_bad_time_is_a_4xx_problem_naming_it(recorded: Recorded, name: str, value: str) -> None:
+@pytest.mark.parametrize(("name", "value"), [
+    ("since", "yesterday"), ("until", "2026-13-45"), ("since", ""),
+    # ISO 8601 times that leave years 1-9999 once moved to UTC (the conversion overflowed: a 500)
+    ("since", "0001-01-01T00:00:00+01:00"), ("until", "9999-12-31T23:30:00-01:00"),
+])
+def test_a_bad_time_is_a_request_that_cannot_be_read_400_naming_it(recorded: Recorded, name: str,
+                                                                  value: str) -> None:
     response = recorded.admin.get("/api/v1/audit", params={name: value})
 
-    assert 400 <= response.status_code < 500, response.text
-    assert_problem(response, response.status_code, name)
+    # A query parameter is not a setting: no "problems in the proposed settings", no 422.
+    body = assert_problem(response, 400, f"query.{name}", "ISO 8601")
+    assert body["type"] == "urn:apphub:problem:invalid-request"
+    assert body["errors"] == [{"field": f"query.{name}", "rule": "datetime_parsing",
+                               "message": body["errors"][0]["message"]}]  # type: ignore[index]
+    assert "settings" not in str(body["detail"])
 
 
-@pytest.mark.parametrize(("name", "value"), [("limit", "0"), ("limit", "501"), ("limit", "ten"), ("before", "0")])
+@pytest.mark.parametrize(("name", "value"), [
+    ("limit", "0"), ("limit", "501"), ("limit", "ten"), ("before", "0"),
+    # past SQLite's INTEGER (2**63-1): binding it overflowed, a 500
+    ("before", "99999999999999999999"), ("before", str(2**63)),
+])
 def test_a_bad_page_parameter_is_400(recorded: Recorded, name: str, value: str) -> None:
-    assert_problem(recorded.admin.get("/api/v1/audit", params={name: value}), 400, name)
+    body = assert_problem(recorded.admin.get("/api/v1/audit", params={name: value}), 400, name)
+    assert [error["field"] for error in body["errors"]] == [f"query.{name}"]  # type: ignore[union-attr]
+
+
+def test_the_largest_cursor_is_answered(recorded: Recorded) -> None:
+    response = recorded.admin.get("/api/v1/audit", params={"before": 2**63 - 1, "limit": 500})
+
+    assert response.status_code == 200, response.text
+    assert len(response.json()["entries"]) >= 3
 
 
 # -- pagination ---------------------------------------------------------------------------------

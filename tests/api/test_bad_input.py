@@ -134,9 +134,20 @@ CASES = [
     put("batch-section-traversal", BATCH, {"../system": {"k": "v"}}, 422, "../system"),
     put("batch-section-bracket", BATCH, {"gitea]\n[x": {"k": "v"}}, 422, "gitea"),
     put("batch-section-empty", BATCH, {"": {"k": "v"}}, 422, "section"),
-    put("encoded-slash-section", "/api/v1/settings/..%2Fsystem", {"k": "v"}, 405, "PUT"),
-    Case("encoded-slash-delete", "DELETE", "/api/v1/settings/gitea/..%2F..%2Fsystem", 404, ("DELETE",)),
-    Case("encoded-slash-read", "GET", "/api/v1/settings/..%2F..%2Fetc%2Fpasswd", 404, ("GET",)),
+    # An encoded slash is no name (routing decodes it into a separator): 404 naming it, never a redirect.
+    put("encoded-slash-section", "/api/v1/settings/..%2Fsystem", {"k": "v"}, 404, "PUT", "'../system'"),
+    put("encoded-slash-only", "/api/v1/settings/%2F", {"user_email": "ops@example.com"}, 404, "'/'", "%2F"),
+    put("encoded-slash-only-lowercase", "/api/v1/settings/%2f", {"user_email": "ops@example.com"}, 404, "'/'"),
+    Case("encoded-slash-delete", "DELETE", "/api/v1/settings/gitea/..%2F..%2Fsystem", 404,
+         ("DELETE", "'../../system'")),
+    Case("encoded-slash-delete-key", "DELETE", "/api/v1/settings/gitea/%2F", 404, ("'/'",)),
+    Case("encoded-slash-delete-in-section", "DELETE", "/api/v1/settings/gitea%2Fuser_email", 404,
+         ("'gitea/user_email'",)),
+    Case("encoded-slash-read", "GET", "/api/v1/settings/..%2F..%2Fetc%2Fpasswd", 404, ("GET", "'../../etc/passwd'")),
+    Case("encoded-slash-read-only", "GET", "/api/v1/settings/%2F", 404, ("'/'",)),
+    Case("encoded-slash-system", "GET", "/api/v1/system/%2F", 404, ("'/'",)),
+    Case("encoded-slash-system-write", "PUT", "/api/v1/system/%2F", 404, ("'/'",)),
+    Case("trailing-slash", "GET", "/api/v1/settings/", 404, ("/api/v1/settings/",)),
     Case("traversal-read", "GET", "/api/v1/settings/%2E%2E", 404, ("..",)),
     # Query parameters.
     Case("reveal-not-a-bool", "GET", "/api/v1/settings?reveal=maybe", 400, ("reveal",)),
@@ -175,6 +186,12 @@ def test_an_unknown_section_is_refused_even_with_no_keys(module_admin: httpx.Cli
     ("DELETE", "/api/v1/settings/gitea", {"GET", "PUT"}),
     ("PATCH", "/api/v1/settings/gitea", {"GET", "PUT"}),
     ("POST", "/api/settings/gitea", {"GET", "PUT"}),
+    # The POST routes own their paths: the section routes of the same shape do not serve them.
+    ("DELETE", "/api/v1/settings/plan", {"POST"}),
+    ("GET", "/api/v1/settings/plan", {"POST"}),
+    ("PUT", "/api/v1/settings/plan", {"POST"}),
+    ("DELETE", "/api/v1/settings/reload", {"POST"}),
+    ("GET", "/api/v1/settings/reload", {"POST"}),
 ])
 def test_a_wrong_method_is_405_listing_every_allowed_method(module_admin: httpx.Client, module_server: LiveServer,
                                                             method: str, path: str, allowed: set[str]) -> None:
@@ -187,12 +204,54 @@ def test_a_wrong_method_is_405_listing_every_allowed_method(module_admin: httpx.
     assert module_server.data.config_ini.read_bytes() == before
 
 
+METHODS = ("GET", "HEAD", "PUT", "POST", "PATCH", "DELETE")
+
+
+@pytest.mark.parametrize("path", [
+    "/api/v1/settings", "/api/v1/settings/gitea", "/api/v1/settings/plan", "/api/v1/settings/reload",
+    "/api/v1/settings/gitea/user_email", "/api/v1/system", "/api/v1/system/docker_library", "/api/v1/audit",
+    "/api/v1/sync/status", "/metrics", "/api/settings", "/api/settings/gitea",
+])
+def test_allow_lists_exactly_the_methods_a_route_serves(module_admin: httpx.Client, module_server: LiveServer,
+                                                          path: str) -> None:
+    before = module_server.data.config_ini.read_bytes()
+    allow = module_admin.options(path)
+    assert allow.status_code == 405, allow.text
+    allowed = {method.strip() for method in allow.headers["allow"].split(",")}
+
+    # Each method is sent so that it cannot change anything: a stale If-Match, a body that is no
+    # object, a timeout of 0 (reload); what matters is whether a route serves it. Every section and
+    # key named exists, so a 404 too means that none does.
+    statuses = {method: module_admin.request(method, path, json=[], params={"timeout": 0},
+                                             headers={"if-match": '"stale"'}).status_code for method in METHODS}
+
+    assert {method for method, status in statuses.items() if status not in (404, 405)} == allowed, statuses
+    assert module_server.data.config_ini.read_bytes() == before
+
+
 def test_a_rejected_secret_is_never_echoed(module_admin: httpx.Client) -> None:
     secret = "Hunter2-but-longer\x00"
     response = module_admin.put(SECTION, json={"user_pwd": secret})
     body = assert_problem(response, 422, "user_pwd")
     assert "Hunter2" not in response.text
     assert body["errors"][0]["value"] == MASK  # type: ignore[index]
+
+
+@pytest.mark.parametrize("content", [
+    b'{"user_pwd": "Hunter2-but-longer",}',
+    b'{"user_pwd": "Hunter2-but-longer"',
+    b'{"user_pwd": \'Hunter2-but-longer\'}',
+    b'"Hunter2-but-longer"',
+    b'["user_pwd", "Hunter2-but-longer"]',
+])
+def test_a_request_that_cannot_be_read_never_echoes_what_it_carried(module_admin: httpx.Client,
+                                                                    content: bytes) -> None:
+    response = module_admin.put(SECTION, content=content, headers=JSON_HEADERS)
+
+    body = assert_problem(response, 400)
+    assert "Hunter2" not in response.text
+    for error in body["errors"]:  # type: ignore[attr-defined]
+        assert set(error) == {"field", "message", "rule"}, error
 
 
 # -- huge bodies ----------------------------------------------------------------------------------
@@ -264,6 +323,21 @@ def test_bad_values_on_the_websoft9_route_are_400_naming_the_key(module_admin: h
     before = module_server.data.config_ini.read_bytes()
     response = module_admin.put("/api/settings/gitea", params={"key": key, "value": value})
     assert key in assert_legacy_error(response, 400, "Invalid Request")
+    assert module_server.data.config_ini.read_bytes() == before
+
+
+@pytest.mark.parametrize(("method", "path", "section"), [
+    ("GET", "/api/settings/%2F", "/"),
+    ("GET", "/api/settings/gitea%2Fx", "gitea/x"),
+    ("PUT", "/api/settings/gitea%2F?key=user_name&value=ops", "gitea/"),
+])
+def test_an_encoded_slash_on_the_websoft9_route_is_a_section_it_does_not_have(
+        module_admin: httpx.Client, module_server: LiveServer, method: str, path: str, section: str) -> None:
+    before = module_server.data.config_ini.read_bytes()
+
+    response = module_admin.request(method, path)  # was a 307 to /api/settings
+
+    assert_legacy_error(response, 400, "Invalid Request", f"Section:{section} does not exist")
     assert module_server.data.config_ini.read_bytes() == before
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from tests.api.conftest import assert_problem
+from tests.api.conftest import PROBLEM_JSON, assert_problem
 from tests.conftest import LiveServer
 
 ROUTES = {
@@ -97,3 +97,82 @@ def test_docs_and_openapi_need_a_key(module_server: LiveServer) -> None:
     with module_server.client() as client:
         for path in ("/docs", "/openapi.json"):
             assert_problem(client.get(path), 401, "No API Key provided")
+
+
+# -- the document says what the server answers -----------------------------------------------------
+
+
+def test_metrics_is_documented_as_the_prometheus_text_it_serves(module_reader: httpx.Client) -> None:
+    ok = document(module_reader)["paths"]["/metrics"]["get"]["responses"]["200"]
+    response = module_reader.get("/metrics")
+
+    assert response.status_code == 200
+    assert ok["content"] == {"text/plain; version=0.0.4": {}}  # no JSON schema: it is not JSON
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert "# TYPE apphub_sync_stage_seconds histogram" in response.text
+
+
+def test_the_errors_of_a_request_that_cannot_be_read_are_documented(module_reader: httpx.Client,
+                                                                     module_admin: httpx.Client) -> None:
+    schemas = document(module_reader)["components"]["schemas"]
+    variants = schemas["Problem"]["properties"]["errors"]["anyOf"]
+    documented = {variant["items"]["$ref"].rsplit("/", 1)[1] for variant in variants if variant.get("type") == "array"}
+    unreadable = module_admin.get("/api/v1/audit", params={"limit": "ten"})
+    refused = module_admin.put("/api/v1/settings/cockpit", json={"port": "http"})
+
+    assert documented == {"FieldProblem", "RequestProblem"}
+    for response, status, item in ((unreadable, 400, "RequestProblem"), (refused, 422, "FieldProblem")):
+        errors = assert_problem(response, status)["errors"]
+        assert isinstance(errors, list)
+        assert errors
+        for error in errors:
+            assert set(error) == set(schemas[item]["properties"]), (item, error)
+
+
+def test_every_problem_is_documented_as_problem_json_only(module_reader: httpx.Client) -> None:
+    spec = document(module_reader)
+
+    assert "HTTPValidationError" not in spec["components"]["schemas"]  # FastAPI's 422, never sent
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            for status, response in operation["responses"].items():
+                content = response.get("content", {})
+                if any("Problem" in str(media.get("schema")) for media in content.values()):
+                    assert set(content) == {PROBLEM_JSON}, (method, path, status, content)
+
+
+def test_every_route_behind_a_key_documents_its_401_and_its_500(module_reader: httpx.Client) -> None:
+    for path, item in document(module_reader)["paths"].items():
+        for method, operation in item.items():
+            statuses = set(operation["responses"])
+            if path == "/healthz":
+                assert statuses == {"200"}
+            elif path.startswith("/api/settings"):  # Websoft9 answers 400 to a missing key
+                assert {"400", "500"} <= statuses, (method, path)
+            else:
+                assert {"401", "500"} <= statuses, (method, path)
+                assert "WWW-Authenticate" in operation["responses"]["401"]["headers"]
+
+
+def test_the_audit_route_documents_its_400_and_the_bound_of_before(module_reader: httpx.Client) -> None:
+    operation = document(module_reader)["paths"]["/api/v1/audit"]["get"]
+    before = next(parameter for parameter in operation["parameters"] if parameter["name"] == "before")
+
+    assert "400" in operation["responses"]
+    assert "422" not in operation["responses"]
+    assert before["schema"]["anyOf"][0]["maximum"] == 2**63 - 1
+
+
+def test_reads_document_their_etag_and_304_and_writes_their_412(module_reader: httpx.Client) -> None:
+    paths = document(module_reader)["paths"]
+
+    for path in ("/api/v1/settings", "/api/v1/settings/{section}", "/api/v1/system", "/api/v1/system/{section}"):
+        read = paths[path]["get"]
+        assert "ETag" in read["responses"]["200"]["headers"], path
+        assert "ETag" in read["responses"]["304"]["headers"], path
+        assert "if-none-match" in {parameter["name"] for parameter in read["parameters"]}, path
+    for path, method in (("/api/v1/settings", "put"), ("/api/v1/settings/{section}", "put"),
+                         ("/api/v1/settings/{section}/{key}", "delete")):
+        write = paths[path][method]
+        assert {"412", "413", "422", "507"} <= set(write["responses"]), path
+        assert "ETag" in write["responses"]["200"]["headers"], path

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -18,7 +18,8 @@ import apphub
 from apphub.api import audit, legacy, settings, system
 from apphub.api import sync as sync_routes
 from apphub.api.auth import AuthenticationMiddleware, Principal, require_read
-from apphub.api.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from apphub.api.middleware import BodyLimitMiddleware, EncodedSlashMiddleware, RequestContextMiddleware
+from apphub.api.openapi import openapi_document
 from apphub.api.problems import install_error_handlers
 from apphub.core import Core
 from apphub.paths import DataDir
@@ -66,9 +67,14 @@ def create_app(data: DataDir, *, sync: bool = True, backends: BackendFactory | N
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        # A path that matches no route is a 404, never a 307 to the path without its last slash:
+        # `PUT /api/v1/settings/%2F` was sent on to the batch route.
+        redirect_slashes=False,
     )
     install_error_handlers(app)
-    # The last added runs first: request id and access log, then the key, then the body limit.
+    # The last added runs first: request id and access log, then the key, then the body limit, then
+    # the refusal of an encoded slash.
+    app.add_middleware(EncodedSlashMiddleware)
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(AuthenticationMiddleware)
     app.add_middleware(RequestContextMiddleware)
@@ -82,8 +88,7 @@ def create_app(data: DataDir, *, sync: bool = True, backends: BackendFactory | N
     # The API description is behind a key like everything else (only /healthz is open).
     @app.get("/openapi.json", include_in_schema=False)
     async def openapi(_: Annotated[Principal, Depends(require_read)]) -> JSONResponse:
-        schema: dict[str, Any] = app.openapi()
-        return JSONResponse(schema)
+        return JSONResponse(openapi_document(app))
 
     @app.get("/docs", include_in_schema=False)
     async def docs(_: Annotated[Principal, Depends(require_read)]) -> HTMLResponse:

@@ -9,21 +9,24 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from apphub.api.auth import Principal, core_of, require_read
-from apphub.api.problems import READ_RESPONSES
+from apphub.api.problems import QUERY_RESPONSES, invalid_parameter
 from apphub.audit.log import AuditQuery, normalise_time
-from apphub.errors import FieldError, ValidationFailed
 
-router = APIRouter(prefix="/api/v1", tags=["audit"], responses=READ_RESPONSES)
+router = APIRouter(prefix="/api/v1", tags=["audit"], responses=QUERY_RESPONSES)
+
+# Ids are SQLite INTEGERs: a larger cursor cannot be bound to the query (it was a 500, issue 8).
+MAX_ID = 2**63 - 1
 
 
 def _time(name: str, value: str | None) -> str | None:
+    """`value` if it is an ISO 8601 time; a bad one is a request that cannot be read (400), not bad settings."""
     if value is None:
         return None
     try:
         normalise_time(value)
-    except ValueError as exc:
-        raise ValidationFailed([FieldError("query", name, "type", f"is not an ISO 8601 time: {exc}", value,
-                                           file="request")]) from exc
+    except (ValueError, OverflowError) as exc:  # OverflowError: a zone that moves it past year 1 or 9999
+        raise invalid_parameter("query", name, "datetime_parsing",
+                                f"is not an ISO 8601 time of years 1 to 9999 (UTC): {exc}", value) from exc
     return value
 
 
@@ -38,7 +41,8 @@ async def read_audit(
     action: Annotated[str | None, Query(max_length=64, description="settings.update, secrets.reveal, ...")] = None,
     since: Annotated[str | None, Query(description="ISO 8601 time, inclusive")] = None,
     until: Annotated[str | None, Query(description="ISO 8601 time, inclusive")] = None,
-    before: Annotated[int | None, Query(ge=1, description="Cursor: entries with a smaller id")] = None,
+    before: Annotated[int | None, Query(ge=1, le=MAX_ID, description="Cursor: entries with a smaller id "
+                                                                     "(ids are at most 2**63-1)")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
     query = AuditQuery(section=section, key=key, actor=actor, source=source, action=action,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from fastapi import Request
-
 
 def etag(version: str) -> str:
     return f'"{version}"'
@@ -25,8 +23,8 @@ def parse_if_match(header: str | None) -> frozenset[str] | None:
     return frozenset(tags)
 
 
-def is_not_modified(request: Request, version: str) -> bool:
-    header = request.headers.get("if-none-match")
+def is_not_modified(header: str | None, version: str) -> bool:
+    """Whether an If-None-Match header names `version` (weak tags too: RFC 9110 §13.1.2), or is `*`."""
     if header is None:
         return False
     if header.strip() == "*":

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 
 from apphub.api.auth import Principal, check_may_change, core_of, require_read, require_write
-from apphub.api.problems import LEGACY_RESPONSES
+from apphub.api.problems import LEGACY_RESPONSES, LEGACY_WRITE_RESPONSES
 from apphub.api.settings import actor_of
 from apphub.api.sync import sync_after_write
 from apphub.store.snapshot import Snapshot
@@ -58,7 +58,7 @@ async def legacy_read_section(section: str, request: Request,
     return core_of(request).config.snapshot().public_section(section, typed=False)
 
 
-@router.put("/settings/{section}", summary="Websoft9: set one existing key")
+@router.put("/settings/{section}", summary="Websoft9: set one existing key", responses=LEGACY_WRITE_RESPONSES)
 def legacy_update(
     section: str,
     request: Request,

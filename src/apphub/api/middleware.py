@@ -1,5 +1,6 @@
-"""Pure ASGI middleware: a request id on every request, a body size limit, and an access log
-that never writes a secret (Websoft9's legacy PUT carries the value in the query string).
+"""Pure ASGI middleware: a request id on every request, a body size limit, an access log that
+never writes a secret (Websoft9's legacy PUT carries the value in the query string), and the refusal
+of a path whose names hold an encoded slash.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ import re
 import time
 import uuid
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, unquote, urlencode
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from apphub.api.problems import LEGACY_PREFIX, legacy_error, problem
 from apphub.store.secrets import MASK
 
 access_logger = logging.getLogger("apphub.access")
@@ -123,6 +125,45 @@ class BodyLimitMiddleware:
                     "headers": [(b"content-type", media_type), (b"content-length", str(len(payload)).encode()),
                                 (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": payload})
+
+
+class EncodedSlashMiddleware:
+    """Answers a path with an encoded slash (`%2F`) in one of its segments before routing: 404 naming it.
+
+    Routing reads the decoded path, where `a%2Fb` is two segments: `PUT /api/v1/settings/%2F` was
+    redirected to the batch route, and `DELETE /api/v1/settings/gitea%2Fuser_email` would remove a
+    key the client never named. No section or key name holds a `/` (validate.NAME_PATTERN), so no
+    route serves such a path. Websoft9's routes answer as Websoft9 does for a section it lacks.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        name = _encoded_slash_segment(scope) if scope["type"] == "http" else None
+        if name is None:
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if path.startswith(LEGACY_PREFIX + "/"):
+            response = legacy_error(400, "Invalid Request", f"Section:{name} does not exist")
+        else:
+            target = scope.get("raw_path", b"").decode("latin-1")
+            response = problem(404, "Not Found", f"no route {scope['method']} {target}: {name!r} is not a section "
+                               "or key name (it holds an encoded '/', %2F, and no name does)",
+                               slug="not-found", instance=target, request_id=scope.get("state", {}).get("request_id"))
+        await response(scope, receive, send)
+
+
+def _encoded_slash_segment(scope: Scope) -> str | None:
+    """The first segment of the request path that holds `%2F`, decoded; None when none does."""
+    raw_path: bytes = scope.get("raw_path") or b""
+    if b"%2f" not in raw_path.lower():
+        return None
+    for segment in raw_path.decode("latin-1").split("/"):
+        if "%2f" in segment.lower():
+            return unquote(segment)
+    return None
 
 
 def redacted_target(scope: Scope) -> str:

@@ -149,7 +149,12 @@ def _legacy_response(exc: ApphubError, status: int, headers: dict[str, str] | No
 
 
 def request_validation_response(request: Request, exc: RequestValidationError) -> Response:
-    """A request FastAPI could not read (malformed JSON, wrong shape, missing parameter): 400."""
+    """A request FastAPI could not read (malformed JSON, wrong shape, missing parameter): 400.
+
+    Its `errors` are `RequestProblem`s (`field`, `message`, `rule`): a request has no file, section
+    or line. The message is pydantic's, which states the rule and never quotes the value sent (it may
+    be a password: Websoft9's PUT carries it in the query string).
+    """
     errors = []
     for error in exc.errors():
         location = ".".join(str(part) for part in error.get("loc", ()))
@@ -166,6 +171,11 @@ def request_validation_response(request: Request, exc: RequestValidationError) -
         return legacy_error(400, "Request Validation Error", details)
     return problem(400, "Invalid request", detail, slug="invalid-request", errors=errors,
                    instance=request.url.path, request_id=_request_id(request))
+
+
+def invalid_parameter(location: str, name: str, rule: str, message: str, value: str) -> RequestValidationError:
+    """The error of a parameter a route checks itself, answered like those FastAPI checks (400)."""
+    return RequestValidationError([{"type": rule, "loc": (location, name), "msg": message, "input": value}])
 
 
 def http_error_response(request: Request, exc: StarletteHTTPException) -> Response:
@@ -255,6 +265,14 @@ class FieldProblem(BaseModel):
     line: int | None = Field(description="Line of the key in the file, when it is already there")
 
 
+class RequestProblem(BaseModel):
+    """One part of a request that cannot be read: a parameter, a header or the body."""
+
+    field: str = Field(description="Where, as `location.name`", examples=["query.before", "header.if-match", "body"])
+    message: str = Field(description="What is wrong; never the value sent")
+    rule: str = Field(examples=["int_parsing", "less_than_equal", "missing", "json_invalid", "datetime_parsing"])
+
+
 class Problem(BaseModel):
     """An RFC 9457 problem details object."""
 
@@ -263,7 +281,11 @@ class Problem(BaseModel):
     status: int
     detail: str
     instance: str | None = None
-    errors: list[FieldProblem] | None = Field(default=None, description="Every problem of a refused write")
+    errors: list[FieldProblem] | list[RequestProblem] | None = Field(
+        default=None,
+        description="Every problem at once: FieldProblems when the schema refuses a write "
+                    "(urn:apphub:problem:validation-failed, 422), RequestProblems when the request cannot be read "
+                    "(urn:apphub:problem:invalid-request, 400)")
     request_id: str | None = None
 
 
@@ -274,29 +296,73 @@ class Websoft9Error(BaseModel):
     details: str = Field(examples=["Section:foo does not exist"])
 
 
-def _problem_response(description: str) -> dict[str, Any]:
-    return {"model": Problem, "description": description,
-            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+ETAG_HEADER = {"ETag": {"description": "The version of the file, quoted", "required": True,
+                        "schema": {"type": "string", "pattern": '^"[0-9a-f]{32}"$'}}}
+NOT_MODIFIED: dict[str, Any] = {"description": "If-None-Match names the current version: no body",
+                                "headers": ETAG_HEADER}
 
 
+def problem_response(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A documented problem response: `application/problem+json` only (openapi.openapi_document drops the
+    `application/json` twin FastAPI adds for the model)."""
+    response: dict[str, Any] = {"model": Problem, "description": description,
+                                "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+def legacy_response(description: str) -> dict[str, Any]:
+    return {"model": Websoft9Error, "description": description}
+
+
+UNAUTHENTICATED = problem_response(
+    "No x-api-key, or one that is not known",
+    {"WWW-Authenticate": {"description": 'APIKey header="x-api-key"', "required": True, "schema": {"type": "string"}}})
+SERVER_FAULT = problem_response("The server cannot serve this: a secret that does not decrypt, a schema or data "
+                                "folder it cannot use; the log has the request_id")
+# Every route but /healthz: a key is checked before routing, and any route can meet a broken data folder.
+COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {401: UNAUTHENTICATED, 500: SERVER_FAULT}
 READ_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: _problem_response("The request cannot be read (a malformed parameter)"),
-    401: _problem_response("No x-api-key, or one that is not known"),
-    403: _problem_response("The key's role is too weak (reveal needs admin)"),
-    404: _problem_response("No such section"),
-    409: _problem_response("The file does not parse (a hand edit to fix)"),
+    **COMMON_RESPONSES,
+    304: NOT_MODIFIED,
+    400: problem_response("The request cannot be read (a malformed parameter); `errors` names each"),
+    403: problem_response("reveal=true needs an admin key"),
+    409: problem_response("The file does not parse (a hand edit to fix)"),
+    507: problem_response("reveal=true: the disk holding the audit log is full, so nothing was shown"),
+}
+SECTION_READ_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **READ_RESPONSES,
+    404: problem_response("No such section"),
 }
 WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    **READ_RESPONSES,
-    400: _problem_response("The request cannot be read: malformed JSON, a body that is not an object"),
-    404: _problem_response("No such section or key (DELETE)"),
-    412: _problem_response("If-Match names a version that is no longer the current one"),
-    413: _problem_response("The body is over 1 MiB"),
-    422: _problem_response("The schema refuses the values; `errors` lists every problem"),
-    503: _problem_response("Another writer held the file lock too long"),
-    507: _problem_response("The disk holding the data folder is full: the write was not made"),
+    **COMMON_RESPONSES,
+    400: problem_response("The request cannot be read: malformed JSON, a body that is not an object, a malformed "
+                          "parameter; `errors` names each"),
+    403: problem_response("The key's role is too weak (write needed; admin for [api_key] key)"),
+    404: problem_response("No such section or key (DELETE)"),
+    409: problem_response("config.ini does not parse (a hand edit to fix)"),
+    412: problem_response("If-Match names a version that is no longer the current one"),
+    413: problem_response("The body is over 1 MiB"),
+    422: problem_response("The schema refuses the values; `errors` lists every problem"),
+    503: problem_response("Another writer held the file lock too long"),
+    507: problem_response("The disk holding the data folder is full: the write was not made"),
+}
+QUERY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **COMMON_RESPONSES,
+    400: problem_response("A malformed parameter (a bound passed, a time that is not ISO 8601); `errors` names each"),
+}
+SYNC_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **COMMON_RESPONSES,
+    503: problem_response("The sync engine is not running in this process"),
 }
 LEGACY_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {"model": Websoft9Error, "description": "Missing or invalid key, unknown section or key, invalid value"},
-    403: {"model": Websoft9Error, "description": "The key's role is too weak"},
+    400: legacy_response("Missing or invalid key, unknown section or key, invalid value"),
+    403: legacy_response("The key's role is too weak"),
+    500: legacy_response("config.ini does not parse, a secret does not decrypt, the disk is full"),
+}
+LEGACY_WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **LEGACY_RESPONSES,
+    413: legacy_response("The request body is over 1 MiB (the route takes none)"),
+    503: legacy_response("Another writer held the file lock too long"),
 }

@@ -8,11 +8,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import StringConvertor, register_url_convertor
 from starlette.responses import Response
 
 from apphub.api.auth import Principal, check_may_change, core_of, require_read, require_write
 from apphub.api.etags import etag, is_not_modified, parse_if_match
-from apphub.api.problems import READ_RESPONSES, WRITE_RESPONSES
+from apphub.api.problems import ETAG_HEADER, READ_RESPONSES, SECTION_READ_RESPONSES, WRITE_RESPONSES
 from apphub.api.sync import WAIT_DEFAULT_S, Wait, WaitTimeout, sync_after_write
 from apphub.audit.log import Actor
 from apphub.errors import Forbidden
@@ -33,16 +34,32 @@ BatchBody = Annotated[
          examples=[{"gitea": {"user_email": "ops@example.com"}, "cockpit": {"port": 9091}}]),
 ]
 IfMatch = Annotated[str | None, Header(description="Apply only if config.ini is still at this version (ETag)")]
+IfNoneMatch = Annotated[str | None, Header(description="Answer 304 with no body if the file is still at this "
+                                                       "version (ETag), or at any with *")]
 Reveal = Annotated[bool, Query(description="Show secrets in plaintext (admin keys only; audited)")]
+
+
+class SectionConvertor(StringConvertor):
+    """A section name in a path, but not `plan` nor `reload`: those paths belong to the POST routes of
+    api/sync.py for every method. Else `GET /api/v1/settings/plan` read a section named `plan`, and
+    the 405 of `DELETE` there listed the GET and PUT of the section routes as allowed (issue 8).
+    """
+
+    regex = "(?!(?:plan|reload)$)[^/]+"
+
+
+register_url_convertor("apphub_section", SectionConvertor())
+SECTION_PATH = "/settings/{section:apphub_section}"
+OK_WITH_ETAG: dict[int | str, dict[str, Any]] = {200: {"headers": ETAG_HEADER}}
 
 
 def actor_of(request: Request, principal: Principal) -> Actor:
     return Actor(principal.name, "api", getattr(request.state, "request_id", None))
 
 
-def read_response(request: Request, snapshot: Snapshot, payload: dict[str, Any] | None = None) -> Response:
+def read_response(snapshot: Snapshot, if_none_match: str | None, payload: dict[str, Any] | None = None) -> Response:
     headers = {"ETag": etag(snapshot.version), "Cache-Control": "no-cache"}
-    if is_not_modified(request, snapshot.version):
+    if is_not_modified(if_none_match, snapshot.version):
         return Response(status_code=304, headers=headers)
     content = snapshot.public_json if payload is None else json.dumps(payload).encode()
     return Response(content, media_type=JSON, headers=headers)
@@ -74,38 +91,40 @@ async def reveal_payload(request: Request, principal: Principal, store: IniStore
     return {"version": snapshot.version, "settings": settings}
 
 
-async def read_file(request: Request, principal: Principal, store: IniStore, reveal: bool) -> Response:
+async def read_file(request: Request, principal: Principal, store: IniStore, reveal: bool,
+                    if_none_match: str | None) -> Response:
     """Every section of one INI file (config.ini here, system.ini in the system router)."""
     snapshot = store.snapshot()
     if reveal:
-        return read_response(request, snapshot,
+        return read_response(snapshot, if_none_match,
                              await reveal_payload(request, principal, store, snapshot, snapshot.sections()))
-    return read_response(request, snapshot)
+    return read_response(snapshot, if_none_match)
 
 
 async def read_file_section(request: Request, principal: Principal, store: IniStore, section: str,
-                            reveal: bool) -> Response:
+                            reveal: bool, if_none_match: str | None) -> Response:
     snapshot = store.snapshot()
     values = snapshot.public_section(section)  # raises SectionNotFound first, whatever the role
     if reveal:
         values = (await reveal_payload(request, principal, store, snapshot, [section]))["settings"][section]
-    return read_response(request, snapshot, {"version": snapshot.version, "section": section, "settings": values})
+    return read_response(snapshot, if_none_match,
+                         {"version": snapshot.version, "section": section, "settings": values})
 
 
 @router.get("/settings", summary="All sections of config.ini", response_description="Secrets masked",
-            responses=READ_RESPONSES)
+            responses={**OK_WITH_ETAG, **READ_RESPONSES})
 async def read_settings(request: Request, principal: Annotated[Principal, Depends(require_read)],
-                        reveal: Reveal = False) -> Response:
-    return await read_file(request, principal, core_of(request).config, reveal)
+                        reveal: Reveal = False, if_none_match: IfNoneMatch = None) -> Response:
+    return await read_file(request, principal, core_of(request).config, reveal, if_none_match)
 
 
-@router.get("/settings/{section}", summary="One section of config.ini", responses=READ_RESPONSES)
+@router.get(SECTION_PATH, summary="One section of config.ini", responses={**OK_WITH_ETAG, **SECTION_READ_RESPONSES})
 async def read_section(section: str, request: Request, principal: Annotated[Principal, Depends(require_read)],
-                       reveal: Reveal = False) -> Response:
-    return await read_file_section(request, principal, core_of(request).config, section, reveal)
+                       reveal: Reveal = False, if_none_match: IfNoneMatch = None) -> Response:
+    return await read_file_section(request, principal, core_of(request).config, section, reveal, if_none_match)
 
 
-@router.put("/settings/{section}", summary="Merge keys into one section", responses=WRITE_RESPONSES)
+@router.put(SECTION_PATH, summary="Merge keys into one section", responses={**OK_WITH_ETAG, **WRITE_RESPONSES})
 def update_section(section: str, body: SettingsBody, request: Request,
                    principal: Annotated[Principal, Depends(require_write)], if_match: IfMatch = None,
                    wait: Wait = False, wait_timeout: WaitTimeout = WAIT_DEFAULT_S) -> Response:
@@ -115,7 +134,8 @@ def update_section(section: str, body: SettingsBody, request: Request,
     return write_response(result, [section], sync_after_write(request, result.changed, wait, wait_timeout))
 
 
-@router.put("/settings", summary="Change several sections at once, all or nothing", responses=WRITE_RESPONSES)
+@router.put("/settings", summary="Change several sections at once, all or nothing",
+            responses={**OK_WITH_ETAG, **WRITE_RESPONSES})
 def update_settings(body: BatchBody, request: Request, principal: Annotated[Principal, Depends(require_write)],
                     if_match: IfMatch = None, wait: Wait = False,
                     wait_timeout: WaitTimeout = WAIT_DEFAULT_S) -> Response:
@@ -125,7 +145,7 @@ def update_settings(body: BatchBody, request: Request, principal: Annotated[Prin
 
 
 @router.delete("/settings/{section}/{key}", summary="Remove a key the schema does not require",
-               responses=WRITE_RESPONSES)
+               responses={**OK_WITH_ETAG, **WRITE_RESPONSES})
 def delete_key(section: str, key: str, request: Request, principal: Annotated[Principal, Depends(require_write)],
                if_match: IfMatch = None, wait: Wait = False, wait_timeout: WaitTimeout = WAIT_DEFAULT_S) -> Response:
     check_may_change(principal, {section: [key]})

@@ -5,17 +5,22 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from apphub.api.auth import Principal, core_of, require_read, require_write
-from apphub.api.problems import READ_RESPONSES, WRITE_RESPONSES
+from apphub.api.problems import SYNC_RESPONSES, WRITE_RESPONSES
 from apphub.errors import SyncError
 from apphub.sync.apply import ApplyReport
 from apphub.sync.engine import SyncEngine
 
-router = APIRouter(tags=["sync"])
+router = APIRouter(tags=["sync"], responses=SYNC_RESPONSES)
+
+PLAN_RESPONSES: dict[int | str, dict[str, Any]] = {status: WRITE_RESPONSES[status] for status in (400, 409, 413, 422)}
+RELOAD_RESPONSES: dict[int | str, dict[str, Any]] = {status: WRITE_RESPONSES[status] for status in (400, 403)}
+# The text format prometheus_client writes (generate_latest) and sends when a scraper asks for no other.
+PROMETHEUS_TEXT = "text/plain; version=0.0.4"
 
 WAIT_DEFAULT_S = 60.0
 Wait = Annotated[bool, Query(description="Wait until the change reached the services; the response says "
@@ -56,7 +61,7 @@ def sync_after_write(request: Request, changed: bool, wait: bool, timeout: float
 
 
 @router.post("/api/v1/settings/plan", summary="What a change would do to each service, touching nothing",
-             responses=WRITE_RESPONSES)
+             responses=PLAN_RESPONSES)
 def plan(request: Request, _: Annotated[Principal, Depends(require_read)],
          body: Annotated[dict[str, dict[str, Any]] | None, Body(description="Proposed {section: {key: value}}; "
                                                                 "none: what a full sync would do now")] = None,
@@ -67,7 +72,7 @@ def plan(request: Request, _: Annotated[Principal, Depends(require_read)],
 
 
 @router.post("/api/v1/settings/reload", summary="Sync every service now, and wait for the result",
-             responses=WRITE_RESPONSES)
+             responses=RELOAD_RESPONSES)
 async def reload(request: Request, _: Annotated[Principal, Depends(require_write)],
                  timeout: WaitTimeout = WAIT_DEFAULT_S) -> dict[str, Any]:
     engine = engine_of(request)
@@ -75,12 +80,13 @@ async def reload(request: Request, _: Annotated[Principal, Depends(require_write
     return report_dict(await run_in_threadpool(engine.wait, ticket, timeout), timeout)
 
 
-@router.get("/api/v1/sync/status", summary="Per service: wanted and applied version, last result, timings",
-            responses=READ_RESPONSES)
+@router.get("/api/v1/sync/status", summary="Per service: wanted and applied version, last result, timings")
 async def status(request: Request, _: Annotated[Principal, Depends(require_read)]) -> dict[str, Any]:
     return engine_of(request).status_dict()
 
 
-@router.get("/metrics", summary="Prometheus metrics of the sync engine", responses=READ_RESPONSES)
+@router.get("/metrics", summary="Prometheus metrics of the sync engine", response_class=Response,
+            responses={200: {"description": "Prometheus text exposition format 0.0.4",
+                             "content": {PROMETHEUS_TEXT: {}}}})
 async def metrics(request: Request, _: Annotated[Principal, Depends(require_read)]) -> Response:
-    return Response(generate_latest(engine_of(request).status.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(engine_of(request).status.metrics.registry), media_type=CONTENT_TYPE_PLAIN_0_0_4)

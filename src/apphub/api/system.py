@@ -8,19 +8,20 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from apphub.api.auth import Principal, core_of, require_read
-from apphub.api.problems import READ_RESPONSES
-from apphub.api.settings import Reveal, read_file, read_file_section
+from apphub.api.problems import READ_RESPONSES, SECTION_READ_RESPONSES
+from apphub.api.settings import OK_WITH_ETAG, IfNoneMatch, Reveal, read_file, read_file_section
 
-router = APIRouter(prefix="/api/v1", tags=["system"], responses=READ_RESPONSES)
+router = APIRouter(prefix="/api/v1", tags=["system"])
 
 
-@router.get("/system", summary="All sections of system.ini")
+@router.get("/system", summary="All sections of system.ini", responses={**OK_WITH_ETAG, **READ_RESPONSES})
 async def read_system(request: Request, principal: Annotated[Principal, Depends(require_read)],
-                      reveal: Reveal = False) -> Response:
-    return await read_file(request, principal, core_of(request).system, reveal)
+                      reveal: Reveal = False, if_none_match: IfNoneMatch = None) -> Response:
+    return await read_file(request, principal, core_of(request).system, reveal, if_none_match)
 
 
-@router.get("/system/{section}", summary="One section of system.ini")
+@router.get("/system/{section}", summary="One section of system.ini",
+            responses={**OK_WITH_ETAG, **SECTION_READ_RESPONSES})
 async def read_system_section(section: str, request: Request, principal: Annotated[Principal, Depends(require_read)],
-                              reveal: Reveal = False) -> Response:
-    return await read_file_section(request, principal, core_of(request).system, section, reveal)
+                              reveal: Reveal = False, if_none_match: IfNoneMatch = None) -> Response:
+    return await read_file_section(request, principal, core_of(request).system, section, reveal, if_none_match)
