@@ -176,3 +176,22 @@ def test_reads_document_their_etag_and_304_and_writes_their_412(module_reader: h
         write = paths[path][method]
         assert {"412", "413", "422", "507"} <= set(write["responses"]), path
         assert "ETag" in write["responses"]["200"]["headers"], path
+
+
+def test_the_answers_of_success_are_described(module_reader: httpx.Client) -> None:
+    paths = document(module_reader)["paths"]
+    described = {
+        ("/healthz", "get"): "Health",
+        ("/api/v1/settings", "get"): "SettingsRead",
+        ("/api/v1/system", "get"): "SettingsRead",
+        ("/api/v1/settings/{section}", "get"): "SectionRead",
+        ("/api/v1/system/{section}", "get"): "SectionRead",
+        ("/api/v1/settings", "put"): "WriteAnswer",
+        ("/api/v1/settings/{section}", "put"): "WriteAnswer",
+        ("/api/v1/settings/{section}/{key}", "delete"): "WriteAnswer",
+        ("/api/v1/audit", "get"): "AuditPage",
+    }
+
+    for (path, method), model in described.items():
+        schema = paths[path][method]["responses"]["200"]["content"]["application/json"]["schema"]
+        assert schema == {"$ref": f"#/components/schemas/{model}"}, (method, path, schema)

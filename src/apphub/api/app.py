@@ -19,6 +19,7 @@ from apphub.api import audit, legacy, settings, system
 from apphub.api import sync as sync_routes
 from apphub.api.auth import AuthenticationMiddleware, Principal, require_read
 from apphub.api.middleware import BodyLimitMiddleware, EncodedSlashMiddleware, RequestContextMiddleware
+from apphub.api.models import Health, ok
 from apphub.api.openapi import openapi_document
 from apphub.api.problems import install_error_handlers
 from apphub.core import Core
@@ -81,7 +82,8 @@ def create_app(data: DataDir, *, sync: bool = True, backends: BackendFactory | N
     for router in (settings.router, system.router, audit.router, legacy.router, sync_routes.router):
         app.include_router(router)
 
-    @app.get("/healthz", tags=["health"], summary="Liveness: the process answers (no key needed)")
+    @app.get("/healthz", tags=["health"], summary="Liveness: the process answers (no key needed)",
+             response_model=None, responses=ok(Health))
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "version": apphub.__version__}
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from apphub.api.auth import Principal, core_of, require_read
+from apphub.api.models import AuditPage, ok
 from apphub.api.problems import QUERY_RESPONSES, invalid_parameter
 from apphub.audit.log import AuditQuery, normalise_time
 
@@ -30,7 +31,7 @@ def _time(name: str, value: str | None) -> str | None:
     return value
 
 
-@router.get("/audit", summary="The audit log, newest first")
+@router.get("/audit", summary="The audit log, newest first", response_model=None, responses=ok(AuditPage))
 async def read_audit(
     request: Request,
     principal: Annotated[Principal, Depends(require_read)],

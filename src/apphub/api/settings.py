@@ -6,13 +6,14 @@ import json
 from collections.abc import Iterable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Query, Request
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.convertors import StringConvertor, register_url_convertor
 from starlette.responses import Response
 
 from apphub.api.auth import Principal, check_may_change, core_of, require_read, require_write
 from apphub.api.etags import etag, is_not_modified, parse_if_match
+from apphub.api.models import SectionRead, SettingsRead, WriteAnswer, ok
 from apphub.api.problems import ETAG_HEADER, READ_RESPONSES, SECTION_READ_RESPONSES, WRITE_RESPONSES
 from apphub.api.sync import WAIT_DEFAULT_S, Wait, WaitTimeout, sync_after_write
 from apphub.audit.log import Actor
@@ -37,6 +38,8 @@ IfMatch = Annotated[str | None, Header(description="Apply only if config.ini is 
 IfNoneMatch = Annotated[str | None, Header(description="Answer 304 with no body if the file is still at this "
                                                        "version (ETag), or at any with *")]
 Reveal = Annotated[bool, Query(description="Show secrets in plaintext (admin keys only; audited)")]
+Section = Annotated[str, Path(description="A section of config.ini (not `plan` nor `reload`: those are routes)",
+                              examples=["gitea"])]
 
 
 class SectionConvertor(StringConvertor):
@@ -50,7 +53,9 @@ class SectionConvertor(StringConvertor):
 
 register_url_convertor("apphub_section", SectionConvertor())
 SECTION_PATH = "/settings/{section:apphub_section}"
-OK_WITH_ETAG: dict[int | str, dict[str, Any]] = {200: {"headers": ETAG_HEADER}}
+FILE_READ = {**ok(SettingsRead, ETAG_HEADER), **READ_RESPONSES}
+SECTION_READ = {**ok(SectionRead, ETAG_HEADER), **SECTION_READ_RESPONSES}
+WRITE = {**ok(WriteAnswer, ETAG_HEADER), **WRITE_RESPONSES}
 
 
 def actor_of(request: Request, principal: Principal) -> Actor:
@@ -112,20 +117,20 @@ async def read_file_section(request: Request, principal: Principal, store: IniSt
 
 
 @router.get("/settings", summary="All sections of config.ini", response_description="Secrets masked",
-            responses={**OK_WITH_ETAG, **READ_RESPONSES})
+            responses=FILE_READ)
 async def read_settings(request: Request, principal: Annotated[Principal, Depends(require_read)],
                         reveal: Reveal = False, if_none_match: IfNoneMatch = None) -> Response:
     return await read_file(request, principal, core_of(request).config, reveal, if_none_match)
 
 
-@router.get(SECTION_PATH, summary="One section of config.ini", responses={**OK_WITH_ETAG, **SECTION_READ_RESPONSES})
-async def read_section(section: str, request: Request, principal: Annotated[Principal, Depends(require_read)],
+@router.get(SECTION_PATH, summary="One section of config.ini", responses=SECTION_READ)
+async def read_section(section: Section, request: Request, principal: Annotated[Principal, Depends(require_read)],
                        reveal: Reveal = False, if_none_match: IfNoneMatch = None) -> Response:
     return await read_file_section(request, principal, core_of(request).config, section, reveal, if_none_match)
 
 
-@router.put(SECTION_PATH, summary="Merge keys into one section", responses={**OK_WITH_ETAG, **WRITE_RESPONSES})
-def update_section(section: str, body: SettingsBody, request: Request,
+@router.put(SECTION_PATH, summary="Merge keys into one section", responses=WRITE)
+def update_section(section: Section, body: SettingsBody, request: Request,
                    principal: Annotated[Principal, Depends(require_write)], if_match: IfMatch = None,
                    wait: Wait = False, wait_timeout: WaitTimeout = WAIT_DEFAULT_S) -> Response:
     check_may_change(principal, {section: body})
@@ -135,7 +140,7 @@ def update_section(section: str, body: SettingsBody, request: Request,
 
 
 @router.put("/settings", summary="Change several sections at once, all or nothing",
-            responses={**OK_WITH_ETAG, **WRITE_RESPONSES})
+            responses=WRITE)
 def update_settings(body: BatchBody, request: Request, principal: Annotated[Principal, Depends(require_write)],
                     if_match: IfMatch = None, wait: Wait = False,
                     wait_timeout: WaitTimeout = WAIT_DEFAULT_S) -> Response:
@@ -145,7 +150,7 @@ def update_settings(body: BatchBody, request: Request, principal: Annotated[Prin
 
 
 @router.delete("/settings/{section}/{key}", summary="Remove a key the schema does not require",
-               responses={**OK_WITH_ETAG, **WRITE_RESPONSES})
+               responses=WRITE)
 def delete_key(section: str, key: str, request: Request, principal: Annotated[Principal, Depends(require_write)],
                if_match: IfMatch = None, wait: Wait = False, wait_timeout: WaitTimeout = WAIT_DEFAULT_S) -> Response:
     check_may_change(principal, {section: [key]})

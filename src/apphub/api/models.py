@@ -1,0 +1,98 @@
+"""The shapes of the successful answers, for the OpenAPI document.
+
+The routes build their bodies themselves (a read sends the snapshot's JSON rendered once); these
+models only describe them, and tests/api/test_contract.py checks every answer against them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+def version_field(description: str = "The file's version: the first 32 hex digits of its SHA-256") -> Any:
+    return Field(description=description, pattern="^[0-9a-f]{32}$", examples=["5d41402abc4b2a76b9719d911017c592"])
+
+Values = dict[str, Any]  # typed: ports are numbers, lists are arrays, secrets ********
+
+
+class SettingsRead(BaseModel):
+    """Every section of one INI file."""
+
+    version: str = version_field()
+    settings: dict[str, Values] = Field(description="{section: {key: value}}, secrets masked unless revealed")
+
+
+class SectionRead(BaseModel):
+    """One section of one INI file."""
+
+    version: str = version_field()
+    section: str
+    settings: Values = Field(description="{key: value}, secrets masked unless revealed")
+
+
+class KeyChange(BaseModel):
+    """One key a write changed (secrets masked)."""
+
+    section: str
+    key: str | None
+    change: str = Field(examples=["set", "add", "delete"])
+    old: str | None
+    new: str | None
+
+
+class SyncReport(BaseModel):
+    """With wait=true: what the sync of this write did to each service (`done` false: not in time)."""
+
+    done: bool
+    detail: str | None = None
+    version: str | None = None
+    ok: bool | None = None
+    refused: list[Any] | None = None
+    services: list[dict[str, Any]] | None = None
+
+
+class WriteAnswer(BaseModel):
+    """A write's answer: the new version, what changed, the sections written as they are now."""
+
+    version: str = version_field()
+    previous_version: str = version_field("The version the write replaced")
+    changed: list[KeyChange]
+    settings: dict[str, Values]
+    sync: SyncReport | None = Field(default=None, description="Only with wait=true")
+
+
+class AuditEntry(BaseModel):
+    """One audited event."""
+
+    id: int
+    at: str = Field(description="UTC, ISO 8601")
+    actor: str
+    source: str
+    request_id: str | None
+    action: str
+    file: str | None
+    version_before: str | None
+    version_after: str | None
+    message: str | None
+    changes: list[KeyChange]
+
+
+class AuditPage(BaseModel):
+    """A page of the audit log, newest first."""
+
+    entries: list[AuditEntry]
+    next: str | None = Field(description="The next page's path and query, while there may be one")
+
+
+class Health(BaseModel):
+    """The process answers."""
+
+    status: str = Field(examples=["ok"])
+    version: str
+
+
+def ok(model: type[BaseModel], headers: dict[str, Any] | None = None) -> dict[int | str, dict[str, Any]]:
+    """The documented 200 of a route that builds its own body."""
+    return {200: {"model": model, **({"headers": headers} if headers else {})}}
