@@ -259,6 +259,7 @@ class Loopback:
     headers: list[dict[str, str]] = field(default_factory=list)
     respond: Callable[[str, str], tuple[int, str]] = lambda method, path: (200, "ok")
     delay: float = 0.0
+    content_type: str | None = None
 
 
 @pytest.fixture
@@ -277,6 +278,8 @@ def loopback() -> Iterator[Loopback]:
             status, body = state.respond(self.command, self.path)
             data = body.encode()
             self.send_response(status)
+            if state.content_type is not None:
+                self.send_header("Content-Type", state.content_type)
             if 300 <= status < 400:
                 self.send_header("Location", "/elsewhere")
             self.send_header("Content-Length", str(len(data)))

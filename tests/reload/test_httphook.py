@@ -27,8 +27,10 @@ def test_a_2xx_answer_is_success_and_the_method_is_used(loopback, method):
     assert loopback.requests == [(method, "/-/reload")]
 
 
-def test_a_5xx_answer_fails_with_the_status_and_a_short_body_excerpt(loopback):
-    body = "reload failed: config line 12: unknown key 'listen'. " + "x" * 500
+def test_a_5xx_answer_fails_with_the_status_and_the_first_lines_of_the_body_whole(loopback):
+    # Whole lines, never cut inside one: the engine masks secrets before it shortens (issue 8).
+    body = "reload failed: config line 12: unknown key 'listen'. " + "x" * 500 + "\n" + \
+        "".join(f"  line {n}  with  blanks\n" for n in range(2, 40))
     loopback.respond = lambda m, path: (500, body)
 
     with pytest.raises(ReloadError) as raised:
@@ -36,9 +38,20 @@ def test_a_5xx_answer_fails_with_the_status_and_a_short_body_excerpt(loopback):
 
     message = str(raised.value)
     assert message.startswith(f"service web: http POST {loopback.url}/reload: answered HTTP 500 Internal Server Error")
-    assert "reload failed: config line 12: unknown key 'listen'." in message
-    assert "x" * 300 not in message  # an excerpt, not the whole body
-    assert len(message) < 400
+    assert "reload failed: config line 12: unknown key 'listen'. " + "x" * 500 + " | line 2  with  blanks" in message
+    assert message.endswith("line 20  with  blanks | …")  # the first 20 lines
+    assert "line 21" not in message
+
+
+def test_a_body_in_another_charset_is_read_as_utf8_when_it_is(loopback):
+    # A secret is UTF-8 text: read in the declared latin-1, it would be spelled unlike any mask.
+    loopback.respond = lambda m, path: (500, "mot de passe: Pässwörd-1")
+    loopback.content_type = "text/plain; charset=latin-1"
+
+    with pytest.raises(ReloadError) as raised:
+        http_strategies()["http"]("web", hook(f"{loopback.url}/reload"))
+
+    assert str(raised.value).endswith(": mot de passe: Pässwörd-1")
 
 
 def test_a_4xx_answer_fails(loopback):

@@ -211,3 +211,15 @@ def test_exec_of_a_file_that_is_not_executable_says_so(tmp_path):
     script.chmod(0o644)  # even root cannot execute a file without an x bit
     with pytest.raises(ReloadError, match="is not executable"):
         process_strategies()["exec"]("web", exec_action(str(script)))
+
+
+def test_signal_does_not_quote_what_a_pidfile_holds_instead_of_a_process_id(tmp_path):
+    # A quote cut to a length is a secret cut in two, which no mask matches (issue 8).
+    pidfile = tmp_path / "web.pid"
+    pidfile.write_text("password=QXZJVWYQXZJVWYQXZJVWY\n")
+
+    with pytest.raises(ReloadError) as raised:
+        process_strategies()["signal"]("web", signal_action(pidfile))
+
+    assert str(raised.value).endswith("does not hold a process id (it begins with something else)")
+    assert "QXZJ" not in str(raised.value)

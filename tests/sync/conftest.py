@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import http.server
 import os
+import secrets as random
 import textwrap
 import threading
 import time
@@ -88,6 +89,23 @@ class Reload:
     start: float
     end: float
     content: str
+
+
+# Secrets whose fragments are searched for (issue 8): letters that no message of apphub's strings
+# four of together (HTTP, RUNNING, SIGKILL, SPAWN_ERROR...; paths and versions are lower case).
+SECRET_ALPHABET = "QXZJVWY"
+
+
+def make_secret(length: int) -> str:
+    return "".join(random.choice(SECRET_ALPHABET) for _ in range(length))
+
+
+def fragments(secret: str, text: str, size: int = 4) -> list[str]:
+    """The runs of `size` characters of `secret` that `text` holds (any longer run holds one).
+
+    A fragment is 4 characters or more: 1 to 3 are noise (`QX` occurs by chance anywhere).
+    """
+    return sorted({secret[i:i + size] for i in range(len(secret) - size + 1) if secret[i:i + size] in text})
 
 
 def wait_until(condition: Callable[[], object], timeout: float = 5.0, what: str = "the condition") -> None:

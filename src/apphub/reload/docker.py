@@ -19,6 +19,14 @@ Docker (see shared/reference/service-apis.md §6):
   restart, which is why only checks since `StartedAt` count as "the last check".
 - Right after its process exits, Podman reports `Status: "stopped"` (not a Docker status) for a
   moment before `exited`.
+- The engine keeps only the start of a healthcheck's output: Podman its first 500 characters
+  (`--health-max-log-size`, `Config.HealthMaxLogSize` from Podman 5), trailing newline stripped
+  and no mark of the cut; Docker its first 4096 bytes and "..." after the cut.
+
+Output is quoted in whole lines, never cut inside one here: a command can print a secret, and the
+sync engine masks secrets before it shortens a message (apphub.sync.redact, issue 8). Where a cut
+was made before apphub sees the text (the engine's cut of a healthcheck's output, the 64 KiB of an
+exec's output kept here), the line it went through is left out.
 """
 
 from __future__ import annotations
@@ -54,7 +62,9 @@ from apphub.sync.manifest import (
 _PING_TIMEOUT = 3.0
 # Output quoted in an exec failure: the end is where the error usually is.
 _TAIL_LINES = 10
-_TAIL_CHARS = 600
+_OUTPUT_BYTES = 65536  # of an exec's output, the end kept
+# The shortest cut an engine makes of a healthcheck's output by default (Podman's), in characters.
+_HEALTH_OUTPUT_CHARS = 500
 _NOT_RUNNING = re.compile(r"not running|state improper|is paused|is restarting", re.IGNORECASE)
 
 
@@ -79,6 +89,7 @@ class ContainerState:
     started_at: datetime | None
     failing_streak: int
     last_check: HealthCheckRun | None  # the newest healthcheck run since the container last started
+    output_limit: int = _HEALTH_OUTPUT_CHARS  # where the engine may have cut a check's output (0: never)
 
     @property
     def running(self) -> bool:
@@ -177,7 +188,9 @@ class ContainerEngine:
         """The container's state, health included."""
         with self._api(timeout or self.timeout) as api, self._translate(f"inspect of container {container}", container):
             attrs: dict[str, Any] = api.inspect_container(container)
-        return _parse_state(container, attrs.get("State") or {})
+        limit = (attrs.get("Config") or {}).get("HealthMaxLogSize")
+        return _parse_state(container, attrs.get("State") or {},
+                            limit if isinstance(limit, int) and limit >= 0 else _HEALTH_OUTPUT_CHARS)
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -316,7 +329,7 @@ class ContainerProbe:
                            f" `podman healthcheck run {name}` runs one)")
             return reason
         return (f"container {name} is running, health {state.health} (failing streak {state.failing_streak});"
-                f" last check: {_describe_check(state.last_check)}")
+                f" last check: {_describe_check(state.last_check, state.output_limit)}")
 
 
 @contextlib.contextmanager
@@ -329,7 +342,7 @@ def _for_service(service: str, strategy: str) -> Iterator[None]:
         raise BackendUnavailable(f"service {service}: {strategy}: {exc}") from exc
 
 
-def _parse_state(name: str, state: dict[str, Any]) -> ContainerState:
+def _parse_state(name: str, state: dict[str, Any], output_limit: int = _HEALTH_OUTPUT_CHARS) -> ContainerState:
     health = state.get("Health") or {}
     # Podman reports Health with Status "" when there is no healthcheck; Docker leaves it out
     # (and "none" is Docker's word for a disabled one).
@@ -350,6 +363,7 @@ def _parse_state(name: str, state: dict[str, Any]) -> ContainerState:
         started_at=started_at,
         failing_streak=int(health.get("FailingStreak") or 0),
         last_check=runs[-1] if runs else None,
+        output_limit=output_limit,
     )
 
 
@@ -389,27 +403,44 @@ def _describe_status(state: ContainerState) -> str:
     return text
 
 
-def _describe_check(run: HealthCheckRun) -> str:
-    output = " ".join(run.output.split())
-    if len(output) > 200:
-        output = "…" + output[-200:]
+def _describe_check(run: HealthCheckRun, limit: int) -> str:
+    """The exit code and the check's output in whole lines; a last line the engine may have cut
+    (the output reaches the engine's limit, or ends in Docker's "...") is left out."""
+    lines = run.output.splitlines()
+    cut = bool(lines) and ((0 < limit <= len(run.output)) or run.output.endswith("..."))
+    if cut:
+        lines = lines[:-1]
+    output = " | ".join(line.strip() for line in lines if line.strip())
+    if cut:
+        output += (" | " if output else "") + "(the rest, cut by the engine, is not shown)"
     return f"exit code {run.exit_code}" + (f": {output}" if output else "")
 
 
 def _read_frames(stream: Any, deadline: float) -> bytes:
     """The output of an attached exec (Docker's multiplexed frames: 8-byte header, then the payload).
 
-    TimeoutError when the deadline passes first. Only the last 64 KiB are kept: the tail is what
-    an error quotes.
+    TimeoutError when the deadline passes first. Only the last 64 KiB are kept (the tail is what
+    an error quotes), from the first whole line in them.
     """
     output = bytearray()
+    dropped = False
     while True:
         header = _read_exactly(stream, 8, deadline)
         if len(header) < 8:
-            return bytes(output)
+            return _whole_lines(bytes(output), dropped)
         length = int.from_bytes(header[4:8], "big")
         output += _read_exactly(stream, length, deadline)
-        del output[:-65536]
+        if len(output) > _OUTPUT_BYTES:
+            del output[:-_OUTPUT_BYTES]
+            dropped = True
+
+
+def _whole_lines(output: bytes, dropped: bool) -> bytes:
+    """`output` without its first line when bytes before it were dropped: that line is cut."""
+    if not dropped:
+        return output
+    _, newline, rest = output.partition(b"\n")
+    return rest if newline else b""
 
 
 def _read_exactly(stream: Any, size: int, deadline: float) -> bytes:
@@ -438,13 +469,11 @@ def _close_stream(stream: Any) -> None:
 
 
 def _tail(output: bytes) -> str:
+    """The last lines of the output, whole."""
     text = output.decode("utf-8", errors="replace").strip()
     if not text:
         return "(no output)"
-    tail = "\n".join(text.splitlines()[-_TAIL_LINES:])
-    if len(tail) > _TAIL_CHARS:
-        tail = "…" + tail[-_TAIL_CHARS:]
-    return tail
+    return "\n".join(text.splitlines()[-_TAIL_LINES:])
 
 
 def _status_code(exc: docker.errors.APIError) -> int | None:

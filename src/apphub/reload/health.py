@@ -1,4 +1,8 @@
-"""The health gate: after a reload, wait until every probe of the service passes, or give up."""
+"""The health gate: after a reload, wait until every probe of the service passes, or give up.
+
+A probe's reason is kept whole (it can quote a response body or a command's output, which can
+hold a secret); the sync engine masks secrets in the message and only then shortens it.
+"""
 
 from __future__ import annotations
 
@@ -35,7 +39,7 @@ class HealthChecker:
                 except BackendUnavailable as exc:
                     reason = str(exc)
                 if reason is not None:
-                    reasons.append(f"{kind}: {_shorten(reason)}")
+                    reasons.append(f"{kind}: {reason}")
             if not reasons:
                 return time.monotonic() - started
             if stop is not None and stop.is_set():
@@ -49,7 +53,3 @@ class HealthChecker:
             else:
                 time.sleep(spec.interval)
 
-
-def _shorten(reason: str, limit: int = 300) -> str:
-    """A probe's reason, cut to a length a status line and an audit entry can carry."""
-    return reason if len(reason) <= limit else reason[: limit - 1] + "…"

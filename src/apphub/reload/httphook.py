@@ -3,6 +3,11 @@
 Redirects are not followed (a hook that redirects is misconfigured, and the message says where it
 points), and proxies from the environment are ignored: hooks and probes target local services,
 and an HTTP_PROXY set for package downloads must not divert them.
+
+A response body is quoted in whole lines, never cut inside one, never escaped and its blanks never
+squeezed: a service can answer with a secret its files hold, and the sync engine masks secrets
+before it shortens a message (apphub.sync.redact); a cut or an escape made before that could leave
+part of a secret that no mask matches (issue 8).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from apphub.errors import ReloadError
 from apphub.reload.base import ReloadFn
 from apphub.sync.manifest import Action, HttpAction
 
-_EXCERPT_CHARS = 200
+_BODY_LINES = 20
 
 
 def shown_url(url: str) -> str:
@@ -29,13 +34,17 @@ def shown_url(url: str) -> str:
 
 
 def body_excerpt(response: httpx.Response) -> str:
-    """The first characters of a response body on one line (empty when there is none)."""
+    """The first lines of a response body, whole, joined on one line (empty when there is none).
+
+    Bytes that are UTF-8 are read as UTF-8 whatever the charset says: secrets are UTF-8 text, and
+    a body read in another charset would spell one differently from every mask.
+    """
     try:
-        text = response.text
-    except (UnicodeDecodeError, LookupError):
-        text = repr(response.content[:_EXCERPT_CHARS])
-    text = " ".join(text.split())
-    return text[:_EXCERPT_CHARS] + ("…" if len(text) > _EXCERPT_CHARS else "")
+        text = response.content.decode("utf-8")
+    except UnicodeDecodeError:
+        text = response.text  # its declared charset, or UTF-8 with replacement characters
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return " | ".join(lines[:_BODY_LINES]) + (" | …" if len(lines) > _BODY_LINES else "")
 
 
 def describe_status(response: httpx.Response) -> str:
@@ -58,6 +67,9 @@ def describe_http_error(exc: httpx.HTTPError, timeout: float) -> str:
         if "refused" in reason.lower():
             return "connection refused (is the service listening?)"
         return f"cannot connect: {reason}"
+    if isinstance(exc, httpx.ProtocolError | httpx.DecodingError):
+        # h11 quotes what it could not parse, escaped as bytes (a secret would be spelled by repr).
+        return f"the answer is not valid HTTP ({type(exc).__name__})"
     return f"{type(exc).__name__}: {exc}"
 
 

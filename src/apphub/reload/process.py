@@ -3,6 +3,11 @@
 `exec` never goes through a shell: the manifest gives an argv. It runs in a session of its own so
 that on timeout the whole process group is killed, not only the first process (`sh -c` would
 otherwise leave its children running, holding the output pipes open).
+
+A command's output is quoted in whole lines and never cut inside one: it can print a secret that
+the service's files hold, and only whoever shows the message knows the secrets, masks them, and
+then shortens the text (apphub.sync.redact). A cut made here, before that, could leave part of a
+secret that no mask matches any more (issue 8). A secret never spans lines (store/validate.py).
 """
 
 from __future__ import annotations
@@ -21,7 +26,6 @@ from apphub.sync.manifest import Action, ExecAction, SignalAction
 log = logging.getLogger(__name__)
 
 _TAIL_LINES = 5
-_TAIL_CHARS = 600
 
 
 @dataclass(frozen=True)
@@ -44,11 +48,11 @@ class CommandResult:
         return f"exit status {code}"
 
     def tail(self) -> str:
-        """The last lines of stderr (stdout when stderr is empty), joined on one line."""
+        """The last lines of stderr (stdout when stderr is empty), whole, joined on one line."""
         for text in (self.stderr, self.stdout):
             lines = [line.rstrip() for line in text.splitlines() if line.strip()]
             if lines:
-                return " | ".join(lines[-_TAIL_LINES:])[-_TAIL_CHARS:]
+                return " | ".join(lines[-_TAIL_LINES:])
         return ""
 
 
@@ -61,7 +65,7 @@ def run_command(argv: list[str], timeout: float) -> CommandResult:
     try:
         process = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            start_new_session=True, text=True, errors="replace",
+            start_new_session=True, encoding="utf-8", errors="replace",
         )
     except FileNotFoundError as exc:
         raise CommandNotRunnable(f"{argv[0]!r} does not exist (no such file or not on PATH)") from exc
@@ -114,9 +118,11 @@ def send_signal(pidfile: str, signal: str) -> int:
     except OSError as exc:
         raise ReloadError(f"the pidfile {pidfile} cannot be read: {exc}") from exc
     first = text.split()[0] if text.split() else ""
-    # Refuse 0 and negatives: os.kill would signal a whole process group, or every process.
+    # Refuse 0 and negatives: os.kill would signal a whole process group, or every process. What
+    # it holds instead is not quoted: a cut quote of a file could be a cut secret.
     if not first.isdigit() or int(first) <= 0:
-        raise ReloadError(f"the pidfile {pidfile} does not hold a process id: {text[:20]!r}")
+        raise ReloadError(f"the pidfile {pidfile} does not hold a process id"
+                          + (" (it is empty)" if not text else " (it begins with something else)"))
     pid = int(first)
     try:
         os.kill(pid, number)

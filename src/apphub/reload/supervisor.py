@@ -10,6 +10,9 @@ Every call carries a socket timeout, so a supervisord that accepts and then neve
 the reload as BackendUnavailable instead of hanging the sync thread. Each call opens its own
 connection: the engine reloads independent services in parallel, and an `xmlrpc.client.ServerProxy`
 is not safe to share between threads (supervisord itself serves many connections at once).
+
+A program's stderr is quoted in whole lines, never cut inside one: it can print a secret, and the
+sync engine masks secrets before it shortens a message (apphub.sync.redact, issue 8).
 """
 
 from __future__ import annotations
@@ -230,7 +233,9 @@ class SupervisorClient:
         except OSError as exc:  # before HTTPException: a dropped connection (RemoteDisconnected) is both
             raise BackendUnavailable(f"{where} cannot be reached: {exc}") from exc
         except (http.client.HTTPException, ExpatError) as exc:
-            raise BackendUnavailable(f"{where} gave an answer that is not XML-RPC to {method}: {exc!r}") from exc
+            # Not the exception's text: http.client quotes the bytes it could not parse, escaped.
+            raise BackendUnavailable(f"{where} gave an answer that is not XML-RPC to {method} "
+                                     f"({type(exc).__name__})") from exc
 
     def _reload_error(self, program: str, doing: str, fault: xmlrpc.client.Fault, with_details: bool = True) \
             -> ReloadError:
@@ -266,17 +271,23 @@ class SupervisorClient:
         return "; " + "; ".join(parts)
 
     def _stderr_tail(self, program: str) -> str:
-        for method in ("tailProcessStderrLog", "tailProcessStdoutLog"):  # stdout when stderr is redirected
+        """The last distinct lines of the program's stderr log (stdout when stderr is redirected), whole."""
+        for method in ("tailProcessStderrLog", "tailProcessStdoutLog"):
             try:
                 answer = self._call(method, program, 0, _TAIL_BYTES, timeout=min(self.timeout, 2.0))
             except (SyncError, xmlrpc.client.Fault):
                 continue
             text = str(answer[0]) if isinstance(answer, list) and answer else ""
+            lines = text.splitlines()
+            # [text, offset, overflow]: overflow means the log is longer than the bytes asked for,
+            # so the first line is the end of a line cut at an arbitrary byte: not quoted.
+            if isinstance(answer, list) and len(answer) > 2 and answer[2] and lines:
+                lines = lines[1:]
             # The log spans every start attempt: keep each distinct line once, at its last place.
-            lines = list(dict.fromkeys(reversed([line.strip() for line in text.splitlines() if line.strip()])))
-            lines.reverse()
-            if lines:
-                return " | ".join(lines[-_TAIL_LINES:])[-500:]
+            kept = list(dict.fromkeys(reversed([line.strip() for line in lines if line.strip()])))
+            kept.reverse()
+            if kept:
+                return " | ".join(kept[-_TAIL_LINES:])
         return ""
 
 

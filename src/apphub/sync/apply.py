@@ -7,6 +7,9 @@
 3. Reload the services whose bytes changed, in dependency waves, a wave's services in parallel.
 4. Health gate. A service that fails its reload or its gate gets its previous bytes back and is
    reloaded again; it is reported as failed to apply the version, running the one before.
+
+Every text a failure quotes (a command's output, a response body, a check's output) goes out
+through `redact`: secrets masked first, then shortened (issue 8).
 """
 
 from __future__ import annotations
@@ -26,15 +29,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from apphub.errors import BackendUnavailable, DataDirError, Interrupted, RenderError, SyncError
+from apphub.errors import ApphubError, BackendUnavailable, DataDirError, Interrupted, RenderError, SyncError
 from apphub.reload.base import Reloaders
 from apphub.reload.health import HealthChecker
 from apphub.store.atomic import discard, stage, swap, sync_folders
 from apphub.sync.journal import Journal
 from apphub.sync.manifest import Manifest, ServiceSpec
 from apphub.sync.plan import FilePlan, Plan, ServicePlan
+from apphub.sync.redact import redact
 from apphub.sync.targets import resolve
-from apphub.sync.values import mask_secrets
 
 logger = logging.getLogger("apphub.sync")
 
@@ -232,11 +235,9 @@ class Applier:
                              type(exc).__name__)
             outcome.result = "failed"
             outcome.retry = isinstance(exc, BackendUnavailable)
-            error = f"failed to apply version {version[:12]}, running the previous one: {exc}"
-            error += self._roll_back(plan, spec, outcome)
-            # A reload error can quote the service's own output, which may print a secret it was given.
-            masks = plan.files[0].masks if plan.files else []
-            outcome.error = mask_secrets(error, masks)
+            cause = _cause(exc, plan.masks)
+            rolled_back = self._roll_back(plan, spec, outcome)
+            outcome.error = f"failed to apply version {version[:12]}, running the previous one: {cause}{rolled_back}"
             with contextlib.suppress(DataDirError):
                 self._journal.failed(plan.name, version, outcome.error, None if outcome.retry else plan.digest)
         return outcome
@@ -274,7 +275,8 @@ class Applier:
             if plan.health_before is not None:
                 self._health.wait_healthy(plan.name, plan.health_before, self._stop)
         except Exception as exc:  # reported, whatever it is
-            return f" (the previous files are back, but the service did not come back with them: {exc})"
+            return (" (the previous files are back, but the service did not come back with them: "
+                    f"{_cause(exc, plan.masks)})")
         return ""
 
 
@@ -301,6 +303,15 @@ def _stage_one(job: tuple[str, int, FilePlan]) -> tuple[Path | None, str | None]
     if file.spec.check is not None:
         return path, _run_check(where, file, path)
     return path, None
+
+
+def _cause(exc: Exception, masks: list[str]) -> str:
+    """What a reload or a gate said, as shown: it can quote the service's own output, which can
+    print a secret it was given. An exception of ours says what happened; any other is a defect
+    whose text is not ours to trust (CPython cuts a value it quotes to 200 characters: `%.200R`)."""
+    if isinstance(exc, ApphubError):
+        return redact(str(exc), masks)
+    return f"an unexpected {type(exc).__name__} in apphub (a defect: please report it)"
 
 
 def _restore_file(file: FilePlan) -> str | None:
@@ -338,8 +349,9 @@ def _run_check(where: str, file: FilePlan, staged: Path) -> str | None:
         return f"{where}: the check command did not finish within {CHECK_TIMEOUT_S:g} s"
     if result.returncode == 0:
         return None
+    # Whole lines (a secret never spans two), the staged copy named as its target, then masked and shortened.
     output = (result.stderr or result.stdout).decode("utf-8", errors="replace").strip().splitlines()[-5:]
-    shown = mask_secrets(" | ".join(output), file.masks).replace(str(staged), file.spec.path)
+    shown = redact(" | ".join(output).replace(str(staged), file.spec.path), file.masks)
     return f"{where}: the check `{file.spec.check}` failed (exit {result.returncode}): {shown}"
 
 

@@ -42,9 +42,11 @@ from apphub.sync.apply import Applier, ApplyReport
 from apphub.sync.journal import Journal
 from apphub.sync.manifest import ApplyLevel, Manifest, dependency_order, load_manifest
 from apphub.sync.plan import Plan, Planner
+from apphub.sync.redact import redact
 from apphub.sync.settings import SyncSettings
 from apphub.sync.status import StatusBoard
 from apphub.sync.targets import read_regular
+from apphub.sync.values import secret_spellings
 from apphub.sync.watcher import Watcher
 
 logger = logging.getLogger("apphub.sync")
@@ -56,6 +58,7 @@ STOP_TIMEOUT_S = 5.0
 IO_THREADS = 8
 MAX_DEBOUNCE_FACTOR = 20  # a stream of events delays a sync by at most this many quiet times
 RETRY_DELAYS_S = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+AUDIT_MESSAGE_CHARS = 4000
 
 
 @dataclass
@@ -350,9 +353,10 @@ class SyncEngine:
         self._first = False
         self.status.record(report, stage_times)
         if report.refused:
-            logger.error("version %s refused: %s", snapshot.version[:12], "; ".join(report.refused))
+            refused = redact("; ".join(report.refused), self._masks(), AUDIT_MESSAGE_CHARS)
+            logger.error("version %s refused: %s", snapshot.version[:12], refused)
             self.core.audit.record(SYNC_ACTOR, "sync.refused", file="config.ini", version_before=snapshot.version,
-                                   message="; ".join(report.refused)[:4000])
+                                   message=refused)
             return
         self._applied = snapshot
         self.status.update(applied_version=snapshot.version)
@@ -366,6 +370,7 @@ class SyncEngine:
             self._retries = 0
         acted = [o for o in report.outcomes.values() if o.result != "unchanged"]
         if acted:
+            errors = "; ".join(o.error for o in failed if o.error)
             for outcome in acted:
                 log = logger.info if outcome.result == "applied" else logger.error
                 log("service %s: %s (%s)%s", outcome.service, outcome.result, outcome.action,
@@ -374,7 +379,7 @@ class SyncEngine:
                 SYNC_ACTOR, "sync.apply",
                 [Change(f"service:{o.service}", None, o.result, None, o.action) for o in acted],
                 file="config.ini", version_before=snapshot.version,
-                message="; ".join(o.error for o in failed if o.error)[:4000] or None)
+                message=redact(errors, self._masks(), AUDIT_MESSAGE_CHARS) if errors else None)
 
     # -- inputs ----------------------------------------------------------------------------------
 
@@ -462,13 +467,20 @@ class SyncEngine:
                 if (section, key) in changed or (key is None and section in sections)]
 
     def _refuse(self, identity: str, message: str) -> None:
+        # The store says where a problem is and masks values; masked again here all the same.
+        message = redact(message, self._masks(), AUDIT_MESSAGE_CHARS)
         # The audit and the log first, the status last: whoever polls the status finds them written.
         if identity != self._refused_version:  # say it once per bad version, not every round
             self._refused_version = identity
-            self.core.audit.record(FILE_ACTOR, "settings.invalid", file="config.ini", message=message[:4000])
+            self.core.audit.record(FILE_ACTOR, "settings.invalid", file="config.ini", message=message)
             logger.error("%s", message)
             self.status.metrics.failures.labels("config_invalid").inc()
         self.status.update(config_error=message)
+
+    def _masks(self) -> list[str]:
+        """Every secret planned since start, in every spelling: masked in whatever the engine
+        shows, before any cut (the texts come masked already; this holds if one did not)."""
+        return secret_spellings(sorted(self._known_secrets))
 
     def _config_error(self) -> str:
         return self.status.engine.config_error or "config.ini is not usable"

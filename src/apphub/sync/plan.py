@@ -61,6 +61,7 @@ class ServicePlan:
     because: list[str]  # the changed keys (or the reason) that call for `level`
     health: HealthSpec | None = None  # resolved for this version
     health_before: HealthSpec | None = None  # resolved for the previous one (the rollback's gate)
+    masks: list[str] = field(default_factory=list, repr=False)  # every known secret's spellings
 
     @property
     def changed(self) -> bool:
@@ -187,7 +188,7 @@ class Planner:
         self.reads[name] = frozenset(reads)
         level, because = _level(snapshot, reads, changed)
         return ServicePlan(name, files, frozenset(reads), level, service.action_for(level), because, health,
-                           health_before)
+                           health_before, masks)
 
 
 def resolve_health(service: str, spec: HealthSpec, values: Values) -> HealthSpec:

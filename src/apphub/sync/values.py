@@ -7,10 +7,12 @@ lets a diff mask every secret a file holds.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 from apphub.errors import RenderError, SecretError
 from apphub.store.secrets import MASK, is_encrypted
@@ -133,12 +135,15 @@ def _text(value: JsonValue) -> str:
 
 def secret_spellings(secrets: list[str]) -> list[str]:
     """Each secret as a file or a message can show it: as is, and escaped by repr() or JSON (Jinja's
-    `has no attribute 'x'` is a repr; JSON, TOML, YAML and env double quotes escape `"` and `\\`),
-    longest first so that no part of one is left unmasked."""
+    `has no attribute 'x'` is a repr; JSON, TOML, YAML and env double quotes escape `"` and `\\`;
+    PHP's JSON escapes `/` too), in HTML (a service's error page) and percent-encoded (a URL a
+    service quotes back), longest first so that no part of one is left unmasked."""
     found = set()
     for secret in secrets:
-        found.update({secret, repr(secret)[1:-1], json.dumps(secret)[1:-1],
-                      json.dumps(secret, ensure_ascii=False)[1:-1]})
+        in_json = json.dumps(secret)[1:-1]
+        found.update({secret, repr(secret)[1:-1], in_json, in_json.replace("/", "\\/"),
+                      json.dumps(secret, ensure_ascii=False)[1:-1], html.escape(secret, quote=True),
+                      html.escape(secret, quote=False), quote(secret, safe=""), quote_plus(secret, safe="")})
     return sorted((text for text in found if text), key=len, reverse=True)
 
 
