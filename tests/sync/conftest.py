@@ -23,6 +23,7 @@ import contextlib
 import http.server
 import os
 import secrets as random
+import subprocess
 import textwrap
 import threading
 import time
@@ -106,6 +107,32 @@ def fragments(secret: str, text: str, size: int = 4) -> list[str]:
     A fragment is 4 characters or more: 1 to 3 are noise (`QX` occurs by chance anywhere).
     """
     return sorted({secret[i:i + size] for i in range(len(secret) - size + 1) if secret[i:i + size] in text})
+
+
+@contextlib.contextmanager
+def read_only(path: Path, how: str = "chattr") -> Iterator[str]:
+    """`path` (a folder or a file) made read-only for real, and always made writable again.
+
+    `chattr`: the immutable flag (not even root may create, rename or delete in it), or where the
+    file system does not take it, a read-only bind mount; `mount`: the read-only bind mount. Yields
+    which of the two was made.
+    """
+    if os.geteuid() != 0:
+        pytest.skip("making a folder read-only for root needs root (chattr +i or a bind mount)")
+    if how == "chattr" and subprocess.run(["/usr/bin/chattr", "+i", str(path)], capture_output=True,
+                                          check=False).returncode == 0:
+        try:
+            yield "chattr +i"
+        finally:
+            subprocess.run(["/usr/bin/chattr", "-i", str(path)], check=True)
+        return
+    if subprocess.run(["mount", "--bind", str(path), str(path)], capture_output=True, check=False).returncode != 0:
+        pytest.skip(f"{path}: neither chattr +i nor a bind mount works here")
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(path)], capture_output=True, check=True)
+        yield "read-only bind mount"
+    finally:
+        subprocess.run(["umount", str(path)], check=True)
 
 
 def wait_until(condition: Callable[[], object], timeout: float = 5.0, what: str = "the condition") -> None:

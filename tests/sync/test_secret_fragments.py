@@ -25,6 +25,7 @@ import json
 import logging
 import textwrap
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -242,6 +243,7 @@ def run_cases(world: SyncWorld, echo: EchoServer, cases: list[Case], caplog: pyt
     with serving(world.data) as server, server.client(admin_key) as admin:
         admin.timeout = httpx.Timeout(150)
         wait_until(lambda: admin.get("/api/v1/sync/status").json()["engine"]["syncs"] >= 1, 60, "the first sync")
+        settle(admin)  # the file events of the first sync's writes and rollbacks are served, not raced
         written = admin.put("/api/v1/settings/leak?wait=true&wait_timeout=120",
                             json={case.name: case.secrets[1] for case in cases})
         assert written.status_code == 200, written.text
@@ -263,6 +265,20 @@ def run_cases(world: SyncWorld, echo: EchoServer, cases: list[Case], caplog: pyt
         "the apply journal": "\n".join(journal.values()),
         "the log": "\n".join(record.getMessage() for record in caplog.records),
     }
+
+
+def settle(admin: httpx.Client, quiet: float = 0.5, timeout: float = 60) -> None:
+    """Wait until the engine has run no round for `quiet` seconds."""
+    deadline = time.monotonic() + timeout
+    seen, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        syncs = admin.get("/api/v1/sync/status").json()["engine"]["syncs"]
+        if syncs != seen:
+            seen, since = syncs, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the engine did not settle within {timeout:g} s")
 
 
 def leaks(cases: list[Case], places: dict[str, str]) -> list[str]:

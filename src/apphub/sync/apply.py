@@ -2,7 +2,8 @@
 
 1. Stage every changed file next to its target, with its final mode and owner, and validate
    them all: the render parses, no file that had bytes is emptied, the file's `check` command
-   passes on the staged copy. Any failure: nothing is swapped, the version is refused.
+   passes on the staged copy. Any failure: nothing is swapped, the version is refused, and every
+   service it would have changed is reported as failed to apply it, with why (`refused`).
 2. Journal each service as `applying`, then swap every staged file into place.
 3. Reload the services whose bytes changed, in dependency waves, a wave's services in parallel.
 4. Health gate. A service that fails its reload or its gate gets its previous bytes back and is
@@ -78,6 +79,7 @@ class ApplyReport:
 
 @dataclass
 class _Staged:
+    service: str
     file: FilePlan
     path: Path
 
@@ -101,11 +103,10 @@ class Applier:
         """Apply `plan`; services in `force` are reloaded even if their bytes did not change
         (they were left between swap and gate by a crash)."""
         report = ApplyReport(plan.version)
-        if plan.refused:
-            report.refused = list(plan.errors)
-            return report
         changed = {service.name: service for service in plan.changed()}
         targets = set(changed) | (set(force) & set(plan.services))
+        if plan.refused:
+            return self._refuse(report, plan, targets | set(plan.failed), list(plan.failed.items()))
         for name in plan.services:
             if name not in targets:
                 report.outcomes[name] = ServiceOutcome(name, "unchanged", plan.version)
@@ -121,8 +122,7 @@ class Applier:
             if problems:
                 for item in (item for items in staged.values() for item in items):
                     discard(item.path)
-                report.refused = problems
-                return report
+                return self._refuse(report, plan, targets, problems)
 
             started = time.monotonic()
             all_staged = [item for items in staged.values() for item in items]
@@ -131,15 +131,15 @@ class Applier:
             except DataDirError as exc:
                 for item in all_staged:
                     discard(item.path)
-                report.refused = [f"nothing was written: the apply journal could not be written: {exc}"]
-                return report
+                return self._refuse(report, plan, targets,
+                                    [(None, f"nothing was written: the apply journal could not be written: {exc}")])
             problem = self._swap_all(all_staged, io)
             report.timings["write"] = time.monotonic() - started
             if problem is not None:
-                report.refused = [problem]
+                self._refuse(report, plan, targets, [problem])
                 with contextlib.suppress(DataDirError):
-                    for name in sorted(targets):
-                        self._journal.failed(name, plan.version, problem)
+                    for name, outcome in report.outcomes.items():
+                        self._journal.failed(name, plan.version, outcome.error or "")
                 return report
 
         started = time.monotonic()
@@ -179,9 +179,23 @@ class Applier:
         report.timings["reload"] = time.monotonic() - started
         return report
 
-    def _swap_all(self, staged: list[_Staged], io: Executor) -> str | None:
+    def _refuse(self, report: ApplyReport, plan: Plan, services: Iterable[str],
+                problems: list[tuple[str | None, str]]) -> ApplyReport:
+        """The version is refused: nothing was written, or what was is back. Every service it would
+        have changed says so on its own, with its own problems (or else all of the version's), so
+        that its status shows the failure and the version it wanted, not `applied`."""
+        report.refused = [redact(text, plan.masks) for _, text in problems]
+        report.outcomes = {}
+        for name in sorted(services):
+            own = [redact(text, plan.masks) for owner, text in problems if owner == name] or report.refused
+            error = (f"failed to apply version {plan.version[:12]}, running the previous one: the version was "
+                     f"refused: {redact('; '.join(own), plan.masks)}")
+            report.outcomes[name] = ServiceOutcome(name, "refused", plan.version, error=error)
+        return report
+
+    def _swap_all(self, staged: list[_Staged], io: Executor) -> tuple[str, str] | None:
         """Swap every staged file in; if one cannot be, put back those already swapped, discard the
-        rest, and say what happened (the version is then refused as a whole)."""
+        rest, and say what happened and to which service (the version is then refused as a whole)."""
         folders = []
         for number, item in enumerate(staged):
             try:
@@ -191,8 +205,9 @@ class Applier:
                     discard(later.path)
                 restored = (_restore_file(done.file) for done in staged[:number])
                 problems = [problem for problem in restored if problem is not None]
-                return (f"{exc}; no service was reloaded, and the {number} file(s) already replaced were put back"
-                        + (f", except: {'; '.join(problems)}" if problems else ""))
+                return item.service, (f"service {item.service}: {exc}; no service was reloaded, and the {number} "
+                                      "file(s) already replaced were put back"
+                                      + (f", except: {'; '.join(problems)}" if problems else ""))
         try:
             sync_folders(folders, io)
         except DataDirError as exc:
@@ -202,16 +217,16 @@ class Applier:
     # -- stage and validate ------------------------------------------------------------------
 
     def _stage_all(self, changed: dict[str, ServicePlan],
-                   io: Executor) -> tuple[dict[str, list[_Staged]], list[str]]:
+                   io: Executor) -> tuple[dict[str, list[_Staged]], list[tuple[str | None, str]]]:
         jobs = [(name, number, file) for name, service in changed.items()
                 for number, file in enumerate(service.files, start=1) if file.changed]
         staged: dict[str, list[_Staged]] = {}
-        problems: list[str] = []
+        problems: list[tuple[str | None, str]] = []
         for (name, _, file), (path, problem) in zip(jobs, io.map(_stage_one, jobs), strict=True):
             if path is not None:
-                staged.setdefault(name, []).append(_Staged(file, path))
+                staged.setdefault(name, []).append(_Staged(name, file, path))
             if problem is not None:
-                problems.append(problem)
+                problems.append((name, problem))
         return staged, problems
 
     # -- reload, gate, roll back -----------------------------------------------------------------

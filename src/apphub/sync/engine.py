@@ -114,6 +114,9 @@ class SyncEngine:
         # unreachable backend is retried on a timer.
         self._failed: dict[str, str] = {}  # service -> digest of the bytes that failed
         self._retry: set[str] = set()
+        # Services a refused version would have changed: planned every round until one applies to
+        # them (or finds them unchanged), so that their status cannot stay at a refusal undone since.
+        self._refused: set[str] = set()
         self._explicit = False
         # target path -> sha256 of the bytes the engine wrote there (during an apply: the new
         # bytes and the previous ones, which a rollback puts back)
@@ -295,7 +298,8 @@ class SyncEngine:
             services = list(self._manifest.services)
             self._drift_at = time.monotonic()
         else:
-            services = sorted(set(self._planner.affected(changed)) | (retrying & set(self._manifest.services)))
+            services = sorted(set(self._planner.affected(changed))
+                              | ((retrying | self._refused) & set(self._manifest.services)))
         detect = None if noticed is None else time.monotonic() - noticed
         render_started = time.monotonic()
         plan = self._planner.plan(snapshot, previous=previous, services=services, changed=changed)
@@ -322,14 +326,21 @@ class SyncEngine:
                     hashlib.sha256(data).hexdigest() for data in (file.after, file.before) if data is not None}
         report = self._applier.apply(plan, self._manifest, dependency_order(self._manifest), force=force)
         for name, outcome in report.outcomes.items():
-            service = plan.services[name]
-            for file in service.files:  # what the files hold now: after, or rolled back to before
-                rolled_back = outcome.result == "failed" and file.spec.path not in outcome.unrestored
-                data = file.before if rolled_back else file.after
+            planned = plan.services.get(name)  # None: it could not be rendered (the version is refused)
+            for file in planned.files if planned is not None else []:
+                # what the files hold now: after, or before (rolled back, or never written: refused)
+                kept = outcome.result == "refused" or (outcome.result == "failed"
+                                                       and file.spec.path not in outcome.unrestored)
+                data = file.before if kept else file.after
                 if data is not None:
                     self._written[file.real] = {hashlib.sha256(data).hexdigest()}
-            if outcome.result == "interrupted":
-                continue  # the journal says `applying`: the next start reloads it
+            if outcome.result == "refused":
+                self._refused.add(name)
+                continue
+            self._refused.discard(name)
+            if planned is None or outcome.result == "interrupted":
+                continue  # interrupted: the journal says `applying`, the next start reloads it
+            service = planned
             if outcome.result == "failed":
                 self._levels[name] = max(service.level, self._levels.get(name, "hot"), key=APPLY_STRENGTH.__getitem__)
                 if outcome.retry:

@@ -93,6 +93,8 @@ class Plan:
     version: str
     services: dict[str, ServicePlan]
     errors: list[str]
+    failed: dict[str, str] = field(default_factory=dict)  # service -> why it cannot be rendered (in `errors`)
+    masks: list[str] = field(default_factory=list, repr=False)  # every known secret's spellings
 
     @property
     def refused(self) -> bool:
@@ -145,14 +147,14 @@ class Planner:
         masks = secret_spellings(sorted(self.known_secrets))
         names = list(self.manifest.services) if services is None else list(services)
         plans: dict[str, ServicePlan] = {}
-        errors: list[str] = []
+        failed: dict[str, str] = {}
         for name in names:
             try:
                 plans[name] = self._plan_service(name, self.manifest.services[name], snapshot, previous, changed,
                                                  masks)
             except RenderError as exc:
-                errors.append(mask_secrets(str(exc), masks))
-        return Plan(snapshot.version, plans, errors)
+                failed[name] = mask_secrets(str(exc), masks)
+        return Plan(snapshot.version, plans, list(failed.values()), failed, masks)
 
     def _plan_service(self, name: str, service: ServiceSpec, snapshot: Snapshot, previous: Snapshot | None,
                       changed: set[Key] | None, masks: list[str]) -> ServicePlan:

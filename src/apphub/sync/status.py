@@ -18,7 +18,7 @@ _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 
 @dataclass
 class ServiceStatus:
     service: str
-    state: str = "unknown"  # applied | failed | refused | drifted | unknown
+    state: str = "unknown"  # applied | failed | interrupted | drifted | unknown
     wanted_version: str | None = None
     applied_version: str | None = None
     last_action: str | None = None
@@ -92,6 +92,9 @@ class StatusBoard:
                     # its files are what this version renders: a drift or a failure undone by hand clears
                     status.state, status.applied_version, status.drift = "applied", report.version, []
                     status.last_error = None
+                elif outcome.result == "refused":
+                    # Nothing of the version reached it: it failed to apply it, and runs what it ran.
+                    status.state, status.last_error = "failed", outcome.error
                 else:
                     status.state, status.last_error = outcome.result, outcome.error
                 if outcome.result != "unchanged":
@@ -99,7 +102,8 @@ class StatusBoard:
                     status.timings_ms = {stage: round(seconds * 1000, 3)
                                          for stage, seconds in {**stage_times, **outcome.timings}.items()}
                     status.updated_at = now
-                    self.metrics.reloads.labels(name, outcome.action, outcome.result).inc()
+                    if outcome.result != "refused":  # no reload was issued
+                        self.metrics.reloads.labels(name, outcome.action, outcome.result).inc()
                     for stage, seconds in outcome.timings.items():
                         if stage in ("reload", "healthy"):
                             self.metrics.stage_seconds.labels(stage).observe(seconds)
