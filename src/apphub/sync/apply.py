@@ -33,11 +33,12 @@ from typing import Any, Literal
 from apphub.errors import ApphubError, BackendUnavailable, DataDirError, Interrupted, RenderError, SyncError
 from apphub.reload.base import Reloaders
 from apphub.reload.health import HealthChecker
-from apphub.store.atomic import discard, stage, swap, sync_folders
+from apphub.store.atomic import stage, swap, sync_folders
 from apphub.sync.journal import Journal
 from apphub.sync.manifest import Manifest, ServiceSpec
 from apphub.sync.plan import FilePlan, Plan, ServicePlan
 from apphub.sync.redact import redact
+from apphub.sync.staging import discard_staged, remove_leftovers
 from apphub.sync.targets import resolve
 
 logger = logging.getLogger("apphub.sync")
@@ -121,7 +122,7 @@ class Applier:
             report.timings["validate"] = time.monotonic() - started
             if problems:
                 for item in (item for items in staged.values() for item in items):
-                    discard(item.path)
+                    discard_staged(item.path)
                 return self._refuse(report, plan, targets, problems)
 
             started = time.monotonic()
@@ -130,7 +131,7 @@ class Applier:
                 self._journal.applying(sorted(targets), plan.version)
             except DataDirError as exc:
                 for item in all_staged:
-                    discard(item.path)
+                    discard_staged(item.path)
                 return self._refuse(report, plan, targets,
                                     [(None, f"nothing was written: the apply journal could not be written: {exc}")])
             problem = self._swap_all(all_staged, io)
@@ -201,8 +202,10 @@ class Applier:
             try:
                 folders.append(swap(item.path, Path(item.file.real), sync_folder=False, follow_symlink=False))
             except DataDirError as exc:
-                for later in staged[number + 1:]:
-                    discard(later.path)
+                # The one that failed was removed by swap() if it could be; the rest are not needed.
+                # One that cannot be removed now (its folder turned read-only) goes at the next apply.
+                for later in staged[number:]:
+                    discard_staged(later.path)
                 restored = (_restore_file(done.file) for done in staged[:number])
                 problems = [problem for problem in restored if problem is not None]
                 return item.service, (f"service {item.service}: {exc}; no service was reloaded, and the {number} "
@@ -309,6 +312,7 @@ def _stage_one(job: tuple[str, int, FilePlan]) -> tuple[Path | None, str | None]
         folder = os.path.dirname(file.real)
         if not os.path.isdir(folder):
             os.makedirs(folder, mode=0o755, exist_ok=True)
+        remove_leftovers(file.real)  # what an earlier failed swap of this file left (issue 8)
         # The path was resolved and checked against the roots: a symlink put there since is
         # replaced by the file, never written through.
         path = stage(Path(file.real), file.after, mode=file.spec.mode_bits(),

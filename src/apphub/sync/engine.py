@@ -44,8 +44,9 @@ from apphub.sync.manifest import ApplyLevel, Manifest, dependency_order, load_ma
 from apphub.sync.plan import Plan, Planner
 from apphub.sync.redact import redact
 from apphub.sync.settings import SyncSettings
+from apphub.sync.staging import remove_leftovers
 from apphub.sync.status import StatusBoard
-from apphub.sync.targets import read_regular
+from apphub.sync.targets import read_regular, resolve
 from apphub.sync.values import secret_spellings
 from apphub.sync.watcher import Watcher
 
@@ -287,6 +288,8 @@ class SyncEngine:
         if interval > 0 and started >= self._drift_at + interval:
             full = True  # the periodic drift check
         manifest_changed = self._refresh_settings_and_manifest()
+        if self._first:
+            self._remove_leftovers()
         snapshot = self._accepted_snapshot()
         if snapshot is None:
             return ApplyReport(self._applied.version if self._applied else "", refused=[self._config_error()])
@@ -519,6 +522,16 @@ class SyncEngine:
             if spec.drift == "report":
                 status.state = "drifted"
                 del plan.services[service.name]  # reported, not repaired
+
+    def _remove_leftovers(self) -> None:
+        """At start: the staged files an earlier run left next to any target (a swap that failed in
+        a folder turned read-only, apphub killed between staging and swap)."""
+        confinement = self._manifest.confinement
+        for service in self._manifest.services.values():
+            for file in service.files:
+                real = resolve(file.path)
+                if confinement is None or confinement.problem(real) is None:  # never outside the roots
+                    remove_leftovers(real)
 
     def _take_up_journal(self) -> set[str]:
         """What the previous run left, from one read of the journal: the services left between
