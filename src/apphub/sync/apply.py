@@ -123,6 +123,8 @@ class Applier:
             if problems:
                 for item in (item for items in staged.values() for item in items):
                     discard_staged(item.path)
+                # a disk too full to stage on may be full of them
+                _remove_leftovers((file for service in changed.values() for file in service.files), io)
                 return self._refuse(report, plan, targets, problems)
 
             started = time.monotonic()
@@ -215,6 +217,9 @@ class Applier:
             sync_folders(folders, io)
         except DataDirError as exc:
             logger.warning("the files are in place, but flushing their folders failed: %s", exc)
+        # What an earlier failed swap of these files left beside them (issue 8): now, when nothing
+        # stages them (a rollback stages again, later), and after the swaps, not in their way.
+        _remove_leftovers([item.file for item in staged], io)
         return None
 
     # -- stage and validate ------------------------------------------------------------------
@@ -312,7 +317,6 @@ def _stage_one(job: tuple[str, int, FilePlan]) -> tuple[Path | None, str | None]
         folder = os.path.dirname(file.real)
         if not os.path.isdir(folder):
             os.makedirs(folder, mode=0o755, exist_ok=True)
-        remove_leftovers(file.real)  # what an earlier failed swap of this file left (issue 8)
         # The path was resolved and checked against the roots: a symlink put there since is
         # replaced by the file, never written through.
         path = stage(Path(file.real), file.after, mode=file.spec.mode_bits(),
@@ -322,6 +326,12 @@ def _stage_one(job: tuple[str, int, FilePlan]) -> tuple[Path | None, str | None]
     if file.spec.check is not None:
         return path, _run_check(where, file, path)
     return path, None
+
+
+def _remove_leftovers(files: Iterable[FilePlan], io: Executor) -> None:
+    """Remove the staging files earlier applies left next to these files (sync/staging.py)."""
+    for _ in io.map(remove_leftovers, [file.real for file in files]):
+        pass
 
 
 def _cause(exc: Exception, masks: list[str]) -> str:
