@@ -9,18 +9,23 @@ encoding (URL, JSON) as well.
 
 from __future__ import annotations
 
+import json
 import secrets as random
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
 
+from apphub.audit.log import Actor
+from apphub.bootstrap import initialise
 from apphub.core import Core
 from apphub.paths import DataDir
 from apphub.store.secrets import MASK
-from tests.integration.conftest import ServeProcess, StartServe, assert_stops_cleanly, run_cli
+from tests.integration.conftest import ServeProcess, StartServe, assert_stops_cleanly, eventually, run_cli
+from tests.sync.conftest import fragments, make_secret
 
 
 @dataclass
@@ -235,3 +240,78 @@ def test_rejected_secrets_are_not_echoed_in_errors_or_logs(
     places.update({f"output of apphub {name}": out.encode() for name, out in evidence.cli_outputs})
     places["server log"] = server.logs()
     assert leaks(evidence, places) == []
+
+
+# -- a secret a failing service prints (issue 8) ------------------------------------------------------
+
+LEAK_SCHEMA = """\
+config:
+  sections:
+    leak:
+      keys:
+        exec_pw: {type: string, secret: true, apply: restart}
+        probe_pw: {type: string, secret: true, apply: restart}
+"""
+CAT = 'cat "$0" >&2; exit 1'
+
+
+def test_a_secret_a_failing_service_prints_leaves_no_fragment_in_the_servers_log_or_answers(
+    tmp_path: Path, serve: StartServe
+) -> None:
+    """A real `apphub serve` at log level debug. Two services print their file, which holds a secret,
+    when they fail: through an exec reload (whose output was cut to its last 600 characters) and
+    through a command health probe (whose reason was cut to 299). Each secret lies across that cut;
+    no 4 characters of it in a row may appear in the server's log, the ?wait=true answer, the
+    status or the audit log (4: shorter runs of a 7-letter alphabet occur by chance)."""
+    data = DataDir(tmp_path / "data")
+    data.schema_dir.mkdir(parents=True)
+    (data.schema_dir / "50-leak.yaml").write_text(LEAK_SCHEMA, encoding="utf-8")
+    initialise(data)
+    root = tmp_path / "srv"
+    (root / "exec").mkdir(parents=True)
+    (root / "probe").mkdir()
+    exec_file, probe_file = root / "exec" / "out.txt", root / "probe" / "out.txt"
+    probe_command = ["sh", "-c", CAT, str(probe_file)]
+    probe_prefix = len(f"command `{' '.join(probe_command)}` failed with exit status 1: ")
+    (data.root / "templates").mkdir()
+    # the exec secret keeps 10 of its 24 characters after the 600th from the end; the probe's, 10 before the 299th
+    (data.root / "templates" / "exec.j2").write_text("a" * 30 + "{{ settings.leak.exec_pw }}" + "b" * (600 - 10))
+    (data.root / "templates" / "probe.j2").write_text("a" * (299 - probe_prefix - 10)
+                                                       + "{{ settings.leak.probe_pw }}" + "b" * 30)
+    secrets = [make_secret(24) for _ in range(4)]
+    core = Core(data)
+    try:
+        core.system.update({"sync": {"roots": [str(root)]}}, Actor("test", "cli"))
+        core.config.update({"leak": {"exec_pw": secrets[0], "probe_pw": secrets[1]}}, Actor("test", "cli"))
+    finally:
+        core.close()
+    (data.root / "services.yaml").write_text(json.dumps({"services": {
+        "exec": {"files": [{"path": str(exec_file), "template": "exec.j2"}],
+                 "reload": {"strategy": "exec", "command": ["sh", "-c", CAT, str(exec_file)]}},
+        "probe": {"files": [{"path": str(probe_file), "template": "probe.j2"}],
+                  "health": {"command": probe_command, "timeout": 0.3, "interval": 0.05}},
+    }}), encoding="utf-8")
+
+    server = serve(data, log_level="debug")
+    admin_key = data.admin_key.read_text().strip()
+    places: dict[str, bytes] = {}
+    with server.client(admin_key) as admin:
+        eventually(lambda: admin.get("/api/v1/sync/status").json()["engine"]["syncs"] >= 1, "the first sync", 30)
+        time.sleep(0.5)  # the first sync's file events served
+        answer = admin.put("/api/v1/settings/leak?wait=true", json={"exec_pw": secrets[2], "probe_pw": secrets[3]})
+        assert answer.status_code == 200, answer.text
+        results = {s["service"]: s["result"] for s in answer.json()["sync"]["services"]}
+        assert results == {"exec": "failed", "probe": "failed"}, answer.text
+        places["the ?wait=true answer"] = json.dumps(answer.json(), ensure_ascii=False).encode()
+        status = admin.get("/api/v1/sync/status").json()
+        assert "bbbb" in status["services"][0]["last_error"], "the failures quote the services' output"
+        places["/api/v1/sync/status"] = json.dumps(status, ensure_ascii=False).encode()
+        places["/api/v1/audit"] = json.dumps(admin.get("/api/v1/audit", params={"limit": 500}).json(),
+                                             ensure_ascii=False).encode()
+    assert_stops_cleanly(server)
+    places["server log"] = server.logs()
+    assert b"service exec: failed" in places["server log"]
+    found = [f"{fragments(secret, text.decode(errors='replace'))} of secret {number} in {place}"
+             for number, secret in enumerate(secrets) for place, text in places.items()
+             if fragments(secret, text.decode(errors="replace"))]
+    assert found == []
