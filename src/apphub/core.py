@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 from apphub.audit.log import AuditLog
@@ -31,19 +30,12 @@ class Core:
         self._audit_db = Database(data.database)
         self._audit_db.migrate()
         self._keys_db = Database(data.database)
-        self.audit = AuditLog(self._audit_db, self._version_on_disk)
+        self.audit = AuditLog(self._audit_db)
         self.keys = KeyStore(self._keys_db)
         self.config = self._store(data.config_ini, "config")
         self.system = self._store(data.system_ini, "system")
         for store in (self.config, self.system):
             store.settle()  # what a writer killed between its audit event and its replace left
-
-    def _version_on_disk(self, file: str) -> str | None:
-        for store in (self.config, self.system):
-            if store.name == file:
-                with contextlib.suppress(DataDirError):  # a missing file holds no version
-                    return store.version_on_disk()
-        return None
 
     @property
     def schema(self) -> Schema:

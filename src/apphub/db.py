@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sqlite3
 import threading
@@ -11,6 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from apphub.errors import DataDirError, StorageFull
+
+# Less free room than this makes an I/O error of SQLite a full disk: its -shm file alone takes 32 KiB.
+_ROOM_SQLITE_NEEDS = 64 * 1024
 
 # Each entry moves the database one version up; PRAGMA user_version records where it stands.
 _MIGRATIONS: list[str] = [
@@ -64,10 +68,12 @@ _MIGRATIONS: list[str] = [
     ALTER TABLE sync_journal ADD COLUMN failed_digest TEXT;
     """,
     # A write's audit event is committed (pending) before the file is replaced, and marked done
-    # after; one a killed writer left pending is settled at the next start (store/inistore.py).
+    # after; `marker` names the staged file whose existence says the write was not made, so that
+    # one a killed writer left pending is settled right at the next start (store/versionlog.py).
     """
     ALTER TABLE audit_events ADD COLUMN state TEXT NOT NULL DEFAULT 'done'
         CHECK (state IN ('pending', 'done', 'abandoned'));
+    ALTER TABLE audit_events ADD COLUMN marker TEXT;
     CREATE INDEX audit_events_pending ON audit_events (file) WHERE state = 'pending';
     """,
 ]
@@ -91,6 +97,9 @@ class Database:
             if new:
                 os.chmod(path, 0o600)  # API key hashes and the audit log; its -wal and -shm inherit the mode
         except (sqlite3.Error, OSError) as exc:
+            if _is_full(exc, path):
+                raise StorageFull(f"cannot open the database {path}: the disk holding {path.parent} is full "
+                                  "(SQLite needs room for its -wal and -shm files)") from exc
             raise DataDirError(f"cannot open the database {path}: {exc}") from exc
 
     def close(self) -> None:
@@ -144,6 +153,21 @@ def _translated(path: Path) -> Iterator[None]:
     except sqlite3.IntegrityError:
         raise  # a broken constraint is the caller's to explain (a taken key name, say)
     except sqlite3.Error as exc:
-        if (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF == sqlite3.SQLITE_FULL:  # extended codes too
+        if _is_full(exc, path):
             raise StorageFull(f"cannot write the database {path}: the disk holding {path.parent} is full") from exc
         raise DataDirError(f"database {path}: {exc}") from exc
+
+
+def _is_full(exc: BaseException, path: Path) -> bool:
+    """Whether an error of SQLite (or of the OS) means the disk holding `path` has no room. SQLite
+    says so with SQLITE_FULL, but fails to create its -shm file with an I/O error: ask the disk."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    code = getattr(exc, "sqlite_errorcode", 0) or 0
+    if code & 0xFF == sqlite3.SQLITE_FULL:  # extended codes keep the primary one in their low byte
+        return True
+    if code & 0xFF == sqlite3.SQLITE_IOERR:
+        with contextlib.suppress(OSError):
+            room = os.statvfs(path.parent)
+            return room.f_bavail * room.f_frsize < _ROOM_SQLITE_NEEDS
+    return False

@@ -241,25 +241,25 @@ def test_sigkill_during_writes_many_rounds(data_dir: DataDir, writer_script: Pat
     print(f"\ncrash safety (long): {tally}")
 
 
-# The moment between replacing config.ini and committing the audit event, chosen on purpose: the
-# child kills itself right after the file is replaced, inside the open audit transaction, as a
-# power cut or OOM kill at that instant would.
+# The moment between replacing config.ini and marking its audit event done, chosen on purpose: the
+# child kills itself right after the file is replaced and flushed, as an OOM kill at that instant
+# would. (tests/integration/test_kill_after_replace.py does it to an unmodified process.)
 KILLED_BEFORE_AUDIT_SOURCE = """
 import os, signal, sys
 from pathlib import Path
 
-import apphub.store.inistore as inistore
 from apphub.audit.log import Actor
 from apphub.core import Core
 from apphub.paths import DataDir
+from apphub.store.atomic import Replacement
 
-replace = inistore.atomic_write
+swap = Replacement.swap
 
-def replace_then_die(*args, **kwargs):
-    replace(*args, **kwargs)
+def swap_then_die(self):
+    swap(self)
     os.kill(os.getpid(), signal.SIGKILL)
 
-inistore.atomic_write = replace_then_die
+Replacement.swap = swap_then_die
 core = Core(DataDir(Path(sys.argv[1])))
 core.config.update({"gitea": {"user_email": "killed@example.com"}}, Actor("crash-writer", "test"))
 """

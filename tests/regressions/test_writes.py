@@ -19,11 +19,11 @@ from typing import Any
 import httpx
 import pytest
 
-import apphub.store.inistore
 from apphub.audit.log import Actor
 from apphub.core import Core
 from apphub.errors import ApphubError, DataDirError
 from apphub.paths import DataDir
+from apphub.store.atomic import Replacement
 from tests.conftest import LiveServer
 from tests.regressions.conftest import Cli, events, last_event_id, run_cli, server_core_of, set_line
 
@@ -38,10 +38,10 @@ def test_a_failed_file_replace_records_no_audit_event(core: Core, monkeypatch: p
     before = core.data.config_ini.read_bytes()
     last = last_event_id(core.data)
 
-    def failing_write(*args: object, **kwargs: object) -> None:
+    def failing_swap(self: Replacement) -> None:
         raise DataDirError("cannot write config.ini: No space left on device")
 
-    monkeypatch.setattr(apphub.store.inistore, "atomic_write", failing_write)
+    monkeypatch.setattr(Replacement, "swap", failing_swap)
     with pytest.raises(DataDirError):
         core.config.update({"gitea": {"user_name": "never-written"}}, ACTOR)
 

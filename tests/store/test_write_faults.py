@@ -1,7 +1,8 @@
 """A write under faults the real disk cannot produce on demand: a failed folder flush after the
-rename, an audit event that cannot be confirmed, a writer that died between its event and its
-replace. A write reported as failed was not made; a write reported as made is listed in the audit
-log; whatever a dead writer left is settled at the next start.
+rename, an audit event that cannot be confirmed or abandoned, no hard links, a writer that died
+between its event and its replace. A write reported as failed was not made; a write reported as
+made is listed in the audit log; whatever a dead writer left is settled at the next start by
+whether its staged file is still there, whatever happened to config.ini since.
 
 (A real full disk is in tests/integration/test_full_disk.py, a real kill at the chosen moment in
 tests/integration/test_kill_after_replace.py.)
@@ -17,10 +18,11 @@ import pytest
 
 import apphub.store.atomic
 from apphub.audit.log import Actor, AuditLog, AuditQuery
+from apphub.bootstrap import initialise
 from apphub.core import Core
 from apphub.errors import DataDirError, StorageFull
 from apphub.paths import DataDir
-from apphub.store.atomic import TEMP_SUFFIX, atomic_write
+from apphub.store.atomic import TEMP_SUFFIX, Replacement, atomic_write
 from apphub.store.snapshot import version_of
 
 ACTOR = Actor("tester", "test", "req-1")
@@ -124,58 +126,163 @@ def test_an_event_that_cannot_begin_leaves_the_file_unchanged(core: Core, monkey
     assert leftovers(core.data.root) == []
 
 
-def test_a_write_whose_event_cannot_be_confirmed_is_made_listed_and_settled_by_the_next_write(
+def full_disk(*args: object) -> None:
+    raise StorageFull("cannot write the database: the disk is full")
+
+
+def test_a_write_whose_event_cannot_be_marked_done_is_undone_and_reported_not_made(
         core: Core, monkeypatch: pytest.MonkeyPatch) -> None:
-    def full(event_id: int) -> None:
-        raise StorageFull("the disk is full")
-
+    before = core.data.config_ini.read_bytes()
+    listed = listed_versions(core)
     with monkeypatch.context() as patched:
-        patched.setattr(core.audit, "complete", full)
-        result = core.config.update({"gitea": {"user_name": "made"}}, ACTOR)
+        patched.setattr(core.audit, "complete", full_disk)
+        with pytest.raises(StorageFull):
+            core.config.update({"gitea": {"user_name": "never-made"}}, ACTOR)
 
-    assert result.changed
-    assert core.config.snapshot().document.get("gitea", "user_name") == "made"
-    # Pending in the database, listed all the same: the file holds the version it wrote.
-    pending = core.audit.pending("config.ini")
-    assert [version for _, version in pending] == [result.snapshot.version]
-    pending_id = pending[0][0]
-    assert listed_versions(core)[0] == result.snapshot.version
-    assert core.audit.last_version("config.ini") == result.snapshot.version
+    assert core.data.config_ini.read_bytes() == before
+    assert listed_versions(core) == listed
+    assert core.audit.pending("config.ini") == []  # abandoned
+    assert leftovers(core.data.root) == []
 
-    second = core.config.update({"gitea": {"user_name": "next"}}, ACTOR)
+
+def test_a_failed_write_whose_event_cannot_be_abandoned_is_never_taken_for_a_later_hand_edit_of_the_same_bytes(
+        core: Core, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk is full: the event is recorded, then the rest fails, abandoning it included. Later
+    the operator types the very same change by hand: that is a hand edit, not the failed write."""
+    before = core.data.config_ini.read_bytes()
+    with monkeypatch.context() as patched:
+        patched.setattr(core.audit, "complete", full_disk)
+        patched.setattr(core.audit, "abandon", full_disk)
+        with pytest.raises(StorageFull):
+            core.config.update({"gitea": {"user_name": "same-bytes"}}, ACTOR)
+    assert core.data.config_ini.read_bytes() == before
+    [(event, marker)] = core.audit.pending("config.ini")
+    assert marker is not None
+    assert Path(marker).exists()  # the staged file says: not made
+
+    previous = core.config.snapshot()
+    edited = before.replace(b"user_name = ", b"user_name = same-bytes", 1)
+    edited = edited.replace(b"same-bytes" + previous.document.get("gitea", "user_name").encode(), b"same-bytes")
+    core.data.config_ini.write_bytes(edited)
+    core.config.account_for_outside_change(previous)  # what the sync thread does with a hand edit
 
     assert core.audit.pending("config.ini") == []
-    assert listed_versions(core)[:2] == [second.snapshot.version, result.snapshot.version]
-    assert pending_id in [event.id for event in core.audit.query(AuditQuery(limit=5))]
+    assert not Path(marker).exists()
+    entries = core.audit.query(AuditQuery(limit=5))
+    assert event not in [entry.id for entry in entries]
+    assert entries[0].action == "settings.file"
+    assert (entries[0].actor, entries[0].version_after) == ("file", version_of(edited))
 
 
-def test_at_start_a_pending_event_is_done_if_the_file_holds_its_version_else_abandoned(data_dir: DataDir) -> None:
+def simulate_a_writer_killed(core: Core, value: str, *, after_the_rename: bool) -> tuple[int, bytes]:
+    """What a writer leaves when it is killed just before, or just after, renaming its file into place."""
+    current = core.config.snapshot()
+    written = core.config.preview({"gitea": {"user_name": value}})
+    replacement = Replacement.prepare(core.data.config_ini, written.raw)
+    event = core.audit.begin(ACTOR, "settings.update", [], file="config.ini", version_before=current.version,
+                             version_after=written.version, marker=str(replacement.staged))
+    if after_the_rename:
+        replacement.swap()
+    replacement.discard(keep_staged=True)  # its hard link of the previous file: a leftover like any other
+    return event, written.raw
+
+
+def test_at_start_a_write_killed_after_its_rename_is_done_even_if_config_ini_was_edited_since(
+        data_dir: DataDir) -> None:
     core = Core(data_dir)
     try:
-        on_disk = version_of(data_dir.config_ini.read_bytes())
-        made = core.audit.begin(ACTOR, "settings.update", [], file="config.ini", version_before="0" * 32,
-                                version_after=on_disk)
+        event, written = simulate_a_writer_killed(core, "killed-after", after_the_rename=True)
+        assert data_dir.config_ini.read_bytes() == written
+        edited = written.replace(b"https://", b"http://", 1)
+        assert edited != written
+        data_dir.config_ini.write_bytes(edited)  # a hand edit before anything restarts
         core.close()
-        core = Core(data_dir)  # a writer killed after its replace: settled as done at the next start
-        assert core.audit.pending("config.ini") == []
-        assert made in [event.id for event in core.audit.query(AuditQuery(limit=5))]
+        core = Core(data_dir)
 
-        not_made = core.audit.begin(ACTOR, "settings.update", [], file="config.ini", version_before=on_disk,
-                                    version_after="f" * 32)
-        assert not_made not in [event.id for event in core.audit.query(AuditQuery(limit=5))]
-        core.close()
-        core = Core(data_dir)  # a writer killed before its replace: that write was not made
         assert core.audit.pending("config.ini") == []
-        assert not_made not in [event.id for event in core.audit.query(AuditQuery(limit=500))]
-        assert core.audit.last_version("config.ini") == on_disk
+        assert event in [entry.id for entry in core.audit.query(AuditQuery(limit=5))]
+        core.config.update({"gitea": {"user_email": "next@example.com"}}, ACTOR)
+        actions = [entry.action for entry in core.audit.query(AuditQuery(limit=3))]
+        assert actions[:2] == ["settings.update", "settings.unaudited"]  # the hand edit, between the two writes
     finally:
         core.close()
 
 
-def test_an_event_in_flight_is_not_listed_until_its_file_holds_the_version(core: Core) -> None:
-    audit: AuditLog = core.audit
-    event = audit.begin(ACTOR, "settings.update", [], file="config.ini",
-                        version_before=core.config.version_on_disk(), version_after="e" * 32)
-    assert event not in [entry.id for entry in audit.query(AuditQuery(limit=5))]
-    audit.complete(event)
-    assert event in [entry.id for entry in audit.query(AuditQuery(limit=5))]
+def test_at_start_a_write_killed_before_its_rename_is_abandoned_and_its_staged_file_removed(
+        data_dir: DataDir) -> None:
+    before = data_dir.config_ini.read_bytes()
+    core = Core(data_dir)
+    try:
+        event, _ = simulate_a_writer_killed(core, "killed-before", after_the_rename=False)
+        assert leftovers(data_dir.root) != []
+        core.close()
+        core = Core(data_dir)
+
+        assert core.audit.pending("config.ini") == []
+        assert event not in [entry.id for entry in core.audit.query(AuditQuery(limit=500))]
+        assert leftovers(data_dir.root) == []
+        assert data_dir.config_ini.read_bytes() == before
+    finally:
+        core.close()
+
+
+def test_a_write_that_changes_nothing_works_while_an_unsettled_event_cannot_be_settled(
+        data_dir: DataDir, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk and a killed writer's event: a start (which writes only if something is missing)
+    and a write that changes nothing must not fail for want of room to settle it."""
+    core = Core(data_dir)
+    try:
+        simulate_a_writer_killed(core, "killed-after", after_the_rename=True)
+        monkeypatch.setattr(AuditLog, "complete", full_disk)
+        monkeypatch.setattr(AuditLog, "abandon", full_disk)
+        same = core.config.snapshot().document.get("gitea", "user_name")
+        assert core.config.update({"gitea": {"user_name": same}}, ACTOR).changes == []
+        initialise(data_dir)
+        with pytest.raises(StorageFull):  # a write that does change something waits for room
+            core.config.update({"gitea": {"user_name": "changed"}}, ACTOR)
+    finally:
+        core.close()
+
+
+def test_without_hard_links_a_failed_folder_flush_still_puts_the_previous_file_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "config.ini"
+    path.write_bytes(b"old bytes\n")
+
+    def no_links(*args: object, **kwargs: object) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted")  # vfat, fs.protected_hardlinks
+
+    monkeypatch.setattr(os, "link", no_links)
+    fail_folder_flushes(monkeypatch)
+    with pytest.raises(DataDirError, match="Input/output error"):
+        atomic_write(path, b"new bytes\n")
+
+    assert path.read_bytes() == b"old bytes\n"
+
+
+def test_a_write_whose_flush_fails_and_cannot_be_undone_says_it_was_made_and_is_audited(
+        core: Core, monkeypatch: pytest.MonkeyPatch) -> None:
+    fail_folder_flushes(monkeypatch)
+    monkeypatch.setattr(Replacement, "undo", lambda self: (_ for _ in ()).throw(DataDirError("no room to undo")))
+
+    with pytest.raises(DataDirError, match=r"now holds the new version \w+ \(audited as this write\)"):
+        core.config.update({"gitea": {"user_name": "made-anyway"}}, ACTOR)
+
+    assert core.config.snapshot().document.get("gitea", "user_name") == "made-anyway"
+    assert listed_versions(core)[0] == version_of(core.data.config_ini.read_bytes())
+
+
+def test_a_leftover_that_cannot_be_removed_after_the_swap_does_not_make_a_made_write_fail(
+        core: Core, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_unlink = os.unlink
+
+    def read_only_unlink(path: object, *args: object, **kwargs: object) -> None:
+        if str(path).endswith(TEMP_SUFFIX):
+            raise OSError(errno.EROFS, "Read-only file system")
+        real_unlink(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "unlink", read_only_unlink)
+    result = core.config.update({"gitea": {"user_name": "made"}}, ACTOR)
+
+    assert result.changed
+    assert listed_versions(core)[0] == result.snapshot.version

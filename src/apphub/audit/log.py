@@ -6,7 +6,7 @@ Values of secret keys never reach this module in plaintext: callers pass them ma
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,10 +96,8 @@ class AuditQuery:
 class AuditLog:
     """Records events and answers queries, newest first."""
 
-    def __init__(self, database: Database, on_disk: Callable[[str], str | None] | None = None) -> None:
-        """`on_disk(file)`: the version the file of that name holds now (None: unknown)."""
+    def __init__(self, database: Database) -> None:
         self._db = database
-        self._on_disk = on_disk or (lambda file: None)
 
     def record(
         self,
@@ -124,16 +122,18 @@ class AuditLog:
         file: str,
         version_before: str,
         version_after: str,
+        marker: str,
         message: str | None = None,
     ) -> int:
         """Record, durably, the event of a write about to be made: pending until `complete` or `abandon`.
 
         A write records its event first and replaces its file after, so that whatever moment the
-        process dies (power loss included), the event is on disk before the version it describes;
-        one left pending is settled by whoever next holds the file's lock (`settle`).
+        process dies (power loss included), the event is on disk before the version it describes.
+        `marker`: the path of a file that exists for as long as the write is not made (its staged
+        file): how whoever next holds the file's lock settles an event a dead writer left pending.
         """
         return self._insert("pending", actor, action, changes, file, version_before, version_after, message,
-                            durable=True)
+                            marker=marker)
 
     def complete(self, event_id: int) -> None:
         """The write of a pending event was made."""
@@ -150,21 +150,23 @@ class AuditLog:
                 (reason, event_id),
             )
 
-    def pending(self, file: str) -> list[tuple[int, str]]:
-        """The events of `file` left pending, oldest first, as (id, version_after)."""
+    def pending(self, file: str) -> list[tuple[int, str | None]]:
+        """The events of `file` left pending, oldest first, as (id, marker)."""
         rows = self._db.query(
-            "SELECT id, version_after FROM audit_events WHERE file = ? AND state = 'pending' ORDER BY id", (file,))
-        return [(int(row[0]), str(row[1])) for row in rows]
+            "SELECT id, marker FROM audit_events WHERE file = ? AND state = 'pending' ORDER BY id", (file,))
+        return [(int(row[0]), row[1]) for row in rows]
 
     def _insert(self, state: str, actor: Actor, action: str, changes: Sequence[Change], file: str | None,
                 version_before: str | None, version_after: str | None, message: str | None, *,
-                durable: bool = False) -> int:
-        with self._db.transaction(durable=durable) as connection:
+                marker: str | None = None) -> int:
+        # The event of a write to be made is flushed to disk before the write (it must survive a
+        # power loss that the write survives); any other commit is left to the OS (README).
+        with self._db.transaction(durable=marker is not None) as connection:
             cursor = connection.execute(
                 "INSERT INTO audit_events (at, actor, source, request_id, action, file, version_before,"
-                " version_after, message, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " version_after, message, state, marker) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (utc_now(), actor.name, actor.source, actor.request_id, action, file, version_before,
-                 version_after, message, state),
+                 version_after, message, state, marker),
             )
             event_id = int(cursor.lastrowid or 0)
             connection.executemany(
@@ -185,35 +187,18 @@ class AuditLog:
                         file=file, version_before=version)
 
     def last_version(self, file: str) -> str | None:
-        """The version of `file` the newest event left it at, or None if no event names one.
-
-        A pending event counts if the file holds the version it wrote (see `query`).
-        """
+        """The version of `file` the newest event left it at, or None if no event names one."""
         rows = self._db.query(
-            "SELECT version_after, state FROM audit_events WHERE file = ? AND version_after IS NOT NULL"
-            " AND state != 'abandoned' ORDER BY id DESC LIMIT 8",
+            "SELECT version_after FROM audit_events WHERE file = ? AND version_after IS NOT NULL"
+            " AND state = 'done' ORDER BY id DESC LIMIT 1",
             (file,),
         )
-        on_disk: str | None = None
-        for version, state in rows:
-            if state == "pending":
-                on_disk = on_disk or self._on_disk(file)
-                if version != on_disk:
-                    continue  # in flight, or not made
-            return str(version)
-        return None
+        return str(rows[0][0]) if rows else None
 
     def query(self, query: AuditQuery) -> list[AuditEvent]:
-        """Events newest first. A pending event that wrote the version its file holds now was made
-        and is listed, though its writer did not mark it done yet (it is about to, or a disk too
-        full refused even that); a pending event of any other version is not (or not yet) a change."""
-        conditions: list[str] = []
+        """Events newest first: what was done (a write in flight, or not made, is no change)."""
+        conditions: list[str] = ["e.state = 'done'"]
         parameters: list[Any] = []
-        made = ["e.state = 'done'"]
-        for (file,) in self._db.query("SELECT DISTINCT file FROM audit_events WHERE state = 'pending'"):
-            made.append("(e.state = 'pending' AND e.file = ? AND e.version_after = ?)")
-            parameters += [file, self._on_disk(file)]
-        conditions.append(f"({' OR '.join(made)})")
         for column, value in (("actor", query.actor), ("source", query.source), ("action", query.action)):
             if value is not None:
                 conditions.append(f"e.{column} = ?")

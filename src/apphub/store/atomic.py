@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from pathlib import Path
 
 from apphub.errors import DataDirError, LockTimeout, StorageFull
@@ -70,62 +71,119 @@ def exclusive_lock(lock_path: Path, timeout: float = 10.0, what: str | None = No
 def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
     """Replace `path` with `data` atomically and durably, keeping its mode and owner (or using
     `mode` when new). All or nothing, the flush included: if the folder cannot be flushed after the
-    rename, the previous bytes are put back before the error is raised, so that a write reported as
+    rename, the previous file is put back before the error is raised, so that a write reported as
     failed was not made.
 
     A symlink is followed: the file it points to is replaced, and the link stays (a data folder
     whose config.ini links into a volume keeps writing into the volume).
     """
-    path = _final(path)
-    staged = stage(path, data, new_mode=mode)
+    replacement = Replacement.prepare(path, data, mode=mode)
     try:
-        existed = os.path.lexists(path)
-        previous = _link_previous(path) if existed else None
+        replacement.swap()
     except BaseException:
-        discard(staged)
+        if replacement.swapped:
+            with contextlib.suppress(DataDirError):
+                replacement.undo()
+        replacement.discard()
         raise
-    try:
-        with _translated(path):
-            try:
-                os.replace(staged, path)
-            except BaseException:
-                discard(staged)
-                raise
-            try:
-                _fsync_directory(path.parent)
-            except BaseException:
-                _put_back(previous, path, existed)
-                raise
-    finally:
-        if previous is not None:
-            discard(previous)
+    replacement.finish()
 
 
-def _link_previous(path: Path) -> Path | None:
-    """A second name for the file at `path` (a hard link: no data is copied, so it works on a full
-    disk), to put it back with one rename; None if links are not supported there."""
-    for attempt in range(100):
-        name = _temporary_name(path, attempt)
+@dataclass
+class Replacement:
+    """A new version of a file, staged next to it, with the previous file kept under a second
+    name until the swap stands; the steps are separate so that a caller can record the swap
+    (an audit event) between them, and undo it after the rename when something fails.
+
+    While the staged file exists under its name, the swap did not happen or was undone: a caller
+    may record that name and ask the file system later (after its own process died) what became
+    of the write.
+    """
+
+    path: Path  # the file replaced (a symlink's target)
+    staged: Path
+    previous: Path | None  # a second name of the previous file; None when there was none
+    swapped: bool = False
+
+    @classmethod
+    def prepare(cls, path: Path, data: bytes, *, mode: int | None = None) -> Replacement:
+        """Stage `data` next to `path` (flushed) and keep the current file under a second name: a
+        hard link, which needs no room on a full disk, or a copy where links are not supported.
+        Nothing is changed at `path` yet; an error here leaves nothing behind."""
+        path = _final(path)
+        staged = stage(path, data, new_mode=mode)
         try:
-            os.link(path, name, follow_symlinks=False)
-            return name
-        except FileExistsError:
-            continue
-        except OSError:  # a file system without hard links (vfat), or the file just went away
-            return None
-    return None
+            previous = _keep_previous(path) if os.path.lexists(path) else None
+        except BaseException:
+            discard(staged)
+            raise
+        return cls(path, staged, previous)
+
+    def swap(self) -> None:
+        """Rename the staged file over the file, then flush the folder. `swapped` tells whether
+        the rename happened when this raises (then `undo` it: it is not durable)."""
+        with _translated(self.path):
+            os.replace(self.staged, self.path)
+            self.swapped = True
+            _fsync_directory(self.path.parent)
+
+    def undo(self) -> None:
+        """After the rename: the new file back under the staged name, the previous file back in
+        place (or none, if there was none). Needs no room. Raises DataDirError if it cannot; then
+        the new file stays where it is. The folder is flushed after, as far as it can be."""
+        with _translated(self.path):
+            try:
+                os.link(self.path, self.staged, follow_symlinks=False)
+                moved = False
+            except OSError:  # no hard links here: moved instead (for a moment, no file at the path)
+                os.rename(self.path, self.staged)
+                moved = True
+            if self.previous is not None:
+                os.replace(self.previous, self.path)
+                self.previous = None
+            elif not moved:
+                os.unlink(self.path)
+            self.swapped = False
+        with contextlib.suppress(OSError):
+            _fsync_directory(self.path.parent)
+
+    def discard(self, *, keep_staged: bool = False) -> None:
+        """Remove what the replacement left besides the file (best effort): the second name of the
+        previous file, and the staged file unless `keep_staged` (its name still has a use)."""
+        leftovers = [self.previous] if keep_staged else [self.previous, self.staged]
+        for leftover in leftovers:
+            if leftover is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(leftover)
+        self.previous = None
+
+    def finish(self) -> None:
+        """The swap stands: drop the second name of the previous file (best effort: a leftover
+        is removed by the next write's clean-up)."""
+        self.discard(keep_staged=True)
 
 
-def _put_back(previous: Path | None, path: Path, existed: bool) -> None:
-    """Undo a rename whose folder flush failed: the previous file back at `path`, or no file if
-    there was none. Best effort: the error that made it necessary is the one raised. (Without a
-    link, on a file system that has none, the new bytes stay: there is nothing to put back.)"""
-    with contextlib.suppress(OSError):
-        if previous is not None:
-            os.replace(previous, path)
-        elif not existed:
-            os.unlink(path)
-        _fsync_directory(path.parent)
+# link(2) errors that mean "no hard links here" (vfat, fs.protected_hardlinks), not a failure
+_NO_HARD_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS})
+
+
+def _keep_previous(path: Path) -> Path:
+    """A second name for the file at `path`: a hard link where the file system has them (no data
+    copied), else a staged copy of its bytes."""
+    with _translated(path):
+        for attempt in range(100):
+            name = _temporary_name(path, attempt)
+            try:
+                os.link(path, name, follow_symlinks=False)
+                return name
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                if exc.errno not in _NO_HARD_LINKS:
+                    raise
+                break
+        data = path.read_bytes()
+    return stage(path, data)
 
 
 def stage(path: Path, data: bytes, *, mode: int | None = None, new_mode: int | None = None,

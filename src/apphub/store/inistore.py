@@ -28,11 +28,11 @@ from apphub.errors import (
     ValidationFailed,
     VersionConflict,
 )
-from apphub.store.atomic import atomic_write, exclusive_lock, remove_stale_temporaries
+from apphub.store.atomic import Replacement, exclusive_lock, remove_stale_temporaries
 from apphub.store.inidoc import DeleteKey, Edit, IniDocument, SetValue
 from apphub.store.schema import FileSchema
 from apphub.store.secrets import MASK, Secret, SecretBox, is_encrypted, mask
-from apphub.store.snapshot import Snapshot, version_of
+from apphub.store.snapshot import Snapshot
 from apphub.store.validate import Problem, check_file, check_name, check_text, shown_value, to_ini_text
 from apphub.store.versionlog import VersionLog
 
@@ -211,38 +211,36 @@ class IniStore:
         action: str,
     ) -> WriteResult:
         with exclusive_lock(self._lock_path, what=self.name):
-            remove_stale_temporaries(self.path)
             raw = self._read_bytes()
             schema = self.schema
             cached = self._cache
             same = cached is not None and cached.raw == raw and cached.schema is schema
             current = cached if same and cached is not None else self._parse(raw, schema)
-            self._versions.settle(current.version)
-            self._versions.account_for(current)
             if if_match is not None and current.version not in if_match:
                 raise VersionConflict(", ".join(sorted(if_match)) or "(none)", current.version)
             written, audit_changes = self._edited(current, plan)
             if not audit_changes:
                 return WriteResult(current, [], current.version)
+            # What earlier writers left: their events settled first (a staged file they left is how
+            # settle knows they did not replace the file), then their temporaries removed.
+            self._versions.settle()
+            remove_stale_temporaries(self.path)
+            self._versions.account_for(current)
             self._versions.replace(current, written, actor, action, audit_changes,
-                                   lambda: atomic_write(self.path, written.raw, mode=self._mode))
+                                   lambda: Replacement.prepare(self.path, written.raw, mode=self._mode))
             with self._cache_lock:
                 self._cache = written
                 self._cache_stat = None
             return WriteResult(written, audit_changes, current.version)
 
-    def version_on_disk(self) -> str:
-        """The version of the file's bytes now, whether they parse or not."""
-        return version_of(self._read_bytes())
-
     def settle(self) -> None:
         """Resolve the audit events a killed writer left pending (at start; cheap when there are none).
-        Best effort: on a full disk they stay pending, and are listed by what the file holds."""
+        Best effort: on a full disk they stay pending (not listed) until a write or a start can."""
         if not self._audit.pending(self.name):
             return
         try:
             with exclusive_lock(self._lock_path, what=self.name):
-                self._versions.settle(self.version_on_disk())
+                self._versions.settle()
         except ApphubError as exc:
             logger.warning("%s: audit events left pending by a stopped writer stay pending for now: %s",
                            self.name, exc)
@@ -283,7 +281,7 @@ class IniStore:
         """
         with exclusive_lock(self._lock_path, what=self.name):
             current = self.snapshot()
-            self._versions.settle(current.version)
+            self._versions.settle()
             self._versions.account_for(current, previous, "settings.file", f"{self.name} edited by hand")
             return current
 
