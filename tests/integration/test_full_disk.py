@@ -161,3 +161,15 @@ def set_through_cli(client: httpx.Client, data: DataDir, value: str, where: str)
     assert "Traceback" not in result.stderr, (where, result.stderr)
     assert data.config_ini.read_bytes() == before, where
     return False
+
+
+def test_a_start_on_a_full_disk_says_the_disk_is_full(small_disk: Path) -> None:
+    data = DataDir(small_disk / "data")
+    initialise(data)  # and closed: SQLite removed its -wal and -shm files, which a start must create again
+    Filler(small_disk).leave_free(0)
+
+    result = run_cli(data, "config", "get", "gitea", "user_email")
+
+    assert result.returncode == 1, result
+    assert "is full" in result.stderr, result.stderr
+    assert str(data.root) in result.stderr, result.stderr
