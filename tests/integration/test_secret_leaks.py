@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import secrets as random
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from apphub.core import Core
 from apphub.paths import DataDir
 from apphub.store.secrets import MASK
 from tests.integration.conftest import ServeProcess, StartServe, assert_stops_cleanly, eventually, run_cli
-from tests.sync.conftest import fragments, make_secret
+from tests.sync.conftest import fragments, make_secret, settle_api
 
 
 @dataclass
@@ -297,7 +296,7 @@ def test_a_secret_a_failing_service_prints_leaves_no_fragment_in_the_servers_log
     places: dict[str, bytes] = {}
     with server.client(admin_key) as admin:
         eventually(lambda: admin.get("/api/v1/sync/status").json()["engine"]["syncs"] >= 1, "the first sync", 30)
-        time.sleep(0.5)  # the first sync's file events served
+        settle_api(admin)  # the rounds of the first sync's file events are over: none races the write
         answer = admin.put("/api/v1/settings/leak?wait=true", json={"exec_pw": secrets[2], "probe_pw": secrets[3]})
         assert answer.status_code == 200, answer.text
         results = {s["service"]: s["result"] for s in answer.json()["sync"]["services"]}

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
@@ -257,6 +258,20 @@ class SyncWorld:
             elif time.monotonic() - since >= quiet:
                 return
         raise AssertionError(f"the engine did not settle within {timeout:g} s")
+
+
+def settle_api(admin: httpx.Client, quiet: float = 0.5, timeout: float = 60) -> None:
+    """Wait until the engine behind the API `admin` talks to has run no round for `quiet` seconds."""
+    deadline = time.monotonic() + timeout
+    seen, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        syncs = admin.get("/api/v1/sync/status").json()["engine"]["syncs"]
+        if syncs != seen:
+            seen, since = syncs, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the engine did not settle within {timeout:g} s")
 
 
 def make_world(core: Core, tmp_path: Path) -> SyncWorld:

@@ -25,7 +25,6 @@ import json
 import logging
 import textwrap
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +39,7 @@ from apphub.db import Database
 from apphub.sync.journal import Journal
 from tests.conftest import serving
 from tests.reload.conftest import Supervisord, scripts, start_supervisord
-from tests.sync.conftest import TEST_ACTOR, SyncWorld, fragments, make_secret, make_world, wait_until
+from tests.sync.conftest import TEST_ACTOR, SyncWorld, fragments, make_secret, make_world, settle_api, wait_until
 
 __all__ = ["scripts", "start_supervisord"]  # fixtures, used by name
 
@@ -243,7 +242,7 @@ def run_cases(world: SyncWorld, echo: EchoServer, cases: list[Case], caplog: pyt
     with serving(world.data) as server, server.client(admin_key) as admin:
         admin.timeout = httpx.Timeout(150)
         wait_until(lambda: admin.get("/api/v1/sync/status").json()["engine"]["syncs"] >= 1, 60, "the first sync")
-        settle(admin)  # the file events of the first sync's writes and rollbacks are served, not raced
+        settle_api(admin)  # the file events of the first sync's writes and rollbacks are served, not raced
         written = admin.put("/api/v1/settings/leak?wait=true&wait_timeout=120",
                             json={case.name: case.secrets[1] for case in cases})
         assert written.status_code == 200, written.text
@@ -265,20 +264,6 @@ def run_cases(world: SyncWorld, echo: EchoServer, cases: list[Case], caplog: pyt
         "the apply journal": "\n".join(journal.values()),
         "the log": "\n".join(record.getMessage() for record in caplog.records),
     }
-
-
-def settle(admin: httpx.Client, quiet: float = 0.5, timeout: float = 60) -> None:
-    """Wait until the engine has run no round for `quiet` seconds."""
-    deadline = time.monotonic() + timeout
-    seen, since = -1, time.monotonic()
-    while time.monotonic() < deadline:
-        syncs = admin.get("/api/v1/sync/status").json()["engine"]["syncs"]
-        if syncs != seen:
-            seen, since = syncs, time.monotonic()
-        elif time.monotonic() - since >= quiet:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"the engine did not settle within {timeout:g} s")
 
 
 def leaks(cases: list[Case], places: dict[str, str]) -> list[str]:
