@@ -286,3 +286,16 @@ def test_a_leftover_that_cannot_be_removed_after_the_swap_does_not_make_a_made_w
 
     assert result.changed
     assert listed_versions(core)[0] == result.snapshot.version
+
+
+def test_the_clean_up_removes_only_our_temporaries_of_that_file(core: Core) -> None:
+    ours = core.data.root / f".config.ini.4242.1.0{TEMP_SUFFIX}"
+    others = [core.data.root / f".config.ini.bak.4242.1.0{TEMP_SUFFIX}",  # another file's
+              core.data.root / f".config.ini.kept{TEMP_SUFFIX}", core.data.root / ".config.ini.swp"]
+    for path in [ours, *others]:
+        path.write_bytes(b"[half\n")
+
+    core.config.update({"gitea": {"user_name": "cleaned"}}, ACTOR)
+
+    assert not ours.exists()
+    assert all(path.exists() for path in others)

@@ -237,8 +237,7 @@ def swap(staged: Path, path: Path, *, sync_folder: bool = True, follow_symlink: 
         try:
             os.replace(staged, path)
         except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(staged)
+            discard(staged)  # best effort: the rename's error is the one to tell (a read-only folder)
             raise
         if sync_folder:
             _fsync_directory(path.parent)
@@ -277,7 +276,8 @@ def _final(path: Path) -> Path:
 
 
 def discard(staged: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
+    """Remove a staged file, as far as the folder lets us (a leftover is cleaned up later)."""
+    with contextlib.suppress(OSError):
         os.unlink(staged)
 
 
@@ -317,12 +317,31 @@ def _fsync_directory(folder: Path) -> None:
         os.close(fd)
 
 
+_PID_MAX = 4194304  # Linux's PID_MAX_LIMIT: a larger "pid" is no process's, nor a name of ours
+
+
+def temporary_pid(target_name: str, entry_name: str) -> int | None:
+    """The pid in `entry_name` if it is the name of one of our temporary files of `target_name`
+    (`.<name>.<pid>.<ns>.<n>.apphub-tmp`, exactly), else None."""
+    prefix = f".{target_name}."
+    if not (entry_name.startswith(prefix) and entry_name.endswith(TEMP_SUFFIX)):
+        return None
+    numbers = entry_name[len(prefix):-len(TEMP_SUFFIX)].split(".")
+    if len(numbers) != 3 or not all(number.isascii() and number.isdigit() for number in numbers):
+        return None
+    pid = int(numbers[0])
+    return pid if 0 < pid <= _PID_MAX else None
+
+
 def remove_stale_temporaries(path: Path) -> list[Path]:
-    """Delete temporary files a killed writer left next to `path`; call it with the lock held."""
+    """Delete temporary files a killed writer left next to `path` (ours, of that file only: not
+    those of `path.bak`); call it with the lock held."""
     removed = []
     path = Path(os.path.realpath(path))
-    for leftover in path.parent.glob(f".{path.name}.*{TEMP_SUFFIX}"):
-        with contextlib.suppress(FileNotFoundError):
-            leftover.unlink()
-            removed.append(leftover)
+    with contextlib.suppress(OSError), os.scandir(path.parent) as entries:
+        for entry in entries:
+            if temporary_pid(path.name, entry.name) is not None and entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
     return removed

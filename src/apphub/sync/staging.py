@@ -21,26 +21,11 @@ import stat
 import time
 from pathlib import Path
 
-from apphub.store.atomic import TEMP_SUFFIX
+from apphub.store.atomic import temporary_pid
 
 logger = logging.getLogger("apphub.sync")
 
 STALE_AFTER_S = 3600.0
-_PID_MAX = 4194304  # Linux's PID_MAX_LIMIT: a larger "pid" is no process's, nor a name of ours
-
-
-def staging_pid(target_name: str, entry_name: str) -> int | None:
-    """The pid in `entry_name` if it is the name of a staging file of `target_name`, else None."""
-    prefix = f".{target_name}."
-    if not (entry_name.startswith(prefix) and entry_name.endswith(TEMP_SUFFIX)):
-        return None
-    numbers = entry_name[len(prefix):-len(TEMP_SUFFIX)].split(".")
-    if len(numbers) != 3 or not all(number.isascii() and number.isdigit() for number in numbers):
-        return None
-    pid = int(numbers[0])
-    return pid if 0 < pid <= _PID_MAX else None
-
-
 def remove_leftovers(target: str) -> list[str]:
     """Remove apphub's staging files that nobody will swap any more next to `target` (its real
     path); what was removed. One that cannot be removed (the folder is read-only) is logged and
@@ -48,7 +33,7 @@ def remove_leftovers(target: str) -> list[str]:
     folder, name = os.path.split(target)
     try:
         with os.scandir(folder or ".") as scan:
-            found = [(entry, pid) for entry in scan if (pid := staging_pid(name, entry.name)) is not None]
+            found = [(entry, pid) for entry in scan if (pid := temporary_pid(name, entry.name)) is not None]
     except OSError:  # no folder yet (the first apply creates it), or not one
         return []
     removed = []
