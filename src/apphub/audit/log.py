@@ -6,6 +6,7 @@ Values of secret keys never reach this module in plaintext: callers pass them ma
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -135,10 +136,24 @@ class AuditLog:
         return self._insert("pending", actor, action, changes, file, version_before, version_after, message,
                             marker=marker)
 
-    def complete(self, event_id: int) -> None:
-        """The write of a pending event was made."""
+    def complete(self, event_ids: Sequence[int]) -> None:
+        """The writes of these pending events were made."""
+        if not event_ids:
+            return
         with self._db.transaction() as connection:
-            connection.execute("UPDATE audit_events SET state = 'done' WHERE id = ? AND state = 'pending'", (event_id,))
+            connection.executemany("UPDATE audit_events SET state = 'done' WHERE id = ? AND state = 'pending'",
+                                   [(event_id,) for event_id in event_ids])
+
+    @staticmethod
+    def is_made(marker: str | None) -> bool:
+        """Whether the write of a pending event was made: its staged file (`marker`) is gone, renamed
+        into place. From that instant the event counts as done, whether or not it is marked yet."""
+        return marker is not None and not os.path.lexists(marker)
+
+    def _made_pending(self, file: str | None = None) -> list[int]:
+        rows = self._db.query(
+            "SELECT id, marker FROM audit_events WHERE state = 'pending' AND (? IS NULL OR file = ?)", (file, file))
+        return [int(row[0]) for row in rows if self.is_made(row[1])]
 
     def abandon(self, event_id: int, reason: str) -> None:
         """The write of a pending event was not made: kept for the record, never listed as a change."""
@@ -187,18 +202,22 @@ class AuditLog:
                         file=file, version_before=version)
 
     def last_version(self, file: str) -> str | None:
-        """The version of `file` the newest event left it at, or None if no event names one."""
+        """The version of `file` the newest event (done, or made: see is_made) left it at, or None
+        if no event names one."""
+        made = self._made_pending(file)
+        marks = ",".join("?" * len(made))
         rows = self._db.query(
-            "SELECT version_after FROM audit_events WHERE file = ? AND version_after IS NOT NULL"
-            " AND state = 'done' ORDER BY id DESC LIMIT 1",
-            (file,),
+            "SELECT version_after FROM audit_events WHERE file = ? AND version_after IS NOT NULL"  # noqa: S608
+            f" AND (state = 'done' OR id IN ({marks})) ORDER BY id DESC LIMIT 1",  # placeholders only
+            (file, *made),
         )
         return str(rows[0][0]) if rows else None
 
     def query(self, query: AuditQuery) -> list[AuditEvent]:
         """Events newest first: what was done (a write in flight, or not made, is no change)."""
-        conditions: list[str] = ["e.state = 'done'"]
-        parameters: list[Any] = []
+        made = self._made_pending()
+        conditions: list[str] = [f"(e.state = 'done' OR e.id IN ({','.join('?' * len(made))}))"]
+        parameters: list[Any] = list(made)
         for column, value in (("actor", query.actor), ("source", query.source), ("action", query.action)):
             if value is not None:
                 conditions.append(f"e.{column} = ?")

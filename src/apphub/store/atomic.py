@@ -71,13 +71,18 @@ def exclusive_lock(lock_path: Path, timeout: float = 10.0, what: str | None = No
 def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
     """Replace `path` with `data` atomically and durably, keeping its mode and owner (or using
     `mode` when new). All or nothing, the flush included: if the folder cannot be flushed after the
-    rename, the previous file is put back before the error is raised, so that a write reported as
-    failed was not made.
+    rename, the previous file is put back (as far as the disk lets us) before the error is raised.
 
     A symlink is followed: the file it points to is replaced, and the link stays (a data folder
     whose config.ini links into a volume keeps writing into the volume).
     """
-    replacement = Replacement.prepare(path, data, mode=mode)
+    final = _final(path)
+    with _translated(final):
+        try:
+            previous: bytes | None = final.read_bytes()
+        except FileNotFoundError:
+            previous = None
+    replacement = Replacement.prepare(final, data, previous, mode=mode)
     try:
         replacement.swap()
     except BaseException:
@@ -86,14 +91,12 @@ def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
                 replacement.undo()
         replacement.discard()
         raise
-    replacement.finish()
 
 
 @dataclass
 class Replacement:
-    """A new version of a file, staged next to it, with the previous file kept under a second
-    name until the swap stands; the steps are separate so that a caller can record the swap
-    (an audit event) between them, and undo it after the rename when something fails.
+    """A new version of a file, staged next to it; the steps are separate so that a caller can
+    record the swap (an audit event) between them, and undo it if the folder cannot be flushed.
 
     While the staged file exists under its name, the swap did not happen or was undone: a caller
     may record that name and ask the file system later (after its own process died) what became
@@ -102,22 +105,15 @@ class Replacement:
 
     path: Path  # the file replaced (a symlink's target)
     staged: Path
-    previous: Path | None  # a second name of the previous file; None when there was none
+    previous: bytes | None  # what the file held, to put back; None when there was no file
     swapped: bool = False
 
     @classmethod
-    def prepare(cls, path: Path, data: bytes, *, mode: int | None = None) -> Replacement:
-        """Stage `data` next to `path` (flushed) and keep the current file under a second name: a
-        hard link, which needs no room on a full disk, or a copy where links are not supported.
-        Nothing is changed at `path` yet; an error here leaves nothing behind."""
+    def prepare(cls, path: Path, data: bytes, previous: bytes | None, *, mode: int | None = None) -> Replacement:
+        """Stage `data` next to `path` (flushed); `previous` is what `path` holds now (None: no
+        file). Nothing is changed at `path` yet; an error here leaves nothing behind."""
         path = _final(path)
-        staged = stage(path, data, new_mode=mode)
-        try:
-            previous = _keep_previous(path) if os.path.lexists(path) else None
-        except BaseException:
-            discard(staged)
-            raise
-        return cls(path, staged, previous)
+        return cls(path, stage(path, data, new_mode=mode), previous)
 
     def swap(self) -> None:
         """Rename the staged file over the file, then flush the folder. `swapped` tells whether
@@ -128,62 +124,28 @@ class Replacement:
             _fsync_directory(self.path.parent)
 
     def undo(self) -> None:
-        """After the rename: the new file back under the staged name, the previous file back in
-        place (or none, if there was none). Needs no room. Raises DataDirError if it cannot; then
-        the new file stays where it is. The folder is flushed after, as far as it can be."""
+        """After the rename: the previous file back in place (or none, if there was none), the new
+        one back under the staged name, the folder flushed as far as it can be. Raises DataDirError
+        if it cannot (no room to stage the previous bytes again); then the new file stays."""
+        restored = stage(self.path, self.previous) if self.previous is not None else None
         with _translated(self.path):
             try:
                 os.link(self.path, self.staged, follow_symlinks=False)
-                moved = False
+                linked = True
             except OSError:  # no hard links here: moved instead (for a moment, no file at the path)
                 os.rename(self.path, self.staged)
-                moved = True
-            if self.previous is not None:
-                os.replace(self.previous, self.path)
-                self.previous = None
-            elif not moved:
+                linked = False
+            if restored is not None:
+                os.replace(restored, self.path)
+            elif linked:
                 os.unlink(self.path)
             self.swapped = False
         with contextlib.suppress(OSError):
             _fsync_directory(self.path.parent)
 
-    def discard(self, *, keep_staged: bool = False) -> None:
-        """Remove what the replacement left besides the file (best effort): the second name of the
-        previous file, and the staged file unless `keep_staged` (its name still has a use)."""
-        leftovers = [self.previous] if keep_staged else [self.previous, self.staged]
-        for leftover in leftovers:
-            if leftover is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(leftover)
-        self.previous = None
-
-    def finish(self) -> None:
-        """The swap stands: drop the second name of the previous file (best effort: a leftover
-        is removed by the next write's clean-up)."""
-        self.discard(keep_staged=True)
-
-
-# link(2) errors that mean "no hard links here" (vfat, fs.protected_hardlinks), not a failure
-_NO_HARD_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS})
-
-
-def _keep_previous(path: Path) -> Path:
-    """A second name for the file at `path`: a hard link where the file system has them (no data
-    copied), else a staged copy of its bytes."""
-    with _translated(path):
-        for attempt in range(100):
-            name = _temporary_name(path, attempt)
-            try:
-                os.link(path, name, follow_symlinks=False)
-                return name
-            except FileExistsError:
-                continue
-            except OSError as exc:
-                if exc.errno not in _NO_HARD_LINKS:
-                    raise
-                break
-        data = path.read_bytes()
-    return stage(path, data)
+    def discard(self) -> None:
+        """Remove the staged file, as far as the folder lets us (a leftover is cleaned up later)."""
+        discard(self.staged)
 
 
 def stage(path: Path, data: bytes, *, mode: int | None = None, new_mode: int | None = None,

@@ -227,7 +227,7 @@ class IniStore:
             remove_stale_temporaries(self.path)
             self._versions.account_for(current)
             self._versions.replace(current, written, actor, action, audit_changes,
-                                   lambda: Replacement.prepare(self.path, written.raw, mode=self._mode))
+                                   lambda: Replacement.prepare(self.path, written.raw, current.raw, mode=self._mode))
             with self._cache_lock:
                 self._cache = written
                 self._cache_stat = None

@@ -36,11 +36,12 @@ class VersionLog:
         """Replace the file with `written` (staged by `prepare`), its audit event recorded first.
 
         The new file is staged and the event flushed to disk (pending, naming the staged file)
-        before the rename; the event is marked done after the folder is flushed. Anything that
-        fails after the rename (the flush, marking the event) undoes it: the previous file back,
-        the new one back under its staged name, the write reported failed. A process that dies
-        anywhere leaves a pending event that `settle` resolves by whether the staged file is
-        still there.
+        before the rename, so nothing can fail after the rename that would make the write
+        untrue: from the rename on, the event counts as done (the staged file is gone, see
+        AuditLog), and marking it done is bookkeeping. Only a failed flush of the folder undoes
+        the rename (the previous file back, the new one back under its staged name) and fails the
+        write. A process that dies anywhere leaves an event that `settle` resolves by whether the
+        staged file is still there.
         """
         replacement = prepare()
         try:
@@ -53,20 +54,15 @@ class VersionLog:
             replacement.swap()
         except BaseException as exc:
             if replacement.swapped and not self._undo(replacement, written, exc):
-                self._made_after_all(event, replacement)
                 raise DataDirError(f"{self.name} now holds the new version {written.version} (audited as this "
                                    f"write), but it may not survive a power loss: {exc}") from exc
             self._not_made(event, replacement, exc)
             raise
         try:
-            self._audit.complete(event)
-        except BaseException as exc:
-            if not self._undo(replacement, written, exc):
-                self._made_after_all(event, replacement)
-                return  # made and durable; its event is settled as done by the next holder of the lock
-            self._not_made(event, replacement, exc)
-            raise
-        replacement.finish()
+            self._audit.complete([event])
+        except ApphubError as exc:  # a full disk: it counts as done all the same, and settles later
+            logger.warning("%s: version %s written; its audit event %d is marked done later: %s",
+                           self.name, written.version, event, exc)
 
     def _undo(self, replacement: Replacement, written: Snapshot, cause: BaseException) -> bool:
         try:
@@ -76,19 +72,12 @@ class VersionLog:
             logger.error("%s: cannot undo version %s after %s: %s", self.name, written.version, cause, exc)
             return False
 
-    def _made_after_all(self, event: int, replacement: Replacement) -> None:
-        """The rename stands and could not be undone: the write is made; its event says so when it can."""
-        replacement.finish()
-        with contextlib.suppress(ApphubError):  # else settle finds the staged file gone: done
-            self._audit.complete(event)
-
     def _not_made(self, event: int, replacement: Replacement, cause: BaseException) -> None:
         """The write was not made: its event abandoned, the staged file removed; or, if even the
         abandon fails (a full disk), the staged file kept, for `settle` to find."""
         try:
             self._audit.abandon(event, f"{type(cause).__name__}: {cause}")
         except ApphubError:
-            replacement.discard(keep_staged=True)
             return
         replacement.discard()
 
@@ -98,15 +87,17 @@ class VersionLog:
         (done). Call it with the lock held (a write in flight has a pending event too). It raises
         if it cannot record that (a full disk): a write must not begin while an earlier one is
         unsettled."""
+        made = []
         for event, marker in self._audit.pending(self.name):
-            if marker is not None and os.path.lexists(marker):
-                self._audit.abandon(event, f"stopped before replacing {self.name}")
+            if AuditLog.is_made(marker):
+                made.append(event)
+                continue
+            self._audit.abandon(event, f"stopped before replacing {self.name}")
+            if marker is not None:
                 with contextlib.suppress(OSError):
                     os.unlink(marker)
-            else:
-                self._audit.complete(event)
-                logger.info("%s: the write of audit event %d was made before its writer stopped; recorded as done",
-                            self.name, event)
+        if made:
+            self._audit.complete(made)
 
     def account_for(self, current: Snapshot, previous: Snapshot | None = None, action: str = "settings.unaudited",
                     message: str | None = None) -> None:
