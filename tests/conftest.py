@@ -110,3 +110,9 @@ def admin(live_server: LiveServer, admin_key: str) -> Iterator[httpx.Client]:
     """An HTTP client of the live server with the admin key."""
     with live_server.client(admin_key) as client:
         yield client
+
+
+def is_made(state: str, marker: str | None) -> bool:
+    """Whether an audit event's write was made, as apphub reads it: done, or pending with its staged
+    file gone (renamed into place; the next write marks it done)."""
+    return state == "done" or (state == "pending" and marker is not None and not os.path.lexists(marker))

@@ -33,6 +33,7 @@ from apphub.paths import DataDir
 from apphub.store.atomic import TEMP_SUFFIX
 from apphub.store.snapshot import version_of
 from apphub.store.validate import check_file
+from tests.conftest import is_made
 from tests.integration.conftest import add_load_section, run_cli
 
 # The writes, as source shared by the child (which runs it) and the parent (which predicts them).
@@ -125,10 +126,9 @@ def check_audit(data: DataDir, acknowledged: list[tuple[int, str]]) -> None:
             " AND NOT EXISTS (SELECT 1 FROM audit_changes c WHERE c.event_id = e.id)").fetchone()[0]
         assert orphans == 0, "an event was recorded without its changes"
         for number, version in acknowledged:
-            found = connection.execute(
-                "SELECT count(*) FROM audit_events WHERE actor = 'crash-writer' AND version_after = ?"
-                " AND state = 'done'",
-                (version,)).fetchone()[0]
+            found = sum(is_made(state, marker) for state, marker in connection.execute(
+                "SELECT state, marker FROM audit_events WHERE actor = 'crash-writer' AND version_after = ?",
+                (version,)))
             assert found == 1, f"acknowledged write {number} (version {version}) has {found} audit events"
     finally:
         connection.close()
@@ -187,7 +187,7 @@ def kill_writer_repeatedly(data: DataDir, script: Path, rounds: int, seed: int, 
             acknowledged.append((in_flight, version_of(raw)))  # landed: audited as the writer's once settled
         number = max(tried, default=number - 1) + 1
 
-        Core(data).close()  # a start settles what the killed writer left pending
+        Core(data).close()  # a start: what the killed writer left is settled
         check_audit(data, acknowledged)
         left = temporaries(data)
         if acknowledged:
@@ -279,10 +279,9 @@ def test_a_write_killed_before_its_audit_event_is_not_left_unaccounted(data_dir:
     assert run_cli(data_dir, "config", "set", "cockpit", "port", "9191").returncode == 0
     connection = sqlite3.connect(data_dir.database)
     try:
-        events = connection.execute(
-            "SELECT version_before, version_after FROM audit_events WHERE file = 'config.ini' AND state = 'done'"
-            " ORDER BY id"
-        ).fetchall()
+        events = [(before, after) for before, after, state, marker in connection.execute(
+            "SELECT version_before, version_after, state, marker FROM audit_events WHERE file = 'config.ini'"
+            " ORDER BY id") if is_made(state, marker)]
     finally:
         connection.close()
     assert version_of(landed) in {after for _before, after in events}, (

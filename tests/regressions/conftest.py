@@ -23,7 +23,7 @@ from fastapi import FastAPI
 
 from apphub.core import Core
 from apphub.paths import DataDir
-from tests.conftest import LiveServer, free_port
+from tests.conftest import LiveServer, free_port, is_made
 
 APPHUB = Path(sys.executable).parent / "apphub"
 MASK = "********"
@@ -80,10 +80,12 @@ def events(data: DataDir, action: str | None = None, after: int = 0) -> list[Eve
     connection.row_factory = sqlite3.Row
     try:
         rows = connection.execute(
-            "SELECT * FROM audit_events WHERE id > ? AND state = 'done' AND (? IS NULL OR action = ?) ORDER BY id",
+            "SELECT * FROM audit_events WHERE id > ? AND (? IS NULL OR action = ?) ORDER BY id",
             (after, action, action)).fetchall()
         found = []
         for row in rows:
+            if not is_made(row["state"], row["marker"]):
+                continue  # a write in flight or not made: no change
             changes = connection.execute(
                 "SELECT section, key, change, old, new FROM audit_changes WHERE event_id = ? ORDER BY position",
                 (row["id"],)).fetchall()

@@ -125,6 +125,7 @@ class AuditLog:
         version_after: str,
         marker: str,
         message: str | None = None,
+        complete: Sequence[int] = (),
     ) -> int:
         """Record, durably, the event of a write about to be made: pending until `complete` or `abandon`.
 
@@ -132,9 +133,10 @@ class AuditLog:
         process dies (power loss included), the event is on disk before the version it describes.
         `marker`: the path of a file that exists for as long as the write is not made (its staged
         file): how whoever next holds the file's lock settles an event a dead writer left pending.
+        `complete`: earlier pending events found made, marked done in the same transaction.
         """
         return self._insert("pending", actor, action, changes, file, version_before, version_after, message,
-                            marker=marker)
+                            marker=marker, complete=complete)
 
     def complete(self, event_ids: Sequence[int]) -> None:
         """The writes of these pending events were made."""
@@ -173,7 +175,7 @@ class AuditLog:
 
     def _insert(self, state: str, actor: Actor, action: str, changes: Sequence[Change], file: str | None,
                 version_before: str | None, version_after: str | None, message: str | None, *,
-                marker: str | None = None) -> int:
+                marker: str | None = None, complete: Sequence[int] = ()) -> int:
         # The event of a write to be made is flushed to disk before the write (it must survive a
         # power loss that the write survives); any other commit is left to the OS (README).
         with self._db.transaction(durable=marker is not None) as connection:
@@ -189,6 +191,8 @@ class AuditLog:
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(event_id, n, c.section, c.key, c.change, c.old, c.new) for n, c in enumerate(changes)],
             )
+            connection.executemany("UPDATE audit_events SET state = 'done' WHERE id = ? AND state = 'pending'",
+                                   [(done,) for done in complete])
         return event_id
 
     def record_reveal(self, actor: Actor, file: str, version: str, keys: Sequence[tuple[str, str]]) -> None:

@@ -223,24 +223,27 @@ class IniStore:
                 return WriteResult(current, [], current.version)
             # What earlier writers left: their events settled first (a staged file they left is how
             # settle knows they did not replace the file), then their temporaries removed.
-            self._versions.settle()
+            made = self._versions.settle(mark=False)  # marked in this write's own transaction
             remove_stale_temporaries(self.path)
             self._versions.account_for(current)
             self._versions.replace(current, written, actor, action, audit_changes,
-                                   lambda: Replacement.prepare(self.path, written.raw, current.raw, mode=self._mode))
+                                   lambda: Replacement.prepare(self.path, written.raw, current.raw, mode=self._mode),
+                                   made=made)
             with self._cache_lock:
                 self._cache = written
                 self._cache_stat = None
             return WriteResult(written, audit_changes, current.version)
 
     def settle(self) -> None:
-        """Resolve the audit events a killed writer left pending (at start; cheap when there are none).
-        Best effort: on a full disk they stay pending (not listed) until a write or a start can."""
-        if not self._audit.pending(self.name):
+        """At start: abandon the events of writes that a killed writer did not make, and remove
+        their staged files. Events of writes that were made need nothing (they count as done; the
+        next write marks them), so this takes no lock and writes nothing unless a staged file of
+        a pending event is there. Best effort: on a full disk it is left to the next write."""
+        if all(AuditLog.is_made(marker) for _, marker in self._audit.pending(self.name)):
             return
         try:
             with exclusive_lock(self._lock_path, what=self.name):
-                self._versions.settle()
+                self._versions.settle(mark=False)
         except ApphubError as exc:
             logger.warning("%s: audit events left pending by a stopped writer stay pending for now: %s",
                            self.name, exc)

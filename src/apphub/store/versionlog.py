@@ -1,6 +1,7 @@
 """The audit trail of one file's versions: every version the file holds has the event that made it.
 
-A write records its event (durably, pending) before it replaces the file and marks it done after;
+A write records its event (durably, pending) before it replaces the file, and it counts as done from
+the rename on (the next write marks it);
 whoever next holds the file's lock settles what a writer that died in between left, by whether
 its staged file is still there; a version on disk that no event made (a hand edit) is recorded as
 such. Call everything here with the file's write lock held.
@@ -11,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from apphub.audit.log import Actor, AuditLog, Change
 from apphub.errors import ApphubError, DataDirError
@@ -32,7 +33,7 @@ class VersionLog:
         self.name = name
 
     def replace(self, current: Snapshot, written: Snapshot, actor: Actor, action: str,
-                audit_changes: list[Change], prepare: Callable[[], Replacement]) -> None:
+                audit_changes: list[Change], prepare: Callable[[], Replacement], *, made: Sequence[int] = ()) -> None:
         """Replace the file with `written` (staged by `prepare`), its audit event recorded first.
 
         The new file is staged and the event flushed to disk (pending, naming the staged file)
@@ -40,13 +41,16 @@ class VersionLog:
         untrue: from the rename on, the event counts as done (the staged file is gone, see
         AuditLog), and marking it done is bookkeeping. Only a failed flush of the folder undoes
         the rename (the previous file back, the new one back under its staged name) and fails the
-        write. A process that dies anywhere leaves an event that `settle` resolves by whether the
-        staged file is still there.
+        write. The event is marked done by the next write's transaction (`made`: the events
+        `settle(mark=False)` found made), so that a write commits to the database once. A process
+        that dies anywhere leaves an event that `settle` resolves by whether the staged file is
+        still there.
         """
         replacement = prepare()
         try:
             event = self._audit.begin(actor, action, audit_changes, file=self.name, version_before=current.version,
-                                      version_after=written.version, marker=str(replacement.staged.absolute()))
+                                      version_after=written.version, marker=str(replacement.staged.absolute()),
+                                      complete=made)
         except BaseException:
             replacement.discard()
             raise
@@ -58,11 +62,6 @@ class VersionLog:
                                    f"write), but it may not survive a power loss: {exc}") from exc
             self._not_made(event, replacement, exc)
             raise
-        try:
-            self._audit.complete([event])
-        except ApphubError as exc:  # a full disk: it counts as done all the same, and settles later
-            logger.warning("%s: version %s written; its audit event %d is marked done later: %s",
-                           self.name, written.version, event, exc)
 
     def _undo(self, replacement: Replacement, written: Snapshot, cause: BaseException) -> bool:
         try:
@@ -81,12 +80,13 @@ class VersionLog:
             return
         replacement.discard()
 
-    def settle(self) -> None:
-        """Resolve the events dead writers left pending: a write whose staged file is still there
-        was not made (abandoned, and the file removed), one whose staged file is gone was made
-        (done). Call it with the lock held (a write in flight has a pending event too). It raises
-        if it cannot record that (a full disk): a write must not begin while an earlier one is
-        unsettled."""
+    def settle(self, *, mark: bool = True) -> list[int]:
+        """Resolve the events earlier writers left pending: a write whose staged file is still
+        there was not made (abandoned, and the file removed; a dead writer's, or one whose abandon
+        failed), one whose staged file is gone was made (marked done, unless `mark` is false: then
+        the caller's next transaction does it). Returns the events found made. Call it with the
+        lock held (a write in flight has a pending event too). It raises if it cannot record what
+        it found (a full disk)."""
         made = []
         for event, marker in self._audit.pending(self.name):
             if AuditLog.is_made(marker):
@@ -96,8 +96,9 @@ class VersionLog:
             if marker is not None:
                 with contextlib.suppress(OSError):
                     os.unlink(marker)
-        if made:
+        if made and mark:
             self._audit.complete(made)
+        return made
 
     def account_for(self, current: Snapshot, previous: Snapshot | None = None, action: str = "settings.unaudited",
                     message: str | None = None) -> None:
