@@ -205,10 +205,10 @@ class AuditLog:
             self.record(actor, "secrets.reveal", [Change(section, key, "reveal") for section, key in keys],
                         file=file, version_before=version)
 
-    def last_version(self, file: str) -> str | None:
+    def last_version(self, file: str, made: Sequence[int] | None = None) -> str | None:
         """The version of `file` the newest event (done, or made: see is_made) left it at, or None
-        if no event names one."""
-        made = self._made_pending(file)
+        if no event names one. `made`: the pending events of `file` known to be made, if known."""
+        made = self._made_pending(file) if made is None else made
         marks = ",".join("?" * len(made))
         rows = self._db.query(
             "SELECT version_after FROM audit_events WHERE file = ? AND version_after IS NOT NULL"  # noqa: S608

@@ -90,6 +90,7 @@ class IniStore:
         self._box = box
         self._audit = audit
         self._versions = VersionLog(audit, self.name)
+        self._temporaries_removed = False
         self._mode = mode
         self._cache: Snapshot | None = None
         self._cache_stat: tuple[int, ...] | None = None  # set only when the stat alone proves the bytes unchanged
@@ -224,8 +225,10 @@ class IniStore:
             # What earlier writers left: their events settled first (a staged file they left is how
             # settle knows they did not replace the file), then their temporaries removed.
             made = self._versions.settle(mark=False)  # marked in this write's own transaction
-            remove_stale_temporaries(self.path)
-            self._versions.account_for(current)
+            if not self._temporaries_removed:  # once a process: a writer killed while staging left one
+                remove_stale_temporaries(self.path)
+                self._temporaries_removed = True
+            self._versions.account_for(current, made=made)
             self._versions.replace(current, written, actor, action, audit_changes,
                                    lambda: Replacement.prepare(self.path, written.raw, current.raw, mode=self._mode),
                                    made=made)

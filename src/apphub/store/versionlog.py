@@ -101,11 +101,12 @@ class VersionLog:
         return made
 
     def account_for(self, current: Snapshot, previous: Snapshot | None = None, action: str = "settings.unaudited",
-                    message: str | None = None) -> None:
+                    message: str | None = None, *, made: Sequence[int] | None = None) -> None:
         """Record a version on disk that no audit event produced, so the chain has no gap: a hand
-        edit (or a writer of an apphub older than the pending events). Call `settle` first.
+        edit (or a writer of an apphub older than the pending events). Call `settle` first; `made`:
+        what it returned, if it did not mark them.
         """
-        audited = self._audit.last_version(self.name)
+        audited = self._audit.last_version(self.name, made=made)
         if audited is not None and audited != current.version:
             known = previous if previous is not None and previous.version == audited else None
             self._audit.record(
