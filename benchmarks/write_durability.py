@@ -13,6 +13,7 @@ document: p50/p90/p99 of each and the ratios. Progress goes to stderr.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -24,18 +25,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from apphub.audit.log import Actor, AuditLog, Change
+from apphub.audit.log import Actor
 from apphub.bootstrap import initialise
 from apphub.core import Core
+from apphub.db import Database
 from apphub.paths import DataDir
 
 ACTOR = Actor("bench", "bench")
+FLUSHED_TRANSACTION = Database.transaction
 
 
-def begin_not_flushed(self: AuditLog, actor: Actor, action: str, changes: Sequence[Change], *, file: str,
-                      version_before: str, version_after: str, message: str | None = None) -> int:
-    """AuditLog.begin with its commit left to the OS, as the other commits of the database are."""
-    return self._insert("pending", actor, action, changes, file, version_before, version_after, message)
+def transaction_not_flushed(self: Database, *, durable: bool = False) -> contextlib.AbstractContextManager[Any]:
+    """Database.transaction with every commit left to the OS, as the other commits of the database are."""
+    return FLUSHED_TRANSACTION(self, durable=False)
 
 
 def percentiles(samples_ms: list[float]) -> dict[str, float]:
@@ -70,17 +72,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             data = DataDir(folder / variant)
             initialise(data)
             cores[variant] = Core(data)
-        durable_begin = AuditLog.begin
         samples: dict[str, list[float]] = {variant: [] for variant in cores}
         for number in range(args.slices):
             for variant in ("durable", "not_flushed") if number % 2 == 0 else ("not_flushed", "durable"):
-                AuditLog.begin = durable_begin if variant == "durable" else begin_not_flushed  # type: ignore[method-assign]
+                Database.transaction = (  # type: ignore[method-assign]
+                    FLUSHED_TRANSACTION if variant == "durable" else transaction_not_flushed)
                 timed_writes(cores[variant], 5, f"warm{number}")
                 slice_ms = timed_writes(cores[variant], args.writes, f"s{number}")
                 samples[variant] += slice_ms
                 print(f"[durability] {number + 1}/{args.slices} {variant:12} p50 {percentiles(slice_ms)['p50']} ms",
                       file=sys.stderr, flush=True)
-        AuditLog.begin = durable_begin  # type: ignore[method-assign]
+        Database.transaction = FLUSHED_TRANSACTION  # type: ignore[method-assign]
         figures = {variant: percentiles(values) for variant, values in samples.items()}
         result: dict[str, Any] = {
             "benchmark": "audit event durability (IniStore.update, no HTTP)",

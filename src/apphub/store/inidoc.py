@@ -30,6 +30,8 @@ _TOP_HEADER = "[\x00top-level\x00]\n"
 _TOP_NAME = _TOP_HEADER[1:-2]
 
 _LINE = re.compile(r"[^\n]*\n|[^\n]+")
+# configparser's option line (RawConfigParser.OPTCRE with the delimiters `=` and `:`)
+_OPTION_LINE = configparser.RawConfigParser.OPTCRE
 # `key<ws><delimiter><ws>` at the start of an option's first line; the value follows it.
 _OPTION_PREFIX = re.compile(r"^(?P<prefix>[^=:]*?\s*[=:][ \t]*)(?P<value>.*?)(?P<trailing>[ \t]*)(?P<eol>\r?\n|\r)?$")
 
@@ -84,8 +86,18 @@ class IniDocument:
         self.top_level = top_level
         # Split at "\n" only, as configupdater does: str.splitlines also breaks at form feeds and
         # Unicode line separators, which would shift every index after them.
-        self._lines = _LINE.findall(text)
+        self._lines: list[str] = _LINE.findall(text)
         self._sections = _index(text, source, top_level)
+
+    def _derived(self, lines: list[str], sections: dict[str, _SectionSpan]) -> IniDocument:
+        """A document of these lines whose index is already known (no parse)."""
+        document = object.__new__(IniDocument)
+        document.text = "".join(lines)
+        document.source = self.source
+        document.top_level = self.top_level
+        document._lines = lines
+        document._sections = sections
+        return document
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -135,6 +147,8 @@ class IniDocument:
         for text in (edit.section, edit.key) + ((edit.value,) if isinstance(edit, SetValue) else ()):
             if "\n" in text or "\r" in text:
                 raise ValueError(f"[{edit.section}] {edit.key}: a line break cannot be stored in an INI value")
+        if isinstance(edit, SetValue) and (in_place := self._value_replaced_in_place(edit)) is not None:
+            return in_place
         if isinstance(edit, SetValue) and edit.section == TOP_LEVEL and not self.top_level:
             raise ValueError(f"{edit.key}: a key before any [section] needs IniDocument(..., top_level=True)")
         lines = list(self._lines)
@@ -177,6 +191,23 @@ class IniDocument:
             # A value INI cannot hold as given (leading or trailing blanks); callers validate first.
             raise ValueError(f"[{edit.section}] {edit.key}: the value would not read back as written")
         return document
+
+    def _value_replaced_in_place(self, edit: SetValue) -> IniDocument | None:
+        """The most common edit, a new value for a key that stands on one line, without parsing
+        the whole text again (that parse was most of a write's CPU time): None unless the edit is
+        that and its new line reads back, by configparser's own rules, as that key and value."""
+        span = self._sections.get(edit.section)
+        option = span.options.get(edit.key) if span is not None else None
+        if span is None or option is None or option.end - option.start != 1:
+            return None
+        line = _replace_value(self._lines[option.start], edit.value)
+        if not _reads_as(line, option.key, edit.value):
+            return None
+        lines = list(self._lines)
+        lines[option.start] = line
+        options = {**span.options, edit.key: _OptionSpan(option.key, edit.value, option.start, option.end)}
+        sections = {**self._sections, edit.section: _SectionSpan(span.name, span.header, span.end, options)}
+        return self._derived(lines, sections)
 
     def _newline(self) -> str:
         for line in self._lines:
@@ -259,6 +290,16 @@ def _replace_value(first_line: str, value: str) -> str:
     if value and not prefix[-1:].isspace() and prefix.rstrip()[-1:] in "=:" and _uses_spaces(first_line):
         prefix += " "
     return f"{prefix}{value}{match['eol'] or ''}"
+
+
+def _reads_as(line: str, key: str, value: str) -> bool:
+    """Whether configparser (as configupdater runs it: `#`/`;` comments, no inline comments, `=`
+    or `:`) reads this one line as `key` with `value`, whatever lines surround it."""
+    text = line.strip()
+    if not text or text.startswith(("#", ";", "[")) or line[:1].isspace():
+        return False
+    match = _OPTION_LINE.match(text)
+    return match is not None and match["option"].rstrip() == key and match["value"].strip() == value
 
 
 def _uses_spaces(option_line: str) -> bool:
