@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import httpx
 import pytest
@@ -112,7 +112,9 @@ def admin(live_server: LiveServer, admin_key: str) -> Iterator[httpx.Client]:
         yield client
 
 
-def is_made(state: str, marker: str | None) -> bool:
+def is_made(state: str, marker: str | None, folder: Path) -> bool:
     """Whether an audit event's write was made, as apphub reads it: done, or pending with its staged
-    file gone (renamed into place; the next write marks it done)."""
-    return state == "done" or (state == "pending" and marker is not None and not os.path.lexists(marker))
+    file gone (renamed into place; the next write marks it done). `folder`: the written file's
+    folder, where the staged file its marker names is."""
+    return state == "done" or (state == "pending" and marker is not None
+                               and not os.path.lexists(folder / PurePath(marker).name))

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from apphub.db import Database
@@ -99,6 +100,14 @@ class AuditLog:
 
     def __init__(self, database: Database) -> None:
         self._db = database
+        # file -> where a marker of its pending events is now (see locate_staged_files)
+        self._staged_file_of: dict[str, Callable[[str], Path | None]] = {}
+
+    def locate_staged_files(self, file: str, staged_file: Callable[[str], Path | None]) -> None:
+        """How to find the staged file a pending event of `file` names by its marker (None: the
+        marker names none). The writer of `file` knows where its staged files are; an event of a
+        file nobody located counts as not made until its writer settles it."""
+        self._staged_file_of[file] = staged_file
 
     def record(
         self,
@@ -131,8 +140,9 @@ class AuditLog:
 
         A write records its event first and replaces its file after, so that whatever moment the
         process dies (power loss included), the event is on disk before the version it describes.
-        `marker`: the path of a file that exists for as long as the write is not made (its staged
-        file): how whoever next holds the file's lock settles an event a dead writer left pending.
+        `marker`: the name of a file that exists for as long as the write is not made (its staged
+        file; see locate_staged_files): how whoever next holds the file's lock settles an event a
+        dead writer left pending.
         `complete`: earlier pending events found made, marked done in the same transaction.
         """
         return self._insert("pending", actor, action, changes, file, version_before, version_after, message,
@@ -146,25 +156,36 @@ class AuditLog:
             connection.executemany("UPDATE audit_events SET state = 'done' WHERE id = ? AND state = 'pending'",
                                    [(event_id,) for event_id in event_ids])
 
-    @staticmethod
-    def is_made(marker: str | None) -> bool:
-        """Whether the write of a pending event was made: its staged file (`marker`) is gone, renamed
-        into place. From that instant the event counts as done, whether or not it is marked yet."""
-        return marker is not None and not os.path.lexists(marker)
+    def is_made(self, file: str, marker: str | None) -> bool:
+        """Whether the write of a pending event of `file` was made: its staged file (`marker`) is
+        gone, renamed into place. From that instant the event counts as done, whether or not it is
+        marked yet."""
+        locate = self._staged_file_of.get(file)
+        staged = locate(marker) if locate is not None and marker is not None else None
+        return staged is not None and not os.path.lexists(staged)
 
     def _made_pending(self, file: str | None = None) -> list[int]:
         rows = self._db.query(
-            "SELECT id, marker FROM audit_events WHERE state = 'pending' AND (? IS NULL OR file = ?)", (file, file))
-        return [int(row[0]) for row in rows if self.is_made(row[1])]
+            "SELECT id, file, marker FROM audit_events WHERE state = 'pending' AND (? IS NULL OR file = ?)",
+            (file, file))
+        return [int(row[0]) for row in rows if self.is_made(row[1], row[2])]
 
     def abandon(self, event_id: int, reason: str) -> None:
         """The write of a pending event was not made: kept for the record, never listed as a change."""
+        self._abandon("id = ?", (event_id,), reason)
+
+    def abandon_marked(self, file: str, marker: str, reason: str) -> None:
+        """The write whose event names `marker` was not made, if that event exists: for a writer
+        interrupted while beginning, which cannot tell whether its event was committed."""
+        self._abandon("file = ? AND marker = ?", (file, marker), reason)
+
+    def _abandon(self, which: str, parameters: tuple[Any, ...], reason: str) -> None:
         with self._db.transaction() as connection:
             connection.execute(
-                "UPDATE audit_events SET state = 'abandoned',"
+                "UPDATE audit_events SET state = 'abandoned',"  # noqa: S608 (a condition of ours, not input)
                 " message = coalesce(message || ' ', '') || '[not made: ' || ? || ']'"
-                " WHERE id = ? AND state = 'pending'",
-                (reason, event_id),
+                f" WHERE {which} AND state = 'pending'",
+                (reason, *parameters),
             )
 
     def pending(self, file: str) -> list[tuple[int, str | None]]:

@@ -76,7 +76,7 @@ def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
     A symlink is followed: the file it points to is replaced, and the link stays (a data folder
     whose config.ini links into a volume keeps writing into the volume).
     """
-    final = _final(path)
+    final = final_path(path)
     with _translated(final):
         try:
             previous: bytes | None = final.read_bytes()
@@ -89,7 +89,8 @@ def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
         if replacement.swapped:
             with contextlib.suppress(DataDirError):
                 replacement.undo()
-        replacement.discard()
+        if not replacement.swapped:
+            replacement.discard()
         raise
 
 
@@ -100,51 +101,83 @@ class Replacement:
 
     While the staged file exists under its name, the swap did not happen or was undone: a caller
     may record that name and ask the file system later (after its own process died) what became
-    of the write.
+    of the write. So the name is flushed to disk with the folder before `prepare` returns (a power
+    loss must not take the staged name and leave the rename undone), and `swapped` is read from
+    the file system, not from what this object last did (an exception may come between the two).
     """
 
     path: Path  # the file replaced (a symlink's target)
     staged: Path
     previous: bytes | None  # what the file held, to put back; None when there was no file
-    swapped: bool = False
+    discarded: bool = False
 
     @classmethod
     def prepare(cls, path: Path, data: bytes, previous: bytes | None, *, mode: int | None = None) -> Replacement:
-        """Stage `data` next to `path` (flushed); `previous` is what `path` holds now (None: no
-        file). Nothing is changed at `path` yet; an error here leaves nothing behind."""
-        path = _final(path)
-        return cls(path, stage(path, data, new_mode=mode), previous)
+        """Stage `data` next to `path`, flushed, folder entry included; `previous` is what `path`
+        holds now (None: no file). Nothing is changed at `path` yet; an error here leaves nothing
+        behind."""
+        path = final_path(path)
+        replacement = cls(path, stage(path, data, new_mode=mode), previous)
+        try:
+            with _translated(path):
+                _fsync_directory(path.parent)
+        except BaseException:
+            replacement.discard()
+            raise
+        return replacement
+
+    @property
+    def swapped(self) -> bool:
+        """Whether the staged file is in place (renamed, not undone): its name is gone. Not
+        meaningful after `discard`."""
+        return not self.discarded and not os.path.lexists(self.staged)
 
     def swap(self) -> None:
         """Rename the staged file over the file, then flush the folder. `swapped` tells whether
         the rename happened when this raises (then `undo` it: it is not durable)."""
         with _translated(self.path):
             os.replace(self.staged, self.path)
-            self.swapped = True
             _fsync_directory(self.path.parent)
 
     def undo(self) -> None:
         """After the rename: the previous file back in place (or none, if there was none), the new
         one back under the staged name, the folder flushed as far as it can be. Raises DataDirError
-        if it cannot (no room to stage the previous bytes again); then the new file stays."""
+        if it cannot (no room to stage the previous bytes again, a folder that refuses the renames);
+        then the new file stays in place and the staged name stays gone, whatever step failed."""
         restored = stage(self.path, self.previous) if self.previous is not None else None
-        with _translated(self.path):
-            try:
-                os.link(self.path, self.staged, follow_symlinks=False)
-                linked = True
-            except OSError:  # no hard links here: moved instead (for a moment, no file at the path)
-                os.rename(self.path, self.staged)
-                linked = False
+        try:
+            with _translated(self.path):
+                self._put_back(restored)
+        except BaseException:
+            if restored is not None:
+                discard(restored)
+            raise
+        with contextlib.suppress(OSError):
+            _fsync_directory(self.path.parent)
+
+    def _put_back(self, restored: Path | None) -> None:
+        try:
+            os.link(self.path, self.staged, follow_symlinks=False)
+            linked = True
+        except OSError:  # no hard links here: moved instead (for a moment, no file at the path)
+            os.rename(self.path, self.staged)
+            linked = False
+        try:
             if restored is not None:
                 os.replace(restored, self.path)
             elif linked:
                 os.unlink(self.path)
-            self.swapped = False
-        with contextlib.suppress(OSError):
-            _fsync_directory(self.path.parent)
+        except BaseException:
+            # The new version stays in place and counts as made: its staged name must be gone again.
+            if linked:
+                os.unlink(self.staged)
+            else:
+                os.rename(self.staged, self.path)
+            raise
 
     def discard(self) -> None:
         """Remove the staged file, as far as the folder lets us (a leftover is cleaned up later)."""
+        self.discarded = True
         discard(self.staged)
 
 
@@ -157,7 +190,7 @@ def stage(path: Path, data: bytes, *, mode: int | None = None, new_mode: int | N
     check can run on it in between. With `follow_symlink` false (for a path the caller resolved and
     checked), a symlink found at `path` is not written through: `swap` replaces the link itself.
     """
-    path = _final(path) if follow_symlink else Path(path)
+    path = final_path(path) if follow_symlink else Path(path)
     with _translated(path):
         try:
             current = path.stat() if follow_symlink else path.lstat()
@@ -194,7 +227,7 @@ def swap(staged: Path, path: Path, *, sync_folder: bool = True, follow_symlink: 
     The rename is atomic at once; it is durable once the folder is flushed. A caller swapping
     many files passes `sync_folder=False` and flushes each folder once with `sync_folders`.
     """
-    path = _final(path) if follow_symlink else Path(path)
+    path = final_path(path) if follow_symlink else Path(path)
     with _translated(path):
         try:
             os.replace(staged, path)
@@ -222,7 +255,7 @@ def _sync_folder(folder: Path) -> None:
         _fsync_directory(folder)
 
 
-def _final(path: Path) -> Path:
+def final_path(path: Path) -> Path:
     """The file a write of `path` must replace: the file a symlink at `path` points to, else `path`.
 
     Only the last part matters: a rename works through symlinked folders, and the temporary file

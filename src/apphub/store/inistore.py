@@ -28,7 +28,7 @@ from apphub.errors import (
     ValidationFailed,
     VersionConflict,
 )
-from apphub.store.atomic import Replacement, exclusive_lock, remove_stale_temporaries
+from apphub.store.atomic import Replacement, exclusive_lock
 from apphub.store.inidoc import DeleteKey, Edit, IniDocument, SetValue
 from apphub.store.schema import FileSchema
 from apphub.store.secrets import MASK, Secret, SecretBox, is_encrypted, mask
@@ -89,8 +89,7 @@ class IniStore:
         self._lock_path = lock_path
         self._box = box
         self._audit = audit
-        self._versions = VersionLog(audit, self.name)
-        self._temporaries_removed = False
+        self._versions = VersionLog(audit, path)
         self._mode = mode
         self._cache: Snapshot | None = None
         self._cache_stat: tuple[int, ...] | None = None  # set only when the stat alone proves the bytes unchanged
@@ -128,6 +127,13 @@ class IniStore:
             self._cache = snapshot
             self._cache_stat = key if trusted else None
         return snapshot
+
+    def settled_snapshot(self) -> Snapshot:
+        """The file as no write in flight leaves it: read under the write lock, so that a version
+        a failing write may yet take back (its folder flush failed, see VersionLog.replace) is
+        never read. For what acts on a version (the sync engine); a plain read takes no lock."""
+        with exclusive_lock(self._lock_path, what=self.name):
+            return self.snapshot()
 
     def last_good(self) -> Snapshot | None:
         """The file now if it parses, else the last version that did (None if none has yet).
@@ -222,12 +228,10 @@ class IniStore:
             written, audit_changes = self._edited(current, plan)
             if not audit_changes:
                 return WriteResult(current, [], current.version)
-            # What earlier writers left: their events settled first (a staged file they left is how
-            # settle knows they did not replace the file), then their temporaries removed.
-            made = self._versions.settle(mark=False)  # marked in this write's own transaction
-            if not self._temporaries_removed:  # once a process: a writer killed while staging left one
-                remove_stale_temporaries(self.path)
-                self._temporaries_removed = True
+            # What earlier writers left: their events settled (a staged file they left is how settle
+            # knows they did not replace the file), and the made ones marked in this write's own
+            # transaction.
+            made = self._versions.settle(mark=False)
             self._versions.account_for(current, made=made)
             self._versions.replace(current, written, actor, action, audit_changes,
                                    lambda: Replacement.prepare(self.path, written.raw, current.raw, mode=self._mode),
@@ -242,7 +246,7 @@ class IniStore:
         their staged files. Events of writes that were made need nothing (they count as done; the
         next write marks them), so this takes no lock and writes nothing unless a staged file of
         a pending event is there. Best effort: on a full disk it is left to the next write."""
-        if all(AuditLog.is_made(marker) for _, marker in self._audit.pending(self.name)):
+        if all(self._audit.is_made(self.name, marker) for _, marker in self._audit.pending(self.name)):
             return
         try:
             with exclusive_lock(self._lock_path, what=self.name):

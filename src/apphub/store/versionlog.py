@@ -13,10 +13,11 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path, PurePath
 
 from apphub.audit.log import Actor, AuditLog, Change
 from apphub.errors import ApphubError, DataDirError
-from apphub.store.atomic import Replacement
+from apphub.store.atomic import Replacement, final_path, remove_stale_temporaries, temporary_pid
 from apphub.store.snapshot import Snapshot, version_changes
 
 logger = logging.getLogger("apphub.store")
@@ -26,11 +27,24 @@ OUTSIDE_ACTOR = Actor("file", "file")
 
 
 class VersionLog:
-    """The events of one file (`name`) in the audit log."""
+    """The events of the file at `path` in the audit log."""
 
-    def __init__(self, audit: AuditLog, name: str) -> None:
+    def __init__(self, audit: AuditLog, path: Path) -> None:
         self._audit = audit
-        self.name = name
+        self._path = path
+        self.name = path.name
+        # Temporaries nobody's event names may be left (a writer killed while staging, one
+        # interrupted while beginning): removed by the first settle of a process, and after those.
+        self._leftovers = True
+        audit.locate_staged_files(self.name, self.staged_file)
+
+    def staged_file(self, marker: str) -> Path | None:
+        """The staged file an event's marker names: a name in the folder of the file its writes
+        replace now (so a data folder moved or mounted elsewhere since is still right; markers were
+        once absolute paths, of which the name counts). None if it is no staged file of ours."""
+        target = final_path(self._path)
+        name = PurePath(marker).name
+        return target.parent / name if temporary_pid(target.name, name) is not None else None
 
     def replace(self, current: Snapshot, written: Snapshot, actor: Actor, action: str,
                 audit_changes: list[Change], prepare: Callable[[], Replacement], *, made: Sequence[int] = ()) -> None:
@@ -47,12 +61,14 @@ class VersionLog:
         still there.
         """
         replacement = prepare()
+        marker = replacement.staged.name
         try:
             event = self._audit.begin(actor, action, audit_changes, file=self.name, version_before=current.version,
-                                      version_after=written.version, marker=str(replacement.staged.absolute()),
-                                      complete=made)
-        except BaseException:
-            replacement.discard()
+                                      version_after=written.version, marker=marker, complete=made)
+        except BaseException as exc:
+            # Committed or not (Ctrl-C may come right after the commit), an event naming the staged
+            # file says "not made" while the file is there: abandon it before the file goes.
+            self._not_begun(marker, replacement, exc)
             raise
         try:
             replacement.swap()
@@ -70,6 +86,18 @@ class VersionLog:
         except DataDirError as exc:
             logger.error("%s: cannot undo version %s after %s: %s", self.name, written.version, cause, exc)
             return False
+
+    def _not_begun(self, marker: str, replacement: Replacement, cause: BaseException) -> None:
+        """The write's event may or may not be committed: abandoned if it is, then the staged file
+        removed; or, if the abandon fails, the staged file kept (for settle: it says not made)."""
+        try:
+            self._audit.abandon_marked(self.name, marker, f"{type(cause).__name__}: {cause}")
+        except BaseException as exc:
+            self._leftovers = True
+            if isinstance(exc, ApphubError):
+                return  # the error to tell is the one that stopped the write
+            raise
+        replacement.discard()
 
     def _not_made(self, event: int, replacement: Replacement, cause: BaseException) -> None:
         """The write was not made: its event abandoned, the staged file removed; or, if even the
@@ -89,15 +117,19 @@ class VersionLog:
         it found (a full disk)."""
         made = []
         for event, marker in self._audit.pending(self.name):
-            if AuditLog.is_made(marker):
+            if self._audit.is_made(self.name, marker):
                 made.append(event)
                 continue
             self._audit.abandon(event, f"stopped before replacing {self.name}")
-            if marker is not None:
+            staged = self.staged_file(marker) if marker is not None else None
+            if staged is not None:
                 with contextlib.suppress(OSError):
-                    os.unlink(marker)
+                    os.unlink(staged)
         if made and mark:
             self._audit.complete(made)
+        if self._leftovers:  # every event is settled: a temporary left now is nobody's
+            remove_stale_temporaries(self._path)
+            self._leftovers = False
         return made
 
     def account_for(self, current: Snapshot, previous: Snapshot | None = None, action: str = "settings.unaudited",

@@ -438,7 +438,7 @@ class SyncEngine:
     def _accepted_snapshot(self) -> Snapshot | None:
         """config.ini now, if it parses and validates (audited if it is a hand edit); else None."""
         try:
-            snapshot = self.core.config.snapshot()
+            snapshot = self.core.config.settled_snapshot()  # never a version a failing write takes back
         except IniParseError as exc:
             self._refuse(hashlib.sha256(str(exc).encode()).hexdigest(), exc.public)
             return None
