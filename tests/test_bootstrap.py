@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from apphub.audit.log import AuditLog, AuditQuery
+from apphub.audit.log import AuditQuery
 from apphub.bootstrap import initialise
+from apphub.core import Core
 from apphub.db import Database
 from apphub.errors import DataDirError
 from apphub.keys import KeyStore
@@ -308,11 +309,11 @@ def test_websoft9_plaintext_secrets_get_encrypted_and_nothing_else_changes(webso
 def test_adopting_websoft9_files_is_audited_as_the_init_actor(websoft9: DataDir) -> None:
     initialise(websoft9)
 
-    database = Database(websoft9.database)
+    core = Core(websoft9)  # the stores locate the staged files: the last writes are still pending
     try:
-        logged = AuditLog(database).query(AuditQuery(action="secrets.encrypt"))
+        logged = core.audit.query(AuditQuery(action="secrets.encrypt"))
     finally:
-        database.close()
+        core.close()
     assert {(event.actor, event.file) for event in logged} == {("init", "config.ini"), ("init", "system.ini")}
     changes = [(c.section, c.key, c.old, c.new) for event in logged for c in event.changes]
     assert len(changes) == 5

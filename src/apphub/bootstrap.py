@@ -94,14 +94,17 @@ def initialise(data: DataDir) -> InitReport:
         if not keys.has_admin():
             report.admin_key_file = _create_admin_key(keys, data.admin_key)
         audit = AuditLog(database)
+        # The stores first: they tell the audit log where their staged files are (how it knows
+        # whether the last write, still pending, was made).
+        stores = [IniStore(path, data.lock_for(path), file_schema, box, audit)
+                  for path, file_schema in ((data.config_ini, schema.config), (data.system_ini, schema.system))]
         for path in (data.config_ini, data.system_ini):
             if audit.last_version(path.name) is None:  # the first version the audit log knows
                 action, message = (("settings.init", f"created {path.name}") if path in created
                                    else ("settings.adopt", f"adopted the existing {path.name}"))
                 audit.record(INIT_ACTOR, action, file=path.name, version_after=version_of(path.read_bytes()),
                              message=message)
-        for path, file_schema in ((data.config_ini, schema.config), (data.system_ini, schema.system)):
-            store = IniStore(path, data.lock_for(path), file_schema, box, audit)
+        for store in stores:
             try:
                 report.completed_keys += _complete_required_keys(store)
                 report.encrypted_secrets += len(store.reencrypt_secrets(INIT_ACTOR, only_plaintext=True).changes)

@@ -105,8 +105,10 @@ class AuditLog:
 
     def locate_staged_files(self, file: str, staged_file: Callable[[str], Path | None]) -> None:
         """How to find the staged file a pending event of `file` names by its marker (None: the
-        marker names none). The writer of `file` knows where its staged files are; an event of a
-        file nobody located counts as not made until its writer settles it."""
+        marker names none). The writer of `file` (its IniStore) knows where its staged files are;
+        until one is built on this log, a pending event of `file` counts as not made. The last
+        write's event stays pending until the next write, so read the log through a Core (or
+        after building the stores), not on its own."""
         self._staged_file_of[file] = staged_file
 
     def record(
