@@ -7,6 +7,7 @@ so the API tests go through the real HTTP stack, middleware and lifespan include
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import socket
 import threading
@@ -112,9 +113,17 @@ def admin(live_server: LiveServer, admin_key: str) -> Iterator[httpx.Client]:
         yield client
 
 
-def is_made(state: str, marker: str | None, folder: Path) -> bool:
-    """Whether an audit event's write was made, as apphub reads it: done, or pending with its staged
-    file gone (renamed into place; the next write marks it done). `folder`: the written file's
-    folder, where the staged file its marker names is."""
-    return state == "done" or (state == "pending" and marker is not None
-                               and not os.path.lexists(folder / PurePath(marker).name))
+def is_made(state: str, marker: str | None, version_after: str | None, folder: Path) -> bool:
+    """Whether an audit event of config.ini's writes was made, as apphub reads it: done, or pending
+    with its staged file gone (renamed into place; the next write marks it done) or emptied by an
+    undo not finished (config.ini holds its new version). `folder`: config.ini's folder, where the
+    staged file its marker names is."""
+    if state == "done":
+        return True
+    if state != "pending" or marker is None:
+        return False
+    staged = folder / PurePath(marker).name
+    if not os.path.lexists(staged):
+        return True
+    on_disk = hashlib.sha256((folder / "config.ini").read_bytes()).hexdigest()[:32]
+    return staged.lstat().st_size == 0 and on_disk == version_after

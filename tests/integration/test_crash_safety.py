@@ -126,7 +126,7 @@ def check_audit(data: DataDir, acknowledged: list[tuple[int, str]]) -> None:
             " AND NOT EXISTS (SELECT 1 FROM audit_changes c WHERE c.event_id = e.id)").fetchone()[0]
         assert orphans == 0, "an event was recorded without its changes"
         for number, version in acknowledged:
-            found = sum(is_made(state, marker, data.root) for state, marker in connection.execute(
+            found = sum(is_made(state, marker, version, data.root) for state, marker in connection.execute(
                 "SELECT state, marker FROM audit_events WHERE actor = 'crash-writer' AND version_after = ?",
                 (version,)))
             assert found == 1, f"acknowledged write {number} (version {version}) has {found} audit events"
@@ -281,7 +281,7 @@ def test_a_write_killed_before_its_audit_event_is_not_left_unaccounted(data_dir:
     try:
         events = [(before, after) for before, after, state, marker in connection.execute(
             "SELECT version_before, version_after, state, marker FROM audit_events WHERE file = 'config.ini'"
-            " ORDER BY id") if is_made(state, marker, data_dir.root)]
+            " ORDER BY id") if is_made(state, marker, after, data_dir.root)]
     finally:
         connection.close()
     assert version_of(landed) in {after for _before, after in events}, (

@@ -124,8 +124,8 @@ def test_writes_on_a_full_disk_are_made_and_audited_or_refused_and_not_made(smal
     assert run_cli(data, "check").returncode == 0
     with contextlib.closing(audit_db(data)) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        pending = db.execute("SELECT state, marker FROM audit_events WHERE state = 'pending'").fetchall()
-        assert all(is_made(state, marker, data.root) for state, marker in pending), pending
+        pending = db.execute("SELECT state, marker, version_after FROM audit_events WHERE state = 'pending'").fetchall()
+        assert all(is_made(state, marker, after, data.root) for state, marker, after in pending), pending
     print(f"\nfull disk: {outcomes}")
     for way in ("api", "cli"):
         assert outcomes[f"{way} refused"], f"the disk was never full enough: {outcomes}"

@@ -84,7 +84,7 @@ def events(data: DataDir, action: str | None = None, after: int = 0) -> list[Eve
             (after, action, action)).fetchall()
         found = []
         for row in rows:
-            if not is_made(row["state"], row["marker"], data.root):
+            if not is_made(row["state"], row["marker"], row["version_after"], data.root):
                 continue  # a write in flight or not made: no change
             changes = connection.execute(
                 "SELECT section, key, change, old, new FROM audit_changes WHERE event_id = ? ORDER BY position",

@@ -137,7 +137,7 @@ def test_a_writes_event_counts_as_done_from_the_rename_on_and_the_next_write_mar
     """Marking the event done is bookkeeping: the write commits to the database once."""
     result = core.config.update({"gitea": {"user_name": "made"}}, ACTOR)
 
-    [(event, marker)] = core.audit.pending("config.ini")
+    [(event, marker, _)] = core.audit.pending("config.ini")
     assert marker is not None
     assert not (core.data.root / marker).exists()  # renamed into place
     assert listed_versions(core)[0] == result.snapshot.version
@@ -145,7 +145,7 @@ def test_a_writes_event_counts_as_done_from_the_rename_on_and_the_next_write_mar
 
     second = core.config.update({"gitea": {"user_name": "next"}}, ACTOR)
 
-    assert [pending for pending, _ in core.audit.pending("config.ini")] != [event]
+    assert [pending.id for pending in core.audit.pending("config.ini")] != [event]
     assert listed_versions(core)[:2] == [second.snapshot.version, result.snapshot.version]
 
 
@@ -165,7 +165,7 @@ def test_a_failed_write_whose_event_cannot_be_abandoned_is_never_taken_for_a_lat
         with pytest.raises(DataDirError, match="Read-only"):
             core.config.update({"gitea": {"user_name": "same-bytes"}}, ACTOR)
     assert core.data.config_ini.read_bytes() == before
-    [(event, marker)] = core.audit.pending("config.ini")
+    [(event, marker, _)] = core.audit.pending("config.ini")
     assert marker is not None
     assert (core.data.root / marker).exists()  # the staged file says: not made
     written = (core.data.root / marker).read_bytes()
@@ -212,7 +212,7 @@ def test_at_start_a_write_killed_after_its_rename_is_done_even_if_config_ini_was
 
         assert event in [entry.id for entry in core.audit.query(AuditQuery(limit=5))]
         core.config.update({"gitea": {"user_email": "next@example.com"}}, ACTOR)
-        assert event not in [pending for pending, _ in core.audit.pending("config.ini")]  # marked done
+        assert event not in [pending.id for pending in core.audit.pending("config.ini")]  # marked done
         actions = [entry.action for entry in core.audit.query(AuditQuery(limit=3))]
         assert actions[:2] == ["settings.update", "settings.unaudited"]  # the hand edit, between the two writes
     finally:

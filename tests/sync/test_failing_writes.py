@@ -6,6 +6,8 @@ them would render and reload the services for a write reported as not made.
 from __future__ import annotations
 
 import errno
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -14,7 +16,7 @@ import pytest
 
 import apphub.store.atomic
 from apphub.errors import DataDirError
-from tests.sync.conftest import SyncWorld
+from tests.sync.conftest import SyncWorld, wait_until
 
 
 def test_a_round_during_a_failing_write_applies_nothing_of_it(world: SyncWorld,
@@ -61,3 +63,40 @@ def test_a_round_during_a_failing_write_applies_nothing_of_it(world: SyncWorld,
     assert "port = 9999" not in world.data.config_ini.read_text()
     assert '"port": 9999' not in world.path("web/app.json").read_text()
     assert len(world.reloads()) == reloads, world.reloads()[reloads:]
+
+
+def test_a_writer_stopped_holding_the_lock_neither_stalls_a_round_nor_gets_config_ini_refused(
+        world: SyncWorld) -> None:
+    """A CLI write suspended with Ctrl-Z holds config.ini's lock. The round waits a moment, says
+    config.ini is busy and runs again on a timer; config.ini is not refused and nothing is audited
+    as invalid (it used to wait 10 s, then refuse config.ini with a `settings.invalid` event). Once
+    the writer goes, a hand edit made meanwhile is applied and audited."""
+    world.standard()
+    lock = world.data.lock_for(world.data.config_ini)
+    with world.engine() as engine:
+        world.settle(engine)
+        holder = subprocess.Popen(
+            [sys.executable, "-c", "import fcntl, os, sys, time;"
+             " fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); fcntl.flock(fd, fcntl.LOCK_EX);"
+             " print('held', flush=True); time.sleep(30)", str(lock)],
+            stdout=subprocess.PIPE, text=True)
+        try:
+            assert holder.stdout is not None
+            assert holder.stdout.readline().strip() == "held"
+            world.data.config_ini.write_text(world.data.config_ini.read_text().replace("port = 8081", "port = 8181"))
+            started = time.monotonic()
+            report = engine.wait(engine.request(immediate=True, full=True), 20)
+            took = time.monotonic() - started
+            assert report is not None
+            assert [reason.split(" (")[0] for reason in report.refused] == ["config.ini is busy"]
+            assert took < 5, f"the round waited {took:.1f} s for the lock"
+            assert engine.status.engine.config_error is None
+            assert '"port": 8181' not in world.path("web/app.json").read_text()
+        finally:
+            holder.kill()
+            holder.wait()
+            holder.stdout.close()
+        wait_until(lambda: '"port": 8181' in world.path("web/app.json").read_text(), 10, "the retry applying the edit")
+        assert engine.status.engine.config_error is None
+    assert world.audit("settings.invalid") == []
+    assert [(row["old"], row["new"]) for row in world.audit_changes("settings.file")] == [("8081", "8181")]

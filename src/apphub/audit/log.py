@@ -6,11 +6,10 @@ Values of secret keys never reach this module in plaintext: callers pass them ma
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from apphub.db import Database
 
@@ -82,6 +81,19 @@ class AuditEvent:
         }
 
 
+class PendingWrite(NamedTuple):
+    """A write's event not yet marked done or abandoned: its id, its marker (see AuditLog.begin),
+    the version it would leave its file at."""
+
+    id: int
+    marker: str | None
+    version_after: str | None
+
+
+# Whether a pending write of a file was made, from its marker and new version (see judge_writes).
+WriteJudge = Callable[[str | None, str | None], bool]
+
+
 @dataclass(frozen=True)
 class AuditQuery:
     section: str | None = None
@@ -100,16 +112,21 @@ class AuditLog:
 
     def __init__(self, database: Database) -> None:
         self._db = database
-        # file -> where a marker of its pending events is now (see locate_staged_files)
-        self._staged_file_of: dict[str, Callable[[str], Path | None]] = {}
+        # file name -> (the file's path, how its writer judges its pending writes: judge_writes)
+        self._judges: dict[str, tuple[Path, WriteJudge]] = {}
 
-    def locate_staged_files(self, file: str, staged_file: Callable[[str], Path | None]) -> None:
-        """How to find the staged file a pending event of `file` names by its marker (None: the
-        marker names none). The writer of `file` (its IniStore) knows where its staged files are;
-        until one is built on this log, a pending event of `file` counts as not made. The last
-        write's event stays pending until the next write, so read the log through a Core (or
-        after building the stores), not on its own."""
-        self._staged_file_of[file] = staged_file
+    def judge_writes(self, file: Path, judge: WriteJudge) -> None:
+        """How to tell whether a pending write of `file` was made (the store that writes it knows
+        where its staged files are). Until a store of `file` is built on this log, its pending
+        writes count as not made; and the last write's event stays pending until the next write,
+        so read the log through a Core (or after building the stores), not on its own.
+
+        Events name a file by its name: two files of one name, in two folders, cannot share a log.
+        """
+        known = self._judges.get(file.name)
+        if known is not None and known[0] != file:
+            raise ValueError(f"{file} and {known[0]} cannot share one audit log: its events name files by name")
+        self._judges[file.name] = (file, judge)
 
     def record(
         self,
@@ -142,9 +159,9 @@ class AuditLog:
 
         A write records its event first and replaces its file after, so that whatever moment the
         process dies (power loss included), the event is on disk before the version it describes.
-        `marker`: the name of a file that exists for as long as the write is not made (its staged
-        file; see locate_staged_files): how whoever next holds the file's lock settles an event a
-        dead writer left pending.
+        `marker`: the name of its staged file, whose presence tells whether the write was made
+        (see judge_writes): how whoever next holds the file's lock settles an event a dead writer
+        left pending.
         `complete`: earlier pending events found made, marked done in the same transaction.
         """
         return self._insert("pending", actor, action, changes, file, version_before, version_after, message,
@@ -158,19 +175,17 @@ class AuditLog:
             connection.executemany("UPDATE audit_events SET state = 'done' WHERE id = ? AND state = 'pending'",
                                    [(event_id,) for event_id in event_ids])
 
-    def is_made(self, file: str, marker: str | None) -> bool:
-        """Whether the write of a pending event of `file` was made: its staged file (`marker`) is
-        gone, renamed into place. From that instant the event counts as done, whether or not it is
-        marked yet."""
-        locate = self._staged_file_of.get(file)
-        staged = locate(marker) if locate is not None and marker is not None else None
-        return staged is not None and not os.path.lexists(staged)
+    def is_made(self, file: str, write: PendingWrite) -> bool:
+        """Whether a pending write of `file` was made, as its store judges it (see judge_writes).
+        From the instant it was, its event counts as done, whether or not it is marked yet."""
+        known = self._judges.get(file)
+        return known is not None and known[1](write.marker, write.version_after)
 
     def _made_pending(self, file: str | None = None) -> list[int]:
         rows = self._db.query(
-            "SELECT id, file, marker FROM audit_events WHERE state = 'pending' AND (? IS NULL OR file = ?)",
-            (file, file))
-        return [int(row[0]) for row in rows if self.is_made(row[1], row[2])]
+            "SELECT id, file, marker, version_after FROM audit_events WHERE state = 'pending'"
+            " AND (? IS NULL OR file = ?)", (file, file))
+        return [int(row[0]) for row in rows if self.is_made(row[1], PendingWrite(int(row[0]), row[2], row[3]))]
 
     def abandon(self, event_id: int, reason: str) -> None:
         """The write of a pending event was not made: kept for the record, never listed as a change."""
@@ -182,7 +197,9 @@ class AuditLog:
         self._abandon("file = ? AND marker = ?", (file, marker), reason)
 
     def _abandon(self, which: str, parameters: tuple[Any, ...], reason: str) -> None:
-        with self._db.transaction() as connection:
+        # Durable: the writer removes the staged file next, and a write whose staged file is gone
+        # reads as made; a power loss must not keep the removal and lose the abandon.
+        with self._db.transaction(durable=True) as connection:
             connection.execute(
                 "UPDATE audit_events SET state = 'abandoned',"  # noqa: S608 (a condition of ours, not input)
                 " message = coalesce(message || ' ', '') || '[not made: ' || ? || ']'"
@@ -190,11 +207,11 @@ class AuditLog:
                 (reason, *parameters),
             )
 
-    def pending(self, file: str) -> list[tuple[int, str | None]]:
-        """The events of `file` left pending, oldest first, as (id, marker)."""
-        rows = self._db.query(
-            "SELECT id, marker FROM audit_events WHERE file = ? AND state = 'pending' ORDER BY id", (file,))
-        return [(int(row[0]), row[1]) for row in rows]
+    def pending(self, file: str) -> list[PendingWrite]:
+        """The writes of `file` whose events are left pending, oldest first."""
+        rows = self._db.query("SELECT id, marker, version_after FROM audit_events"
+                              " WHERE file = ? AND state = 'pending' ORDER BY id", (file,))
+        return [PendingWrite(int(row[0]), row[1], row[2]) for row in rows]
 
     def _insert(self, state: str, actor: Actor, action: str, changes: Sequence[Change], file: str | None,
                 version_before: str | None, version_after: str | None, message: str | None, *,

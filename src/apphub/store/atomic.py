@@ -89,8 +89,7 @@ def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
         if replacement.swapped:
             with contextlib.suppress(DataDirError):
                 replacement.undo()
-        if not replacement.swapped:
-            replacement.discard()
+        replacement.discard()  # the new bytes unswapped, or the staged name an undo put back: no data
         raise
 
 
@@ -99,11 +98,14 @@ class Replacement:
     """A new version of a file, staged next to it; the steps are separate so that a caller can
     record the swap (an audit event) between them, and undo it if the folder cannot be flushed.
 
-    While the staged file exists under its name, the swap did not happen or was undone: a caller
-    may record that name and ask the file system later (after its own process died) what became
-    of the write. So the name is flushed to disk with the folder before `prepare` returns (a power
-    loss must not take the staged name and leave the rename undone), and `swapped` is read from
-    the file system, not from what this object last did (an exception may come between the two).
+    The staged file's name tells a caller (after its own process died, too) what became of the
+    write: the rename takes it away, and `undo` puts it back before the previous version. So a
+    write is made while the staged name is gone or the file holds the new bytes, and not made
+    while the staged name is there and the file holds other bytes: true at every instant of
+    `swap` and `undo` (VersionLog judges pending audit events this way). The name is flushed to
+    disk with the folder before `prepare` returns (a power loss must not take the staged name and
+    leave the rename undone), and `swapped` is read from the file system, not from what this
+    object last did (an exception may come between the two).
     """
 
     path: Path  # the file replaced (a symlink's target)
@@ -140,45 +142,34 @@ class Replacement:
             _fsync_directory(self.path.parent)
 
     def undo(self) -> None:
-        """After the rename: the previous file back in place (or none, if there was none), the new
-        one back under the staged name, the folder flushed as far as it can be. Raises DataDirError
-        if it cannot (no room to stage the previous bytes again, a folder that refuses the renames);
-        then the new file stays in place and the staged name stays gone, whatever step failed."""
+        """After the rename: the staged name back (an empty file: only its name counts), then the
+        previous file back in place (or none, if there was none), the folder flushed as far as it
+        can be. In that order the write reads as made until the one rename that takes it back.
+        Raises DataDirError if it cannot (no room to stage the previous bytes again, a folder that
+        refuses the rename); then the new version stays in place, and counts as made (the staged
+        name may be back: it is removed with the write's event settled)."""
         restored = stage(self.path, self.previous) if self.previous is not None else None
         try:
             with _translated(self.path):
-                self._put_back(restored)
+                os.close(os.open(self.staged, os.O_WRONLY | os.O_CREAT, 0o600))
+                if restored is not None:
+                    os.replace(restored, self.path)
+                else:
+                    os.unlink(self.path)
         except BaseException:
+            # The staged name stays, if it came back: the file holds the new version (made) or, if
+            # the rename did happen before an interruption, the previous one (not made).
             if restored is not None:
                 discard(restored)
             raise
         with contextlib.suppress(OSError):
             _fsync_directory(self.path.parent)
 
-    def _put_back(self, restored: Path | None) -> None:
-        try:
-            os.link(self.path, self.staged, follow_symlinks=False)
-            linked = True
-        except OSError:  # no hard links here: moved instead (for a moment, no file at the path)
-            os.rename(self.path, self.staged)
-            linked = False
-        try:
-            if restored is not None:
-                os.replace(restored, self.path)
-            elif linked:
-                os.unlink(self.path)
-        except BaseException:
-            # The new version stays in place and counts as made: its staged name must be gone again.
-            if linked:
-                os.unlink(self.staged)
-            else:
-                os.rename(self.staged, self.path)
-            raise
-
-    def discard(self) -> None:
-        """Remove the staged file, as far as the folder lets us (a leftover is cleaned up later)."""
+    def discard(self) -> bool:
+        """Remove the staged file, as far as the folder lets us; False if it is left (for a later
+        cleanup)."""
         self.discarded = True
-        discard(self.staged)
+        return discard(self.staged)
 
 
 def stage(path: Path, data: bytes, *, mode: int | None = None, new_mode: int | None = None,
@@ -270,10 +261,15 @@ def final_path(path: Path) -> Path:
     return Path(path)
 
 
-def discard(staged: Path) -> None:
-    """Remove a staged file, as far as the folder lets us (a leftover is cleaned up later)."""
-    with contextlib.suppress(OSError):
+def discard(staged: Path) -> bool:
+    """Remove a staged file, as far as the folder lets us; False if it is left (for a later cleanup)."""
+    try:
         os.unlink(staged)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return True
 
 
 @contextlib.contextmanager

@@ -128,11 +128,16 @@ class IniStore:
             self._cache_stat = key if trusted else None
         return snapshot
 
-    def settled_snapshot(self) -> Snapshot:
+    def settled_snapshot(self, wait: float = 1.0) -> Snapshot:
         """The file as no write in flight leaves it: read under the write lock, so that a version
         a failing write may yet take back (its folder flush failed, see VersionLog.replace) is
-        never read. For what acts on a version (the sync engine); a plain read takes no lock."""
-        with exclusive_lock(self._lock_path, what=self.name):
+        never read. For what acts on a version (the sync engine); a plain read takes no lock.
+
+        A write holds the lock for milliseconds: LockTimeout after `wait` means a writer stopped
+        holding it (a CLI write suspended with Ctrl-Z), and the caller had better try again later
+        than wait on.
+        """
+        with exclusive_lock(self._lock_path, timeout=wait, what=self.name):
             return self.snapshot()
 
     def last_good(self) -> Snapshot | None:
@@ -246,7 +251,7 @@ class IniStore:
         their staged files. Events of writes that were made need nothing (they count as done; the
         next write marks them), so this takes no lock and writes nothing unless a staged file of
         a pending event is there. Best effort: on a full disk it is left to the next write."""
-        if all(self._audit.is_made(self.name, marker) for _, marker in self._audit.pending(self.name)):
+        if not self._versions.staged_files_left():
             return
         try:
             with exclusive_lock(self._lock_path, what=self.name):

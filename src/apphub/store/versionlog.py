@@ -1,10 +1,10 @@
 """The audit trail of one file's versions: every version the file holds has the event that made it.
 
 A write records its event (durably, pending) before it replaces the file, and it counts as done from
-the rename on (the next write marks it);
-whoever next holds the file's lock settles what a writer that died in between left, by whether
-its staged file is still there; a version on disk that no event made (a hand edit) is recorded as
-such. Call everything here with the file's write lock held.
+the rename on (the next write marks it); whoever next holds the file's lock settles what a writer
+that died in between left, by its staged file (see Replacement: a write is made while its staged
+name is gone or the file holds its new version); a version on disk that no event made (a hand edit)
+is recorded as such. Call everything here with the file's write lock held.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path, PurePath
 from apphub.audit.log import Actor, AuditLog, Change
 from apphub.errors import ApphubError, DataDirError
 from apphub.store.atomic import Replacement, final_path, remove_stale_temporaries, temporary_pid
-from apphub.store.snapshot import Snapshot, version_changes
+from apphub.store.snapshot import Snapshot, version_changes, version_of
 
 logger = logging.getLogger("apphub.store")
 
@@ -33,10 +33,10 @@ class VersionLog:
         self._audit = audit
         self._path = path
         self.name = path.name
-        # Temporaries nobody's event names may be left (a writer killed while staging, one
-        # interrupted while beginning): removed by the first settle of a process, and after those.
+        # Temporaries nobody's event names may be left (a writer killed while staging, a failed
+        # write that could not remove its own): removed by the first settle of a process, and after those.
         self._leftovers = True
-        audit.locate_staged_files(self.name, self.staged_file)
+        audit.judge_writes(path, self.is_made)
 
     def staged_file(self, marker: str) -> Path | None:
         """The staged file an event's marker names: a name in the folder of the file its writes
@@ -45,6 +45,32 @@ class VersionLog:
         target = final_path(self._path)
         name = PurePath(marker).name
         return target.parent / name if temporary_pid(target.name, name) is not None else None
+
+    def is_made(self, marker: str | None, version_after: str | None) -> bool:
+        """Whether the write a pending event describes was made: its staged file is gone (renamed
+        into place), or an undo has put the staged name back (an empty file) but not yet the
+        previous version (the file holds the new one). A staged file with the new bytes in it was
+        never renamed: not made, even if the file holds the same bytes (a hand edit since)."""
+        staged = self.staged_file(marker) if marker is not None else None
+        if staged is None:
+            return False
+        try:
+            if os.lstat(staged).st_size != 0:
+                return False
+        except FileNotFoundError:
+            return True
+        except OSError:
+            return False
+        try:
+            return version_of(final_path(self._path).read_bytes()) == version_after
+        except OSError:
+            return False
+
+    def staged_files_left(self) -> bool:
+        """Whether a pending event's staged file is there: a write not made (a writer stopped before
+        its rename), or the name an undo put back. `settle` resolves them."""
+        staged = (self.staged_file(write.marker) for write in self._audit.pending(self.name) if write.marker)
+        return any(path is not None and os.path.lexists(path) for path in staged)
 
     def replace(self, current: Snapshot, written: Snapshot, actor: Actor, action: str,
                 audit_changes: list[Change], prepare: Callable[[], Replacement], *, made: Sequence[int] = ()) -> None:
@@ -60,6 +86,14 @@ class VersionLog:
         that dies anywhere leaves an event that `settle` resolves by whether the staged file is
         still there.
         """
+        try:
+            self._replace(current, written, actor, action, audit_changes, prepare, made)
+        except BaseException:
+            self._leftovers = True  # a staged file the failure could not remove: the next settle does
+            raise
+
+    def _replace(self, current: Snapshot, written: Snapshot, actor: Actor, action: str,
+                 audit_changes: list[Change], prepare: Callable[[], Replacement], made: Sequence[int]) -> None:
         replacement = prepare()
         marker = replacement.staged.name
         try:
@@ -85,6 +119,7 @@ class VersionLog:
             return True
         except DataDirError as exc:
             logger.error("%s: cannot undo version %s after %s: %s", self.name, written.version, cause, exc)
+            replacement.discard()  # the new version is in place (the rename back failed): its staged name goes
             return False
 
     def _not_begun(self, marker: str, replacement: Replacement, cause: BaseException) -> None:
@@ -93,7 +128,6 @@ class VersionLog:
         try:
             self._audit.abandon_marked(self.name, marker, f"{type(cause).__name__}: {cause}")
         except BaseException as exc:
-            self._leftovers = True
             if isinstance(exc, ApphubError):
                 return  # the error to tell is the one that stopped the write
             raise
@@ -109,20 +143,19 @@ class VersionLog:
         replacement.discard()
 
     def settle(self, *, mark: bool = True) -> list[int]:
-        """Resolve the events earlier writers left pending: a write whose staged file is still
-        there was not made (abandoned, and the file removed; a dead writer's, or one whose abandon
-        failed), one whose staged file is gone was made (marked done, unless `mark` is false: then
-        the caller's next transaction does it). Returns the events found made. Call it with the
-        lock held (a write in flight has a pending event too). It raises if it cannot record what
-        it found (a full disk)."""
+        """Resolve the events earlier writers left pending (see is_made): a write not made is
+        abandoned (a dead writer's, or one whose abandon failed), a write made is marked done
+        (unless `mark` is false: then the caller's next transaction does it); then their staged
+        files go. Returns the events found made. Call it with the lock held (a write in flight
+        has a pending event too). It raises if it cannot record what it found (a full disk)."""
         made = []
-        for event, marker in self._audit.pending(self.name):
-            if self._audit.is_made(self.name, marker):
-                made.append(event)
-                continue
-            self._audit.abandon(event, f"stopped before replacing {self.name}")
-            staged = self.staged_file(marker) if marker is not None else None
-            if staged is not None:
+        for write in self._audit.pending(self.name):
+            staged = self.staged_file(write.marker) if write.marker is not None else None
+            if self.is_made(write.marker, write.version_after):
+                made.append(write.id)
+            else:
+                self._audit.abandon(write.id, f"stopped before replacing {self.name}")
+            if staged is not None:  # the new bytes never put in place, or the name an undo put back
                 with contextlib.suppress(OSError):
                     os.unlink(staged)
         if made and mark:

@@ -31,7 +31,7 @@ from typing import Any
 from apphub.audit.log import Actor, Change
 from apphub.core import Core
 from apphub.db import Database
-from apphub.errors import ApphubError, IniParseError, ManifestError, RenderError
+from apphub.errors import ApphubError, IniParseError, LockTimeout, ManifestError, RenderError
 from apphub.reload.base import Reloaders
 from apphub.reload.health import HealthChecker
 from apphub.store.check import located_problems
@@ -59,6 +59,7 @@ STOP_TIMEOUT_S = 5.0
 IO_THREADS = 8
 MAX_DEBOUNCE_FACTOR = 20  # a stream of events delays a sync by at most this many quiet times
 RETRY_DELAYS_S = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+BUSY_RETRY_S = 2.0  # config.ini's write lock held by a writer that stopped: read again after this
 AUDIT_MESSAGE_CHARS = 4000
 
 
@@ -290,7 +291,10 @@ class SyncEngine:
         manifest_changed = self._refresh_settings_and_manifest()
         if self._first:
             self._remove_leftovers()
-        snapshot = self._accepted_snapshot()
+        try:
+            snapshot = self._accepted_snapshot()
+        except LockTimeout as exc:
+            return self._busy(exc)
         if snapshot is None:
             return ApplyReport(self._applied.version if self._applied else "", refused=[self._config_error()])
         previous = None if manifest_changed or self._first else self._applied
@@ -442,6 +446,8 @@ class SyncEngine:
         except IniParseError as exc:
             self._refuse(hashlib.sha256(str(exc).encode()).hexdigest(), exc.public)
             return None
+        except LockTimeout:
+            raise  # config.ini is fine, only busy
         except ApphubError as exc:
             self._refuse(str(exc), str(exc))
             return None
@@ -479,6 +485,15 @@ class SyncEngine:
         sections = {section for section, _ in changed}
         return [text for (section, key), text in located
                 if (section, key) in changed or (key is None and section in sections)]
+
+    def _busy(self, exc: LockTimeout) -> ApplyReport:
+        """A writer holds config.ini's lock for long (stopped with Ctrl-Z, say): nothing is wrong
+        with config.ini, so nothing is refused or audited; the round runs again on the retry timer."""
+        retry_at = time.monotonic() + BUSY_RETRY_S
+        self._retry_at = retry_at if self._retry_at is None else min(self._retry_at, retry_at)
+        logger.warning("config.ini is busy, the sync runs again in %g s: %s", BUSY_RETRY_S, exc)
+        return ApplyReport(self._applied.version if self._applied else "",
+                           refused=[f"config.ini is busy ({exc}); the sync runs again in {BUSY_RETRY_S:g} s"])
 
     def _refuse(self, identity: str, message: str) -> None:
         # The store says where a problem is and masks values; masked again here all the same.
