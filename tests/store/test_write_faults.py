@@ -1,5 +1,5 @@
 """A write under faults the real disk cannot produce on demand: a failed folder flush after the
-rename, an audit event that cannot be confirmed or abandoned, no hard links, a writer that died
+rename, an audit event that cannot be confirmed or abandoned, a writer that died
 between its event and its replace. A write reported as failed was not made; a write reported as
 made is listed in the audit log; whatever a dead writer left is settled at the next start by
 whether its staged file is still there, whatever happened to config.ini since.
@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -256,20 +258,47 @@ def test_a_write_that_changes_nothing_works_while_an_unsettled_event_cannot_be_s
         core.close()
 
 
-def test_without_hard_links_a_failed_folder_flush_still_puts_the_previous_file_back(
+def test_a_failed_folder_flush_of_a_new_file_takes_it_away_again(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "config.ini"
-    path.write_bytes(b"old bytes\n")
-
-    def no_links(*args: object, **kwargs: object) -> None:
-        raise PermissionError(errno.EPERM, "Operation not permitted")  # vfat, fs.protected_hardlinks
-
-    monkeypatch.setattr(os, "link", no_links)
     fail_folder_flushes(monkeypatch)
     with pytest.raises(DataDirError, match="Input/output error"):
         atomic_write(path, b"new bytes\n")
 
-    assert path.read_bytes() == b"old bytes\n"
+    assert not path.exists()
+    assert leftovers(tmp_path) == []
+
+
+def test_at_every_step_of_an_undo_config_ini_is_there_and_the_write_is_judged_by_what_it_holds(
+        core: Core, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whenever the process could die during an undo, config.ini exists, and the audit log counts
+    the write as made exactly when config.ini holds its new version."""
+    fail_folder_flushes(monkeypatch)
+    seen: list[tuple[str, bool, bool]] = []
+
+    def observed(name: str, call: Callable[..., Any]) -> Callable[..., Any]:
+        def step(*args: Any, **kwargs: Any) -> Any:
+            result = call(*args, **kwargs)
+            pending = core.audit.pending("config.ini")
+            if pending and core.data.config_ini.exists():
+                holds_new = b"undone" in core.data.config_ini.read_bytes()
+                seen.append((name, holds_new, core.audit.is_made("config.ini", pending[-1])))
+            elif pending:
+                seen.append((name, False, False))
+                raise AssertionError(f"no config.ini after {name}")
+            return result
+        return step
+
+    for name in ("replace", "rename", "link", "unlink", "open"):
+        monkeypatch.setattr(os, name, observed(name, getattr(os, name)))
+    with pytest.raises(DataDirError):
+        core.config.update({"gitea": {"user_name": "undone"}}, ACTOR)
+    monkeypatch.undo()
+
+    assert [step for step in seen if step[0] == "replace"][:2] == [("replace", True, True),  # the rename
+                                                                   ("replace", False, False)]  # the undo's
+    assert all(holds_new == made for _, holds_new, made in seen), seen
+    assert b"undone" not in core.data.config_ini.read_bytes()
 
 
 def test_a_write_whose_flush_fails_and_cannot_be_undone_says_it_was_made_and_is_audited(
