@@ -126,6 +126,7 @@ class SyncEngine:
         self._levels: dict[str, ApplyLevel] = {}  # the level a failed service still needs
         self._drifted: set[str] = set()  # target paths reported as edited behind apphub's back
         self._retry_at: float | None = None
+        self._busy_retry_at: float | None = None  # config.ini's lock was held too long: read it again then
         self._retries = 0
         self._drift_at = 0.0
         self._first = True
@@ -250,7 +251,7 @@ class SyncEngine:
 
     def _next_timer(self) -> float | None:
         now = time.monotonic()
-        timers = [self._retry_at] if self._retry_at is not None else []
+        timers = [at for at in (self._retry_at, self._busy_retry_at) if at is not None]
         interval = self._settings.drift_interval_s if self._settings is not None else 0
         if interval > 0:
             timers.append(self._drift_at + interval)
@@ -282,6 +283,7 @@ class SyncEngine:
         and auditing config.ini). Timer rounds have none."""
         started = time.monotonic()
         retrying: set[str] = set()
+        self._busy_retry_at = None  # any round reads config.ini again
         if self._retry_at is not None and started >= self._retry_at:
             self._retry_at = None
             retrying = set(self._retry)
@@ -489,8 +491,7 @@ class SyncEngine:
     def _busy(self, exc: LockTimeout) -> ApplyReport:
         """A writer holds config.ini's lock for long (stopped with Ctrl-Z, say): nothing is wrong
         with config.ini, so nothing is refused or audited; the round runs again on the retry timer."""
-        retry_at = time.monotonic() + BUSY_RETRY_S
-        self._retry_at = retry_at if self._retry_at is None else min(self._retry_at, retry_at)
+        self._busy_retry_at = time.monotonic() + BUSY_RETRY_S  # the backends' own retries keep their pace
         logger.warning("config.ini is busy, the sync runs again in %g s: %s", BUSY_RETRY_S, exc)
         return ApplyReport(self._applied.version if self._applied else "",
                            refused=[f"config.ini is busy ({exc}); the sync runs again in {BUSY_RETRY_S:g} s"])
