@@ -19,7 +19,7 @@ from apphub.store.atomic import atomic_write
 from apphub.store.inistore import IniStore
 from apphub.store.schema import FileSchema, KeySpec, load_schema
 from apphub.store.secrets import PREFIX, SecretBox
-from apphub.store.snapshot import version_of
+from apphub.store.snapshot import recordable, version_of
 
 INIT_ACTOR = Actor("init", "init")
 
@@ -98,12 +98,13 @@ def initialise(data: DataDir) -> InitReport:
         # whether the last write, still pending, was made).
         stores = [IniStore(path, data.lock_for(path), file_schema, box, audit)
                   for path, file_schema in ((data.config_ini, schema.config), (data.system_ini, schema.system))]
-        for path in (data.config_ini, data.system_ini):
+        for store in stores:
+            path = store.path
             if audit.last_version(path.name) is None:  # the first version the audit log knows
                 action, message = (("settings.init", f"created {path.name}") if path in created
                                    else ("settings.adopt", f"adopted the existing {path.name}"))
                 audit.record(INIT_ACTOR, action, file=path.name, version_after=version_of(path.read_bytes()),
-                             message=message)
+                             message=message, content=_recordable(store))
         for store in stores:
             try:
                 report.completed_keys += _complete_required_keys(store)
@@ -114,6 +115,15 @@ def initialise(data: DataDir) -> InitReport:
     finally:
         database.close()
     return report
+
+
+def _recordable(store: IniStore) -> bytes | None:
+    """The file's bytes for the history, if it parses and holds no plaintext secret (else the
+    version that encrypts them, or the next one, is the first the history keeps)."""
+    try:
+        return recordable(store.snapshot())
+    except IniParseError:
+        return None
 
 
 def _complete_required_keys(store: IniStore) -> int:

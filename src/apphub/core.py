@@ -7,6 +7,7 @@ from pathlib import Path
 from apphub.audit.log import AuditLog
 from apphub.db import Database
 from apphub.errors import DataDirError
+from apphub.history.service import History
 from apphub.keys import KeyStore
 from apphub.paths import DataDir
 from apphub.store.inistore import IniStore
@@ -36,6 +37,9 @@ class Core:
         self.system = self._store(data.system_ini, "system")
         for store in (self.config, self.system):
             store.settle()  # what a writer killed between its audit event and its replace left
+        self.history = History(data, self.audit, {store.name: store for store in (self.config, self.system)})
+        for store in (self.config, self.system):
+            store.after_write.append(self.history.notify)
 
     @property
     def schema(self) -> Schema:
@@ -48,5 +52,6 @@ class Core:
         return IniStore(path, self.data.lock_for(path), schema_of, self.box, self.audit)
 
     def close(self) -> None:
+        self.history.close()
         self._audit_db.close()
         self._keys_db.close()

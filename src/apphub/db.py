@@ -76,6 +76,47 @@ _MIGRATIONS: list[str] = [
     ALTER TABLE audit_events ADD COLUMN marker TEXT;
     CREATE INDEX audit_events_pending ON audit_events (file) WHERE state = 'pending';
     """,
+    # The history (history/): the bytes of each version an event made, kept (in the event's own
+    # transaction, so as durable as the write) until the version is a git commit; the commit each
+    # event became; and the index of the commits that history pages, filters and lookups read.
+    """
+    ALTER TABLE audit_events ADD COLUMN commit_id TEXT;
+    CREATE TABLE version_contents (
+        event_id INTEGER PRIMARY KEY REFERENCES audit_events (id),
+        content BLOB NOT NULL
+    );
+    CREATE TABLE history_commits (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        commit_id TEXT NOT NULL UNIQUE,
+        at TEXT NOT NULL,
+        author TEXT NOT NULL,
+        source TEXT NOT NULL,
+        file TEXT NOT NULL,
+        version TEXT NOT NULL,
+        config_version TEXT,
+        message TEXT NOT NULL,
+        event_id INTEGER,
+        recovered INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX history_commits_config_version ON history_commits (config_version);
+    CREATE INDEX history_commits_at ON history_commits (at);
+    CREATE INDEX history_commits_author ON history_commits (author);
+    CREATE TABLE history_changes (
+        seq INTEGER NOT NULL REFERENCES history_commits (seq) ON DELETE CASCADE,
+        file TEXT NOT NULL,
+        section TEXT NOT NULL,
+        key TEXT,
+        change TEXT NOT NULL
+    );
+    CREATE INDEX history_changes_key ON history_changes (section, key, seq);
+    CREATE TABLE history_push (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        remote TEXT,
+        branch TEXT,
+        pushed_commit TEXT,
+        pushed_at TEXT
+    );
+    """,
 ]
 
 

@@ -139,6 +139,18 @@ class KeyNotFound(NotFound):
         super().__init__(f"Key '{key}' does not exist in section [{section}] of {file}")
 
 
+class VersionNotFound(NotFound):
+    """No version of the history matches the id or version asked for."""
+
+
+class AmbiguousVersion(ApphubError, ValueError):
+    """A prefix matches more than one version of the history."""
+
+
+class HistoryError(ApphubError):
+    """The history repository cannot be read or written (damaged, missing, a full disk)."""
+
+
 class VersionConflict(ApphubError):
     """The version a writer based its change on (If-Match) is no longer the current one."""
 

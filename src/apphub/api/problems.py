@@ -20,11 +20,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Match
 
 from apphub.errors import (
+    AmbiguousVersion,
     ApphubError,
     AuthError,
     DataDirError,
     FieldError,
     Forbidden,
+    HistoryError,
     IniParseError,
     KeyNotFound,
     LockTimeout,
@@ -37,6 +39,7 @@ from apphub.errors import (
     Unauthenticated,
     ValidationFailed,
     VersionConflict,
+    VersionNotFound,
 )
 
 logger = logging.getLogger("apphub.api")
@@ -51,6 +54,9 @@ _PROBLEMS: dict[type[ApphubError], tuple[int, str, str]] = {
     KeyNotFound: (404, "Key not found", "key-not-found"),
     NotFound: (404, "Not found", "not-found"),
     VersionConflict: (412, "Version conflict", "version-conflict"),
+    VersionNotFound: (404, "Version not found", "version-not-found"),
+    AmbiguousVersion: (400, "Ambiguous version", "ambiguous-version"),
+    HistoryError: (503, "History unavailable", "history-unavailable"),
     IniParseError: (409, "File does not parse", "file-does-not-parse"),
     Unauthenticated: (401, "Not authenticated", "unauthenticated"),
     Forbidden: (403, "Forbidden", "forbidden"),

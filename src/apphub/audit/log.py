@@ -6,6 +6,7 @@ Values of secret keys never reach this module in plaintext: callers pass them ma
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +96,29 @@ WriteJudge = Callable[[str | None, str | None], bool]
 
 
 @dataclass(frozen=True)
+class VersionToRecord:
+    """A version an event made whose bytes wait for the history (see AuditLog.versions_to_record)."""
+
+    event_id: int
+    at: str
+    actor: str
+    source: str
+    action: str
+    file: str
+    version: str
+    message: str | None
+    content: bytes
+
+
+def link_recorded(connection: sqlite3.Connection, commits: Sequence[tuple[int, str]]) -> None:
+    """Inside the history's transaction: these events' versions are commits now (event id, commit
+    id); their bytes are no longer kept here."""
+    connection.executemany("UPDATE audit_events SET commit_id = ? WHERE id = ?",
+                           [(commit, event) for event, commit in commits])
+    connection.executemany("DELETE FROM version_contents WHERE event_id = ?", [(event,) for event, _ in commits])
+
+
+@dataclass(frozen=True)
 class AuditQuery:
     section: str | None = None
     key: str | None = None
@@ -138,9 +162,12 @@ class AuditLog:
         version_before: str | None = None,
         version_after: str | None = None,
         message: str | None = None,
+        content: bytes | None = None,
     ) -> int:
-        """Record an event of something already done."""
-        return self._insert("done", actor, action, changes, file, version_before, version_after, message)
+        """Record an event of something already done. `content`: the bytes of the version it left
+        `file` at, for the history (see versions_to_record); none if they hold a secret in plaintext."""
+        return self._insert("done", actor, action, changes, file, version_before, version_after, message,
+                            content=content)
 
     def begin(
         self,
@@ -154,6 +181,7 @@ class AuditLog:
         marker: str,
         message: str | None = None,
         complete: Sequence[int] = (),
+        content: bytes | None = None,
     ) -> int:
         """Record, durably, the event of a write about to be made: pending until `complete` or `abandon`.
 
@@ -163,9 +191,10 @@ class AuditLog:
         (see judge_writes): how whoever next holds the file's lock settles an event a dead writer
         left pending.
         `complete`: earlier pending events found made, marked done in the same transaction.
+        `content`: the new version's bytes, kept with the event until the history has them.
         """
         return self._insert("pending", actor, action, changes, file, version_before, version_after, message,
-                            marker=marker, complete=complete)
+                            marker=marker, complete=complete, content=content)
 
     def complete(self, event_ids: Sequence[int]) -> None:
         """The writes of these pending events were made."""
@@ -207,6 +236,35 @@ class AuditLog:
                 (reason, *parameters),
             )
 
+    def versions_to_record(self, limit: int = 500) -> list[VersionToRecord]:
+        """The versions whose bytes wait for the history, oldest first: those of events done, or
+        pending and made (see is_made), up to the first write still in flight (it may yet be
+        undone: it and what follows wait). The bytes of abandoned writes are dropped here."""
+        rows = self._db.query(
+            "SELECT e.id, e.at, e.actor, e.source, e.action, e.file, e.version_after, e.message, e.state, e.marker,"
+            " c.content FROM version_contents c JOIN audit_events e ON e.id = c.event_id ORDER BY c.event_id LIMIT ?",
+            (limit,))
+        found: list[VersionToRecord] = []
+        dropped: list[int] = []
+        for row in rows:
+            state = row["state"]
+            if state == "abandoned":
+                dropped.append(int(row["id"]))
+                continue
+            if state == "pending" and not self.is_made(row["file"], PendingWrite(int(row["id"]), row["marker"],
+                                                                                  row["version_after"])):
+                break
+            found.append(VersionToRecord(int(row["id"]), row["at"], row["actor"], row["source"], row["action"],
+                                         row["file"], row["version_after"], row["message"], bytes(row["content"])))
+        if dropped:
+            with self._db.transaction() as connection:
+                connection.executemany("DELETE FROM version_contents WHERE event_id = ?", [(i,) for i in dropped])
+        return found
+
+    def versions_waiting(self) -> int:
+        """How many versions' bytes wait for the history (some may be writes in flight)."""
+        return int(self._db.query("SELECT count(*) FROM version_contents")[0][0])
+
     def pending(self, file: str) -> list[PendingWrite]:
         """The writes of `file` whose events are left pending, oldest first."""
         rows = self._db.query("SELECT id, marker, version_after FROM audit_events"
@@ -215,7 +273,7 @@ class AuditLog:
 
     def _insert(self, state: str, actor: Actor, action: str, changes: Sequence[Change], file: str | None,
                 version_before: str | None, version_after: str | None, message: str | None, *,
-                marker: str | None = None, complete: Sequence[int] = ()) -> int:
+                marker: str | None = None, complete: Sequence[int] = (), content: bytes | None = None) -> int:
         # The event of a write to be made is flushed to disk before the write (it must survive a
         # power loss that the write survives); any other commit is left to the OS (README).
         with self._db.transaction(durable=marker is not None) as connection:
@@ -233,6 +291,9 @@ class AuditLog:
             )
             connection.executemany("UPDATE audit_events SET state = 'done' WHERE id = ? AND state = 'pending'",
                                    [(done,) for done in complete])
+            if content is not None:
+                connection.execute("INSERT INTO version_contents (event_id, content) VALUES (?, ?)",
+                                   (event_id, content))
         return event_id
 
     def record_reveal(self, actor: Actor, file: str, version: str, keys: Sequence[tuple[str, str]]) -> None:

@@ -25,7 +25,18 @@ def located_problems(document: IniDocument, schema: FileSchema, box: SecretBox |
     in plaintext is one too, unless `plaintext_secrets` is False (the engine encrypts it instead).
     The value of a secret, or of a key the schema does not know, is never shown.
     """
-    problems: list[tuple[tuple[str, str | None], str]] = []
+    return [((error.section, error.key), error.message if error.rule == UNREADABLE else str(error))
+            for error in field_errors(document, schema, box, name, plaintext_secrets=plaintext_secrets)]
+
+
+UNREADABLE = "decrypt"  # the rule of a secret that cannot be decrypted (its message names the place)
+
+
+def field_errors(document: IniDocument, schema: FileSchema, box: SecretBox | None, name: str, *,
+                 plaintext_secrets: bool = True) -> list[FieldError]:
+    """Every problem of `document` as FieldErrors (see located_problems): what refuses a whole
+    file, a rollback's target version say, with every reason."""
+    problems: list[FieldError] = []
     values: dict[str, dict[str, str]] = {}
     unreadable: set[tuple[str, str]] = set()  # already reported; present, but not checked further
     for section in document.sections():
@@ -37,21 +48,19 @@ def located_problems(document: IniDocument, schema: FileSchema, box: SecretBox |
             if box is None:
                 unreadable.add((section, key))
                 continue
+            line = document.line_of(section, key)
             try:
-                where = f"{name}:{document.line_of(section, key)}: [{section}] {key}"
-                values[section][key] = box.decrypt(stored, where).reveal()
+                values[section][key] = box.decrypt(stored, f"{name}:{line}: [{section}] {key}").reveal()
             except SecretError as exc:
-                problems.append(((section, key), str(exc)))
+                problems.append(FieldError(section, key, UNREADABLE, str(exc), MASK, name, line))
                 unreadable.add((section, key))
                 continue
             if plaintext_secrets and stored and not is_encrypted(stored):
-                problems.append(((section, key), str(FieldError(
-                    section, key, "encrypted", "is a secret stored in plaintext; `apphub serve` or `apphub init` "
-                    "encrypts it", MASK, name, document.line_of(section, key)))))
+                problems.append(FieldError(section, key, "encrypted", "is a secret stored in plaintext; `apphub "
+                                           "serve` or `apphub init` encrypts it", MASK, name, line))
 
     def shown(section: str, key: str | None, value: object) -> str | None:
         return shown_value(schema, section, key, value)
 
     errors = check_file(schema, values, file=name, line_of=document.line_of, mask=shown)
-    return problems + [((error.section, error.key), str(error)) for error in errors
-                       if (error.section, error.key) not in unreadable]
+    return problems + [error for error in errors if (error.section, error.key) not in unreadable]

@@ -29,10 +29,11 @@ from apphub.errors import (
     VersionConflict,
 )
 from apphub.store.atomic import Replacement, exclusive_lock
+from apphub.store.check import UNREADABLE, field_errors
 from apphub.store.inidoc import DeleteKey, Edit, IniDocument, SetValue
 from apphub.store.schema import FileSchema
 from apphub.store.secrets import MASK, Secret, SecretBox, is_encrypted, mask
-from apphub.store.snapshot import Snapshot
+from apphub.store.snapshot import Snapshot, version_changes
 from apphub.store.validate import Problem, check_file, check_name, check_text, shown_value, to_ini_text
 from apphub.store.versionlog import VersionLog
 
@@ -94,6 +95,7 @@ class IniStore:
         self._cache: Snapshot | None = None
         self._cache_stat: tuple[int, ...] | None = None  # set only when the stat alone proves the bytes unchanged
         self._cache_lock = threading.Lock()
+        self.after_write: list[Callable[[], None]] = []  # told after each write made (the history wakes)
 
     @property
     def schema(self) -> FileSchema:
@@ -159,6 +161,11 @@ class IniStore:
         except OSError as exc:
             raise DataDirError(f"{self.path} cannot be read: {exc}") from exc
 
+    def parse(self, raw: bytes) -> Snapshot:
+        """Other bytes of this file (an earlier version) read under today's schema; IniParseError if
+        they do not parse."""
+        return self._parse(raw, self.schema)
+
     def _parse(self, raw: bytes, schema: FileSchema) -> Snapshot:
         try:
             text = raw.decode("utf-8")
@@ -180,18 +187,38 @@ class IniStore:
         if_match: Collection[str] | None = None,
         existing_only: bool = False,
         action: str = "settings.update",
+        message: str | None = None,
     ) -> WriteResult:
         """Merge `changes` ({section: {key: value}}) and `deletes` into the file, all or nothing.
 
         Values are JSON values checked against the schema; a secret key sent back as the mask
         keeps its stored value. `existing_only` is Websoft9's rule: only keys that exist change.
         `if_match`: the versions the caller based its change on; any other current version fails.
+        `message`: the caller's words for the change (audit log, history).
         """
 
         def plan(snapshot: Snapshot) -> Plan:
             return self._plan(snapshot, changes, list(deletes), existing_only)
 
-        return self._write(plan, actor, if_match=if_match, action=action)
+        return self._write(lambda current: self._edited(current, plan), actor, if_match=if_match, action=action,
+                           message=message)
+
+    def restore(self, raw: bytes, actor: Actor, *, if_match: Collection[str] | None = None, force: bool = False,
+                action: str = "settings.rollback", message: str | None = None) -> WriteResult:
+        """Make the file hold `raw` again (an earlier version, from the history) as a new version,
+        byte for byte. The whole file is checked against today's schema, every problem at once
+        (ValidationFailed), unless `force`; its secrets must decrypt with today's keys even so."""
+
+        def make(current: Snapshot) -> tuple[Snapshot, list[Change]]:
+            target = self._parse(raw, current.schema)
+            errors = field_errors(target.document, current.schema, self._box, self.name)
+            if force:
+                errors = [error for error in errors if error.rule == UNREADABLE]
+            if errors:
+                raise ValidationFailed(errors)
+            return target, version_changes(current, target)
+
+        return self._write(make, actor, if_match=if_match, action=action, message=message)
 
     def reencrypt_secrets(self, actor: Actor, *, only_plaintext: bool) -> WriteResult:
         """Encrypt secrets typed in plaintext, or (rotation) every secret with the primary key."""
@@ -212,15 +239,16 @@ class IniStore:
             return edits, audit, {}, []
 
         action = "secrets.encrypt" if only_plaintext else "secrets.rotate"
-        return self._write(plan, actor, if_match=None, action=action)
+        return self._write(lambda current: self._edited(current, plan), actor, if_match=None, action=action)
 
     def _write(
         self,
-        plan: Callable[[Snapshot], Plan],
+        make: Callable[[Snapshot], tuple[Snapshot, list[Change]]],
         actor: Actor,
         *,
         if_match: Collection[str] | None,
         action: str,
+        message: str | None = None,
     ) -> WriteResult:
         with exclusive_lock(self._lock_path, what=self.name):
             raw = self._read_bytes()
@@ -230,7 +258,7 @@ class IniStore:
             current = cached if same and cached is not None else self._parse(raw, schema)
             if if_match is not None and current.version not in if_match:
                 raise VersionConflict(", ".join(sorted(if_match)) or "(none)", current.version)
-            written, audit_changes = self._edited(current, plan)
+            written, audit_changes = make(current)
             if not audit_changes:
                 return WriteResult(current, [], current.version)
             # What earlier writers left: their events settled (a staged file they left is how settle
@@ -240,11 +268,13 @@ class IniStore:
             self._versions.account_for(current, made=made)
             self._versions.replace(current, written, actor, action, audit_changes,
                                    lambda: Replacement.prepare(self.path, written.raw, current.raw, mode=self._mode),
-                                   made=made)
+                                   made=made, message=message)
             with self._cache_lock:
                 self._cache = written
                 self._cache_stat = None
-            return WriteResult(written, audit_changes, current.version)
+        for listener in self.after_write:
+            listener()
+        return WriteResult(written, audit_changes, current.version)
 
     def settle(self) -> None:
         """At start: abandon the events of writes that a killed writer did not make, and remove

@@ -119,6 +119,16 @@ class Snapshot:
         return json.dumps({"version": self.version, "settings": self.public}).encode()
 
 
+def recordable(snapshot: Snapshot) -> bytes | None:
+    """The bytes the history may keep of a version: none while a secret in it is stored in
+    plaintext (a hand edit the sync thread has yet to encrypt; the encrypted version follows),
+    since the history holds secrets only as ciphertext."""
+    for section, key in snapshot.secret_keys():
+        if not is_encrypted(snapshot.document.get(section, key) or ""):
+            return None
+    return snapshot.raw
+
+
 def changed_keys(previous: Snapshot | None, current: Snapshot) -> set[tuple[str, str]] | None:
     """The keys whose values differ between two versions (None: no previous, everything is new).
 

@@ -18,7 +18,7 @@ from pathlib import Path, PurePath
 from apphub.audit.log import Actor, AuditLog, Change
 from apphub.errors import ApphubError, DataDirError
 from apphub.store.atomic import Replacement, final_path, remove_stale_temporaries, temporary_pid
-from apphub.store.snapshot import Snapshot, version_changes, version_of
+from apphub.store.snapshot import Snapshot, recordable, version_changes, version_of
 
 logger = logging.getLogger("apphub.store")
 
@@ -73,7 +73,8 @@ class VersionLog:
         return any(path is not None and os.path.lexists(path) for path in staged)
 
     def replace(self, current: Snapshot, written: Snapshot, actor: Actor, action: str,
-                audit_changes: list[Change], prepare: Callable[[], Replacement], *, made: Sequence[int] = ()) -> None:
+                audit_changes: list[Change], prepare: Callable[[], Replacement], *, made: Sequence[int] = (),
+                message: str | None = None) -> None:
         """Replace the file with `written` (staged by `prepare`), its audit event recorded first.
 
         The new file is staged and the event flushed to disk (pending, naming the staged file)
@@ -87,18 +88,20 @@ class VersionLog:
         still there.
         """
         try:
-            self._replace(current, written, actor, action, audit_changes, prepare, made)
+            self._replace(current, written, actor, action, audit_changes, prepare, made, message)
         except BaseException:
             self._leftovers = True  # a staged file the failure could not remove: the next settle does
             raise
 
     def _replace(self, current: Snapshot, written: Snapshot, actor: Actor, action: str,
-                 audit_changes: list[Change], prepare: Callable[[], Replacement], made: Sequence[int]) -> None:
+                 audit_changes: list[Change], prepare: Callable[[], Replacement], made: Sequence[int],
+                 message: str | None) -> None:
         replacement = prepare()
         marker = replacement.staged.name
         try:
             event = self._audit.begin(actor, action, audit_changes, file=self.name, version_before=current.version,
-                                      version_after=written.version, marker=marker, complete=made)
+                                      version_after=written.version, marker=marker, complete=made,
+                                      message=message, content=recordable(written))
         except BaseException as exc:
             # Committed or not (Ctrl-C may come right after the commit), an event naming the staged
             # file says "not made" while the file is there: abandon it before the file goes.
@@ -182,4 +185,5 @@ class VersionLog:
                 version_before=audited,
                 version_after=current.version,
                 message=message or f"{self.name} changed outside apphub (a hand edit)",
+                content=recordable(current),
             )

@@ -1,0 +1,149 @@
+"""What changed between two versions of an INI file: per key, and as a unified diff, secrets masked.
+
+A line reader, not the store's parser: history reads thousands of versions that are already valid
+(each was accepted before it was committed), and a diff of a 5,000-key file must take milliseconds.
+It reads what configparser reads: `[section]` headers, `key = value` or `key: value` lines,
+indented continuation lines, `#` and `;` comments.
+"""
+
+from __future__ import annotations
+
+import configparser
+import difflib
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from apphub.store.secrets import MASK, is_encrypted
+
+_SECTION = re.compile(r"\[(?P<header>.+)\]")
+_OPTION = configparser.RawConfigParser.OPTCRE
+_VALUE_START = re.compile(r"^(?P<prefix>[^=:]*?\s*[=:][ \t]*)(?P<value>.*?)(?P<end>\s*)$", re.DOTALL)
+
+CHANGED_MARK = " (changed)"  # after a masked secret on the new side of a diff
+# Whether (section, key) is a secret by the schema (a value stored encrypted is one whatever it says).
+SecretRule = Callable[[str, str], bool]
+
+
+@dataclass(frozen=True)
+class KeyChange:
+    """One key between two versions: `added`, `removed` or `changed`; values masked if secret."""
+
+    section: str
+    key: str
+    change: str
+    old: str | None
+    new: str | None
+    secret: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def name(self) -> str:
+        return f"{self.section}.{self.key}"
+
+
+@dataclass(frozen=True)
+class _Line:
+    text: str
+    section: str | None
+    key: str | None  # the option this line is (or continues)
+    first: bool  # the option's own line, not a continuation
+
+
+def _lines(text: str) -> Iterator[_Line]:
+    section: str | None = None
+    key: str | None = None
+    for line in text.splitlines(keepends=True):
+        stripped = line.strip()
+        if not stripped or stripped[0] in "#;":
+            if not stripped:
+                key = None  # configparser ends a value at an empty line (empty_lines_in_values aside)
+            yield _Line(line, section, None, False)
+            continue
+        if line[0] in " \t" and key is not None:
+            yield _Line(line, section, key, False)
+            continue
+        header = _SECTION.match(line)
+        if header is not None:
+            section, key = header.group("header"), None
+            yield _Line(line, section, None, False)
+            continue
+        option = _OPTION.match(line)
+        key = option.group("option").rstrip() if option is not None and section is not None else None
+        yield _Line(line, section, key, key is not None)
+
+
+def values_of(raw: bytes) -> dict[tuple[str, str], str]:
+    """Every key's value as stored (continuation lines joined by newlines, as configparser does)."""
+    values: dict[tuple[str, str], str] = {}
+    for line in _lines(raw.decode("utf-8", errors="replace").lstrip("\ufeff")):
+        if line.key is None or line.section is None:
+            continue
+        if line.first:
+            found = _VALUE_START.match(line.text)
+            values[(line.section, line.key)] = found.group("value").strip() if found else ""
+        else:
+            where = (line.section, line.key)
+            values[where] = (values.get(where, "") + "\n" + line.text.strip()).strip("\n")
+    return values
+
+
+def key_changes(old: bytes | None, new: bytes, is_secret: SecretRule) -> list[KeyChange]:
+    """Per key, added / removed / changed from `old` to `new` (None: everything is added), in the
+    order of the new file, then removed keys. A secret that changed shows as changed, masked: two
+    ciphertexts of one plaintext would differ anyway, so no value of a secret says anything."""
+    before = values_of(old) if old is not None else {}
+    after = values_of(new)
+    found: list[KeyChange] = []
+    for where, value in after.items():
+        previous = before.get(where)
+        if previous == value:
+            continue
+        secret = is_secret(*where) or is_encrypted(value) or (previous is not None and is_encrypted(previous))
+        found.append(KeyChange(*where, "added" if previous is None else "changed",
+                               _shown(previous, secret), _shown(value, secret), secret))
+    for where, value in before.items():
+        if where not in after:
+            secret = is_secret(*where) or is_encrypted(value)
+            found.append(KeyChange(*where, "removed", _shown(value, secret), None, secret))
+    return found
+
+
+def _shown(value: str | None, secret: bool) -> str | None:
+    if value is None or not secret:
+        return value
+    return MASK if value else ""
+
+
+def masked_text(raw: bytes, is_secret: SecretRule, changed: frozenset[tuple[str, str]] = frozenset()) -> str:
+    """The file's text with the value of every secret masked (its continuation lines dropped); a
+    secret in `changed` shows as such, so that a diff has a line to show for it."""
+    shown: list[str] = []
+    for line in _lines(raw.decode("utf-8", errors="replace").lstrip("\ufeff")):
+        if line.key is None or line.section is None:
+            shown.append(line.text)
+            continue
+        found = _VALUE_START.match(line.text) if line.first else None
+        value = found.group("value") if found else ""
+        if not (is_secret(line.section, line.key) or is_encrypted(value)):
+            shown.append(line.text)
+        elif found is not None:
+            mark = CHANGED_MARK if (line.section, line.key) in changed and value else ""
+            shown.append(found.group("prefix") + (_shown(value, True) or "") + mark + found.group("end"))
+    return "".join(shown)
+
+
+def file_diff(old: bytes | None, new: bytes, is_secret: SecretRule, name: str, old_label: str,
+              new_label: str) -> tuple[list[KeyChange], str]:
+    """The per-key changes and the unified diff of two versions of `name`, secrets masked on both
+    sides (a changed one marked on the new side)."""
+    changes = key_changes(old, new, is_secret)
+    changed = frozenset((change.section, change.key) for change in changes
+                        if change.secret and change.change == "changed")
+    before = masked_text(old, is_secret).splitlines(keepends=True) if old is not None else []
+    after = masked_text(new, is_secret, changed).splitlines(keepends=True)
+    lines = difflib.unified_diff(before, after, f"{name}@{old_label}", f"{name}@{new_label}")
+    return changes, "".join(line if line.endswith("\n") else line + "\n" for line in lines)

@@ -1,0 +1,223 @@
+"""The history of one data folder: its repository, recorder and index behind one small interface.
+
+Reads record what waits first, so a version acknowledged a moment ago is in every answer. The
+server starts it (`start`: a damaged repository is moved aside, a config.ini that is not the last
+commit is committed as recovered); the CLI only records and reads.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shutil
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from apphub.audit.log import AuditLog
+from apphub.db import Database
+from apphub.errors import ApphubError, HistoryError, VersionNotFound
+from apphub.history.gitrepo import GitRepository
+from apphub.history.index import HistoryEntry, HistoryIndex, HistoryQuery
+from apphub.history.inidiff import KeyChange, SecretRule, file_diff
+from apphub.history.recorder import CONFIG, STORE_FILES, Recorder, versioned_system_files
+from apphub.paths import DataDir
+from apphub.store.atomic import exclusive_lock
+from apphub.store.inistore import IniStore
+from apphub.store.snapshot import Snapshot, recordable
+
+logger = logging.getLogger("apphub.history")
+
+LOCK_WAIT_S = 30.0
+
+
+@dataclass(frozen=True)
+class VersionDiff:
+    """Two versions of one file: per key and as a unified diff, secrets masked."""
+
+    file: str
+    old: HistoryEntry | None
+    new: HistoryEntry | None  # None: the file as it is now, not yet a commit
+    new_version: str
+    changes: list[KeyChange]
+    unified: str
+
+    @property
+    def equal(self) -> bool:
+        return not self.changes and not self.unified
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "from": {"commit": self.old.commit if self.old else None,
+                     "version": self.old.config_version if self.old else None},
+            "to": {"commit": self.new.commit if self.new else None, "version": self.new_version},
+            "equal": self.equal,
+            "changes": [change.as_dict() for change in self.changes],
+            "unified": self.unified,
+        }
+
+
+class History:
+    """Commits every accepted version; answers history, show and diff."""
+
+    def __init__(self, data: DataDir, audit: AuditLog, stores: Mapping[str, IniStore]) -> None:
+        self.data = data
+        self.path = data.state_dir / "history"
+        self._lock_path = data.lock_dir / "history.lock"
+        self._stores = stores
+        self._db = Database(data.database)  # the history's own connection
+        self.index = HistoryIndex(self._db)
+        self.audit = audit
+        self._recorder = Recorder(data, audit, self.index, self._secret_rule)
+        self._repository: GitRepository | None = None
+        self.problem: str | None = None  # what start found wrong with the repository, for the status
+        self.listeners: list[Callable[[], None]] = []  # told after new commits (the pusher)
+        self._wake = threading.Event()
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """At the server's start: open the repository (a damaged one moved aside, intact, and a new
+        one begun), commit what waits, then the files on disk that are not the last commit."""
+        with self._locked():
+            self._repository = self._open(move_damaged=True)
+            self._recorder.record(self._repository)
+            self._recover(self._repository)
+        self._told()
+
+    def record(self) -> int:
+        """Commit every version waiting (and changed system files); the number of commits made."""
+        with self._locked():
+            made = self._recorder.record(self.repository())
+        if made:
+            self._told()
+        return made
+
+    def notify(self) -> None:
+        """A write was made: the worker records it soon (see wait_for_work)."""
+        self._wake.set()
+
+    def wait_for_work(self, timeout: float) -> bool:
+        woken = self._wake.wait(timeout)
+        self._wake.clear()
+        return woken
+
+    def _told(self) -> None:
+        for listener in self.listeners:
+            listener()
+
+    def repository(self) -> GitRepository:
+        if self._repository is None:
+            self._repository = self._open(move_damaged=False)
+        return self._repository
+
+    def _locked(self) -> Any:
+        return exclusive_lock(self._lock_path, timeout=LOCK_WAIT_S, what="the history")
+
+    def _open(self, *, move_damaged: bool) -> GitRepository:
+        if not self.path.exists():
+            if self.index.last() is not None:
+                self.problem = f"the history repository {self.path} was missing; a new one starts from now"
+                logger.error("history: %s", self.problem)
+                self.index.clear()
+            return GitRepository.create(self.path)
+        try:
+            return GitRepository.open_checked(self.path)
+        except HistoryError as exc:
+            if not move_damaged:
+                raise HistoryError(f"{exc} (`apphub serve` moves it aside and starts a new one)") from exc
+            aside = self.path.with_name(f"history.damaged-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}")
+            shutil.move(self.path, aside)
+            self.problem = (f"the history repository was damaged ({exc}); it was moved, intact, to {aside}, "
+                            "and a new one starts from the current configuration")
+            logger.error("history: %s", self.problem)
+            self.index.clear()
+            return GitRepository.create(self.path)
+
+    def _recover(self, repository: GitRepository) -> None:
+        """Commit config.ini and system.ini as they are on disk if the last commit does not hold
+        them (a first start with history, a repository begun again, a hand edit made while apphub
+        was stopped): marked as recovered. A file with a plaintext secret waits for its encryption."""
+        files: dict[str, bytes | None] = {}
+        for name in STORE_FILES:
+            try:
+                data = recordable(self._stores[name].snapshot())
+            except ApphubError as exc:
+                logger.warning("history: %s is not committed at start: %s", name, exc)
+                continue
+            if data is not None:
+                files[name] = data
+        first = repository.head() is None
+        if first:
+            files.update(versioned_system_files(self.data))
+        message = "history begun from the current configuration" if first else None
+        commit = self._recorder.record_files(repository, files, "file", "file", message, recovered=not first)
+        if commit is not None and not first:
+            logger.warning("history: %s on disk was not the last commit; committed as recovered (%s)",
+                           ", ".join(name for name in files), commit[:12])
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def _current(self) -> None:
+        """Record what waits, so that a read sees every version acknowledged so far."""
+        if self.audit.versions_waiting():
+            self.record()
+
+    def page(self, query: HistoryQuery) -> tuple[list[HistoryEntry], int | None]:
+        """Commits newest first, and the cursor of the next page (None: this was the last)."""
+        self._current()
+        entries = self.index.page(HistoryQuery(**{**query.__dict__, "limit": query.limit + 1}))
+        if len(entries) > query.limit:
+            return entries[: query.limit], entries[query.limit - 1].seq
+        return entries, None
+
+    def resolve(self, reference: str) -> HistoryEntry:
+        self._current()
+        return self.index.resolve(reference)
+
+    def content(self, entry: HistoryEntry, file: str = CONFIG) -> bytes:
+        data = self.repository().read(entry.commit, file)
+        if data is None:
+            raise VersionNotFound(f"the commit {entry.commit[:12]} holds no {file}")
+        return data
+
+    def snapshot(self, entry: HistoryEntry, file: str = CONFIG) -> Snapshot:
+        """The file at that commit, read under today's schema (its secrets still encrypted)."""
+        return self._stores[file].parse(self.content(entry, file))
+
+    def diff(self, old: str, new: str | None = None, file: str = CONFIG) -> VersionDiff:
+        """`old` to `new` (None: the file as it is now), per key and unified, secrets masked."""
+        if file not in STORE_FILES:
+            raise VersionNotFound(f"the history compares {', '.join(STORE_FILES)} key by key, not {file}")
+        old_entry = self.resolve(old)
+        before = self.content(old_entry, file)
+        if new is None:
+            snapshot = self._stores[file].snapshot()
+            new_entry, after, label = None, snapshot.raw, snapshot.version
+        else:
+            new_entry = self.resolve(new)
+            after = self.content(new_entry, file)
+            label = new_entry.config_version or new_entry.commit
+        changes, unified = file_diff(before, after, self._secret_rule(file), file,
+                                     old_entry.config_version or old_entry.commit[:12], label)
+        return VersionDiff(file, old_entry, new_entry, label, changes, unified)
+
+    def status(self) -> dict[str, Any]:
+        last = self.index.last()
+        return {
+            "repository": str(self.path),
+            "commits": self.index.count(),
+            "head": last.commit if last else None,
+            "version": last.config_version if last else None,
+            "waiting": self.audit.versions_waiting(),
+            "problem": self.problem,
+        }
+
+    def _secret_rule(self, file: str) -> SecretRule:
+        schema = self._stores[file].schema
+        return schema.is_secret
