@@ -67,6 +67,8 @@ WEBSOFT9_SYSTEM: dict[str, dict[str, str | None]] = {
 # What a fresh system.ini holds: Websoft9's sections, then apphub's own [sync].
 FRESH_SYSTEM: dict[str, dict[str, str | None]] = {
     **WEBSOFT9_SYSTEM,
+    "history": {"remote_url": "", "remote_branch": "main", "remote_user": "", "remote_token": "",
+                "remote_create": "true"},
     "sync": {"roots": "", "supervisor_url": "unix:///var/run/supervisor.sock",
              "docker_url": "unix:///var/run/docker.sock", "debounce_ms": "50", "drift_interval_s": "60"},
 }

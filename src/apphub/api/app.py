@@ -7,6 +7,7 @@ it is where the sync thread starts and stops too (DESIGN §3), so shutdown stays
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -15,7 +16,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from starlette.responses import HTMLResponse, JSONResponse
 
 import apphub
-from apphub.api import audit, legacy, settings, system
+from apphub.api import audit, history, legacy, settings, system
 from apphub.api import sync as sync_routes
 from apphub.api.auth import AuthenticationMiddleware, Principal, require_read
 from apphub.api.middleware import BodyLimitMiddleware, EncodedSlashMiddleware, RequestContextMiddleware
@@ -23,8 +24,13 @@ from apphub.api.models import Health, ok
 from apphub.api.openapi import openapi_document
 from apphub.api.problems import install_error_handlers
 from apphub.core import Core
+from apphub.errors import ApphubError
+from apphub.history.push import Pusher, PushSettings
+from apphub.history.worker import HistoryWorker
 from apphub.paths import DataDir
 from apphub.sync.engine import BackendFactory, SyncEngine
+
+logger = logging.getLogger("apphub.api")
 
 DESCRIPTION = """\
 Configuration center: `config.ini` (user settings) and `system.ini` (system settings, read-only here)
@@ -33,6 +39,21 @@ have a role (`read`, `write`, `admin`). Errors on `/api/v1` are RFC 9457 problem
 Reads return an `ETag`; send it back as `If-Match` to make a write fail (412) if someone else
 changed the file in between.
 """
+
+
+def start_history(core: Core) -> tuple[HistoryWorker, Pusher]:
+    """The history at the server's start (recovered, a damaged repository moved aside), its commit
+    thread and its push thread. Serving goes on whatever the history's state: the status says it."""
+    try:
+        core.history.start()
+    except ApphubError as exc:
+        core.history.problem = f"the history could not start: {exc}"
+        logger.error("%s", core.history.problem)
+    worker = HistoryWorker(core.history)
+    pusher = Pusher(core.history, lambda: PushSettings.from_system(core.system.snapshot()))
+    worker.start()
+    pusher.start()
+    return worker, pusher
 
 
 def create_app(data: DataDir, *, sync: bool = True, backends: BackendFactory | None = None,
@@ -46,6 +67,8 @@ def create_app(data: DataDir, *, sync: bool = True, backends: BackendFactory | N
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         core = Core(data)
         app.state.core = core
+        history_worker, pusher = start_history(core)
+        app.state.pusher = pusher
         engine = None
         if sync:
             from apphub.reload.build import build_backends
@@ -58,6 +81,8 @@ def create_app(data: DataDir, *, sync: bool = True, backends: BackendFactory | N
         finally:
             if engine is not None:
                 engine.stop()
+            history_worker.stop()
+            pusher.stop()
             core.close()
 
     app = FastAPI(
@@ -79,7 +104,7 @@ def create_app(data: DataDir, *, sync: bool = True, backends: BackendFactory | N
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(AuthenticationMiddleware)
     app.add_middleware(RequestContextMiddleware)
-    for router in (settings.router, system.router, audit.router, legacy.router, sync_routes.router):
+    for router in (settings.router, system.router, audit.router, legacy.router, sync_routes.router, history.router):
         app.include_router(router)
 
     @app.get("/healthz", tags=["health"], summary="Liveness: the process answers (no key needed)",

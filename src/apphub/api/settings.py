@@ -37,18 +37,22 @@ BatchBody = Annotated[
 IfMatch = Annotated[str | None, Header(description="Apply only if config.ini is still at this version (ETag)")]
 IfNoneMatch = Annotated[str | None, Header(description="Answer 304 with no body if the file is still at this "
                                                        "version (ETag), or at any with *")]
+Message = Annotated[str | None, Query(max_length=1000, description="Why: kept in the audit log and as the "
+                                                                  "history's commit message")]
 Reveal = Annotated[bool, Query(description="Show secrets in plaintext (admin keys only; audited)")]
-Section = Annotated[str, Path(description="A section of config.ini (not `plan` nor `reload`: those are routes)",
+Section = Annotated[str, Path(description="A section of config.ini (not plan, reload, history, diff, rollback: "
+                                          "those are routes)",
                               examples=["gitea"])]
 
 
 class SectionConvertor(StringConvertor):
-    """A section name in a path, but not `plan` nor `reload`: those paths belong to the POST routes of
-    api/sync.py for every method. Else `GET /api/v1/settings/plan` read a section named `plan`, and
-    the 405 of `DELETE` there listed the GET and PUT of the section routes as allowed (issue 8).
+    """A section name in a path, but not `plan`, `reload` (POST routes of api/sync.py), `history`,
+    `diff` nor `rollback` (api/history.py): those paths belong to their routes for every method.
+    Else `GET /api/v1/settings/plan` read a section named `plan`, and the 405 of `DELETE` there
+    listed the GET and PUT of the section routes as allowed (issue 8).
     """
 
-    regex = "(?!(?:plan|reload)$)[^/]+"
+    regex = "(?!(?:plan|reload|history|diff|rollback)$)[^/]+"
 
 
 register_url_convertor("apphub_section", SectionConvertor())
@@ -132,10 +136,10 @@ async def read_section(section: Section, request: Request, principal: Annotated[
 @router.put(SECTION_PATH, summary="Merge keys into one section", responses=WRITE)
 def update_section(section: Section, body: SettingsBody, request: Request,
                    principal: Annotated[Principal, Depends(require_write)], if_match: IfMatch = None,
-                   wait: Wait = False, wait_timeout: WaitTimeout = WAIT_DEFAULT_S) -> Response:
+                   wait: Wait = False, wait_timeout: WaitTimeout = WAIT_DEFAULT_S, message: Message = None) -> Response:
     check_may_change(principal, {section: body})
     result = core_of(request).config.update({section: body}, actor_of(request, principal),
-                                            if_match=parse_if_match(if_match))
+                                            if_match=parse_if_match(if_match), message=message)
     return write_response(result, [section], sync_after_write(request, result.changed, wait, wait_timeout))
 
 
@@ -143,17 +147,20 @@ def update_section(section: Section, body: SettingsBody, request: Request,
             responses=WRITE)
 def update_settings(body: BatchBody, request: Request, principal: Annotated[Principal, Depends(require_write)],
                     if_match: IfMatch = None, wait: Wait = False,
-                    wait_timeout: WaitTimeout = WAIT_DEFAULT_S) -> Response:
+                    wait_timeout: WaitTimeout = WAIT_DEFAULT_S, message: Message = None) -> Response:
     check_may_change(principal, body)
-    result = core_of(request).config.update(body, actor_of(request, principal), if_match=parse_if_match(if_match))
+    result = core_of(request).config.update(body, actor_of(request, principal), if_match=parse_if_match(if_match),
+                                            message=message)
     return write_response(result, body, sync_after_write(request, result.changed, wait, wait_timeout))
 
 
 @router.delete("/settings/{section}/{key}", summary="Remove a key the schema does not require",
                responses=WRITE)
 def delete_key(section: str, key: str, request: Request, principal: Annotated[Principal, Depends(require_write)],
-               if_match: IfMatch = None, wait: Wait = False, wait_timeout: WaitTimeout = WAIT_DEFAULT_S) -> Response:
+               if_match: IfMatch = None, wait: Wait = False, wait_timeout: WaitTimeout = WAIT_DEFAULT_S,
+               message: Message = None) -> Response:
     check_may_change(principal, {section: [key]})
     result = core_of(request).config.update({}, actor_of(request, principal), deletes=[(section, key)],
-                                            if_match=parse_if_match(if_match), action="settings.delete")
+                                            if_match=parse_if_match(if_match), action="settings.delete",
+                                            message=message)
     return write_response(result, [section], sync_after_write(request, result.changed, wait, wait_timeout))

@@ -80,9 +80,20 @@ async def reload(request: Request, _: Annotated[Principal, Depends(require_write
     return report_dict(await run_in_threadpool(engine.wait, ticket, timeout), timeout)
 
 
-@router.get("/api/v1/sync/status", summary="Per service: wanted and applied version, last result, timings")
+@router.get("/api/v1/sync/status", summary="Per service: wanted and applied version, last result, timings; "
+                                         "the history and its push")
 async def status(request: Request, _: Annotated[Principal, Depends(require_read)]) -> dict[str, Any]:
-    return engine_of(request).status_dict()
+    body = engine_of(request).status_dict()
+    body["history"] = await run_in_threadpool(history_status, request)
+    return body
+
+
+def history_status(request: Request) -> dict[str, Any]:
+    """The history's commits and versions waiting, and the state of its push to the remote."""
+    found = core_of(request).history.status()
+    pusher = getattr(request.app.state, "pusher", None)
+    found["push"] = pusher.status() if pusher is not None else {"configured": False, "state": "idle"}
+    return found
 
 
 @router.get("/metrics", summary="Prometheus metrics of the sync engine", response_class=Response,

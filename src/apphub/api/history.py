@@ -1,0 +1,128 @@
+"""`/api/v1/settings/history`, `/diff`, `/rollback`: the versions of config.ini, compared and brought back.
+
+Every call takes a version as clients see it (the ETag) or a commit id, whole or an unambiguous
+prefix. Secrets are masked everywhere: a changed secret shows as changed, never with a value.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from apphub.api.audit import MAX_ID, _time
+from apphub.api.auth import Principal, core_of, require, require_read, require_write
+from apphub.api.etags import parse_if_match
+from apphub.api.problems import QUERY_RESPONSES, WRITE_RESPONSES
+from apphub.api.settings import IfMatch, actor_of, write_response
+from apphub.api.sync import WAIT_DEFAULT_S, Wait, WaitTimeout, history_status, sync_after_write
+from apphub.errors import Forbidden
+from apphub.history.index import HistoryQuery
+from apphub.history.rollback import plan_rollback, rollback
+from apphub.store.snapshot import Snapshot
+
+router = APIRouter(prefix="/api/v1", tags=["history"], responses=QUERY_RESPONSES)
+
+Version = Annotated[str, Path(description="A config.ini version (ETag) or a commit id, or an unambiguous prefix "
+                                          "of either (4 characters at least)", max_length=64)]
+require_admin = require("admin")
+
+
+class RollbackRequest(BaseModel):
+    version: str = Field(max_length=64, description="The version (ETag) or commit id to bring back, or a prefix")
+    message: str | None = Field(None, max_length=1000, description="Why; the history's commit message")
+    force: bool = Field(False, description="Write it even if it no longer validates against today's schema "
+                                           "(admin keys only); secrets that cannot be decrypted refuse it anyway")
+
+
+class PlanRequest(BaseModel):
+    version: str = Field(max_length=64, description="The version (ETag) or commit id a rollback would bring back")
+
+
+@router.get("/settings/history", summary="The versions of config.ini and system files, newest first")
+def read_history(
+    request: Request,
+    _: Annotated[Principal, Depends(require_read)],
+    section: Annotated[str | None, Query(max_length=128, description="Versions that changed this section")] = None,
+    key: Annotated[str | None, Query(max_length=128, description="Versions that changed this key")] = None,
+    author: Annotated[str | None, Query(max_length=64, description="A key's name, cli, file, init")] = None,
+    source: Annotated[str | None, Query(max_length=32, description="api, cli, file, rollback, init, ...")] = None,
+    file: Annotated[str | None, Query(max_length=128, description="config.ini, system.ini, services.yaml...")] = None,
+    since: Annotated[str | None, Query(description="ISO 8601 time, inclusive")] = None,
+    until: Annotated[str | None, Query(description="ISO 8601 time, inclusive")] = None,
+    cursor: Annotated[int | None, Query(ge=1, le=MAX_ID, description="`next_cursor` of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> dict[str, Any]:
+    query = HistoryQuery(section=section, key=key, author=author, source=source, file=file,
+                         since=_time("since", since), until=_time("until", until), before=cursor, limit=limit)
+    entries, next_cursor = core_of(request).history.page(query)
+    next_link = None
+    if next_cursor is not None:
+        parameters = {name: value for name, value in request.query_params.items() if name != "cursor"}
+        next_link = f"{request.url.path}?{urlencode({**parameters, 'cursor': str(next_cursor)})}"
+    return {"entries": [entry.as_dict() for entry in entries], "next_cursor": next_cursor, "next": next_link}
+
+
+@router.get("/settings/history/{version}", summary="One version: its settings (secrets masked) and what it changed")
+def read_version(version: Version, request: Request,
+                 _: Annotated[Principal, Depends(require_read)]) -> Response:
+    history = core_of(request).history
+    entry = history.resolve(version)
+    snapshot: Snapshot = history.snapshot(entry)
+    body = entry.as_dict() | {"settings": snapshot.public}
+    return Response(json.dumps(body), media_type="application/json")
+
+
+@router.get("/settings/diff", summary="What changed between two versions, per key and as a unified diff")
+def read_diff(
+    request: Request,
+    _: Annotated[Principal, Depends(require_read)],
+    old: Annotated[str, Query(alias="from", max_length=64, description="A version or commit id (or prefix)")],
+    new: Annotated[str | None, Query(alias="to", max_length=64,
+                                     description="A version or commit id; none: the current version")] = None,
+    file: Annotated[str, Query(pattern="^(config|system)\\.ini$")] = "config.ini",
+) -> dict[str, Any]:
+    return core_of(request).history.diff(old, new, file).as_dict()
+
+
+@router.post("/settings/rollback/plan", summary="What a rollback would do, touching nothing")
+def plan(request: Request, _: Annotated[Principal, Depends(require_read)],
+         body: Annotated[PlanRequest, Body()]) -> dict[str, Any]:
+    core = core_of(request)
+    engine = getattr(request.app.state, "engine", None)
+    planner = (lambda snapshot: engine.plan(snapshot).to_dict()) if engine is not None else None
+    return plan_rollback(core.history, core.config, body.version, planner).as_dict()
+
+
+@router.post("/settings/rollback", summary="Bring a version back as a new version", responses=WRITE_RESPONSES)
+def roll_back(request: Request, principal: Annotated[Principal, Depends(require_write)],
+              body: Annotated[RollbackRequest, Body()], if_match: IfMatch = None, wait: Wait = False,
+              wait_timeout: WaitTimeout = WAIT_DEFAULT_S) -> Response:
+    if body.force and principal.role != "admin":
+        raise Forbidden(f"the key '{principal.name}' has the role '{principal.role}'; forcing a rollback to a "
+                        "version that no longer validates needs 'admin'")
+    core = core_of(request)
+    result, target = rollback(core.history, core.config, body.version, actor_of(request, principal),
+                              force=body.force, message=body.message, if_match=parse_if_match(if_match))
+    response = write_response(result, result.snapshot.sections(),
+                              sync_after_write(request, result.changed, wait, wait_timeout))
+    extra: dict[str, Any] = {"rolled_back_to": {"commit": target.commit, "version": target.config_version,
+                                                "at": target.at}}
+    if not result.changed:
+        extra["detail"] = "config.ini is at that version already: nothing changed"
+    return _merged(response, extra)
+
+
+@router.get("/history/status", summary="The history: commits, versions waiting, the push to the remote")
+async def status(request: Request, _: Annotated[Principal, Depends(require_read)]) -> dict[str, Any]:
+    return await run_in_threadpool(history_status, request)
+
+
+def _merged(response: Response, extra: dict[str, Any]) -> Response:
+    body = json.loads(bytes(response.body)) | extra
+    return Response(json.dumps(body), media_type="application/json", headers={"ETag": response.headers["ETag"]})
