@@ -81,11 +81,12 @@ def get(ctx: click.Context, section: str, key: str, file_name: str) -> None:
 @click.argument("section")
 @click.argument("key")
 @click.argument("value")
+@click.option("--message", help="Why (kept in the audit log and as the history's commit message).")
 @click.pass_context
-def set_(ctx: click.Context, section: str, key: str, value: str) -> None:
+def set_(ctx: click.Context, section: str, key: str, value: str, message: str | None) -> None:
     """Set one key of config.ini (adding it where the schema allows), validated and audited."""
     with open_core(ctx) as core:
-        result = core.config.update({section: {key: value}}, CLI_ACTOR)
+        result = core.config.update({section: {key: value}}, CLI_ACTOR, message=message)
         secret = core.config.schema.is_secret(section, key)
     shown = mask(value) if secret else value
     if result.changed:

@@ -177,8 +177,10 @@ class HistoryIndex:
         if len(commits) == 1 and (not versions or versions == [commits[0]["config_version"]]):
             return self._entries(commits)[0]
         if not commits and len(versions) == 1:
+            # the newest commit that made config.ini that version, else the newest that carries it
             rows = self._db.query(f"SELECT {_COLUMNS} FROM history_commits WHERE config_version = ?"  # noqa: S608
-                                  " ORDER BY seq DESC LIMIT 1", (versions[0],))
+                                  " ORDER BY (file = 'config.ini' AND version = config_version) DESC, seq DESC"
+                                  " LIMIT 1", (versions[0],))
             return self._entries(rows)[0]
         if not commits and not versions:
             raise VersionNotFound(f"no version of the history is '{reference}' (neither a commit id nor a "

@@ -141,7 +141,10 @@ class Recorder:
             trailers = {"File": version.file, "Version": version.version, "Config-Version": new_config or "",
                         "Source": version.source, "Event": str(version.event_id)}
             at = _parse_time(version.at)
-            head = repository.commit(head, {version.file: version.content}, version.actor,
+            files: dict[str, bytes | None] = {version.file: version.content}
+            if head is None:  # the first commit holds the system files as they are
+                files = {**versioned_system_files(self._data), **files}
+            head = repository.commit(head, files, version.actor,
                                      commit_message(subject, changes, version.file, trailers), at)
             contents[version.file] = version.content
             config_version = new_config

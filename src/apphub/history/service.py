@@ -98,6 +98,17 @@ class History:
             self._told()
         return made
 
+    def record_files(self, files: Mapping[str, bytes | None], author: str, source: str,
+                     message: str | None = None) -> str | None:
+        """Commit files written outside a store (a rollback of services.yaml); the commit, or None."""
+        with self._locked():
+            repository = self.repository()
+            self._recorder.record(repository)
+            commit = self._recorder.record_files(repository, files, author, source, message)
+        if commit:
+            self._told()
+        return commit
+
     def notify(self) -> None:
         """A write was made: the worker records it soon (see wait_for_work)."""
         self._wake.set()
