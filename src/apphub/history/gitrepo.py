@@ -64,6 +64,8 @@ class GitRepository:
             repository = pygit2.Repository(str(path))
             if not repository.is_bare:
                 raise HistoryError(f"{path} is not a bare git repository")
+            if (path / "HEAD").read_text(encoding="utf-8", errors="replace").strip() != f"ref: {REF}":
+                raise HistoryError(f"{path}/HEAD does not point at {REF} (git would not read the repository)")
             opened = cls(repository, path)
             head = opened.head()
             if head is not None:
