@@ -156,6 +156,7 @@ def _rollback_manifest(ctx: click.Context, version: str, message: str | None, fo
         if dry_run:
             click.echo(f"services.yaml would be the version of {target.commit[:12]} ({len(content)} bytes)")
             return
+        core.history.record()  # what is on disk now, first: the rollback's commit is the next
         atomic_write(path, content, mode=0o644)
         commit = core.history.record_files({"services.yaml": content}, "cli", "rollback",
                                            message or f"rollback of services.yaml to {target.commit[:12]}")

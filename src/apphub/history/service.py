@@ -100,11 +100,10 @@ class History:
 
     def record_files(self, files: Mapping[str, bytes | None], author: str, source: str,
                      message: str | None = None) -> str | None:
-        """Commit files written outside a store (a rollback of services.yaml); the commit, or None."""
+        """Commit files written outside a store (a rollback of services.yaml); the commit, or None.
+        Call `record` before writing them, or they are committed as the files on disk."""
         with self._locked():
-            repository = self.repository()
-            self._recorder.record(repository)
-            commit = self._recorder.record_files(repository, files, author, source, message)
+            commit = self._recorder.record_files(self.repository(), files, author, source, message)
         if commit:
             self._told()
         return commit
