@@ -52,7 +52,10 @@ class Operation:
         if self.template == "/healthz":
             return None
         # A plan changes nothing: a read key may ask what a change would do.
-        return "read" if self.method == "GET" or self.template == "/api/v1/settings/plan" else "write"
+        return "read" if self.method == "GET" or self.template in READ_POSTS else "write"
+
+
+READ_POSTS = {"/api/v1/settings/plan", "/api/v1/settings/rollback/plan"}
 
 
 def client_with(server: LiveServer, headers: dict[str, str] | dict[bytes, bytes]) -> httpx.Client:
@@ -87,13 +90,19 @@ PARAMS: dict[tuple[str, str], dict[str, str]] = {
 
 def send(client: httpx.Client, operation: Operation, admin: httpx.Client) -> httpx.Response:
     values = PATH_VALUES.get(operation.template, {})
+    # the history's routes take a version: the current one (a rollback to it changes nothing)
+    version = admin.get("/api/v1/settings").json()["version"]
+    if "{version}" in operation.template:
+        values = {"version": version}
     path = operation.template.format(**values)
     assert "{" not in path, f"no test values for the path parameters of {operation.template}; add them to PATH_VALUES"
     if operation.method == "DELETE":
         # The key must exist for the delete to succeed; put it back with the admin key first.
         admin.put(f"/api/v1/settings/{values['section']}", json={values["key"]: "restored"}).raise_for_status()
     key = (operation.method, operation.template)
-    return client.request(operation.method, path, json=BODIES.get(key), params=PARAMS.get(key))
+    body = {"version": version} if operation.template.startswith("/api/v1/settings/rollback") else BODIES.get(key)
+    params = {"from": version} if operation.template == "/api/v1/settings/diff" else PARAMS.get(key)
+    return client.request(operation.method, path, json=body, params=params)
 
 
 def check(operation: Operation, credential: str, response: httpx.Response) -> None:

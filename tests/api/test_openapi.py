@@ -23,6 +23,12 @@ ROUTES = {
     "/api/v1/settings/reload": {"post"},
     "/api/v1/sync/status": {"get"},
     "/metrics": {"get"},
+    "/api/v1/settings/history": {"get"},
+    "/api/v1/settings/history/{version}": {"get"},
+    "/api/v1/settings/diff": {"get"},
+    "/api/v1/settings/rollback": {"post"},
+    "/api/v1/settings/rollback/plan": {"post"},
+    "/api/v1/history/status": {"get"},
 }
 
 

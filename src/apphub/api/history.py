@@ -18,7 +18,7 @@ from starlette.responses import Response
 from apphub.api.audit import MAX_ID, _time
 from apphub.api.auth import Principal, core_of, require, require_read, require_write
 from apphub.api.etags import parse_if_match
-from apphub.api.problems import QUERY_RESPONSES, WRITE_RESPONSES
+from apphub.api.problems import COMMON_RESPONSES, QUERY_RESPONSES, WRITE_RESPONSES, problem_response
 from apphub.api.settings import IfMatch, actor_of, write_response
 from apphub.api.sync import WAIT_DEFAULT_S, Wait, WaitTimeout, history_status, sync_after_write
 from apphub.errors import Forbidden
@@ -26,7 +26,27 @@ from apphub.history.index import HistoryQuery
 from apphub.history.rollback import plan_rollback, rollback
 from apphub.store.snapshot import Snapshot
 
-router = APIRouter(prefix="/api/v1", tags=["history"], responses=QUERY_RESPONSES)
+UNAVAILABLE = problem_response("The history repository cannot be read or written (see /api/v1/history/status)")
+LIST_RESPONSES: dict[int | str, dict[str, Any]] = {**QUERY_RESPONSES, 503: UNAVAILABLE}
+VERSION_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **QUERY_RESPONSES,
+    400: problem_response("A malformed parameter, or a prefix that matches more than one version"),
+    404: problem_response("No version of the history matches"),
+    409: problem_response("That version does not parse under today's schema"),
+    503: UNAVAILABLE,
+}
+PLAN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **VERSION_RESPONSES, 413: WRITE_RESPONSES[413], 422: problem_response("The body is not {\"version\": ...}")}
+ROLLBACK_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **WRITE_RESPONSES,
+    400: VERSION_RESPONSES[400],
+    403: problem_response("The key's role is too weak (write needed; admin to force)"),
+    404: VERSION_RESPONSES[404],
+    422: problem_response("That version no longer validates against today's schema; `errors` lists every problem"),
+    503: problem_response("Another writer held the file lock too long, or the history cannot be read"),
+}
+
+router = APIRouter(prefix="/api/v1", tags=["history"])
 
 Version = Annotated[str, Path(description="A config.ini version (ETag) or a commit id, or an unambiguous prefix "
                                           "of either (4 characters at least)", max_length=64)]
@@ -44,7 +64,8 @@ class PlanRequest(BaseModel):
     version: str = Field(max_length=64, description="The version (ETag) or commit id a rollback would bring back")
 
 
-@router.get("/settings/history", summary="The versions of config.ini and system files, newest first")
+@router.get("/settings/history", summary="The versions of config.ini and system files, newest first",
+            responses=LIST_RESPONSES)
 def read_history(
     request: Request,
     _: Annotated[Principal, Depends(require_read)],
@@ -68,7 +89,8 @@ def read_history(
     return {"entries": [entry.as_dict() for entry in entries], "next_cursor": next_cursor, "next": next_link}
 
 
-@router.get("/settings/history/{version}", summary="One version: its settings (secrets masked) and what it changed")
+@router.get("/settings/history/{version}", summary="One version: its settings (secrets masked) and what it changed",
+            responses=VERSION_RESPONSES)
 def read_version(version: Version, request: Request,
                  _: Annotated[Principal, Depends(require_read)]) -> Response:
     history = core_of(request).history
@@ -78,7 +100,8 @@ def read_version(version: Version, request: Request,
     return Response(json.dumps(body), media_type="application/json")
 
 
-@router.get("/settings/diff", summary="What changed between two versions, per key and as a unified diff")
+@router.get("/settings/diff", summary="What changed between two versions, per key and as a unified diff",
+            responses=VERSION_RESPONSES)
 def read_diff(
     request: Request,
     _: Annotated[Principal, Depends(require_read)],
@@ -90,7 +113,8 @@ def read_diff(
     return core_of(request).history.diff(old, new, file).as_dict()
 
 
-@router.post("/settings/rollback/plan", summary="What a rollback would do, touching nothing")
+@router.post("/settings/rollback/plan", summary="What a rollback would do, touching nothing",
+             responses=PLAN_RESPONSES)
 def plan(request: Request, _: Annotated[Principal, Depends(require_read)],
          body: Annotated[PlanRequest, Body()]) -> dict[str, Any]:
     core = core_of(request)
@@ -99,7 +123,7 @@ def plan(request: Request, _: Annotated[Principal, Depends(require_read)],
     return plan_rollback(core.history, core.config, body.version, planner).as_dict()
 
 
-@router.post("/settings/rollback", summary="Bring a version back as a new version", responses=WRITE_RESPONSES)
+@router.post("/settings/rollback", summary="Bring a version back as a new version", responses=ROLLBACK_RESPONSES)
 def roll_back(request: Request, principal: Annotated[Principal, Depends(require_write)],
               body: Annotated[RollbackRequest, Body()], if_match: IfMatch = None, wait: Wait = False,
               wait_timeout: WaitTimeout = WAIT_DEFAULT_S) -> Response:
@@ -118,7 +142,8 @@ def roll_back(request: Request, principal: Annotated[Principal, Depends(require_
     return _merged(response, extra)
 
 
-@router.get("/history/status", summary="The history: commits, versions waiting, the push to the remote")
+@router.get("/history/status", summary="The history: commits, versions waiting, the push to the remote",
+            responses=COMMON_RESPONSES)
 async def status(request: Request, _: Annotated[Principal, Depends(require_read)]) -> dict[str, Any]:
     return await run_in_threadpool(history_status, request)
 

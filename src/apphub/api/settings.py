@@ -52,7 +52,7 @@ class SectionConvertor(StringConvertor):
     listed the GET and PUT of the section routes as allowed (issue 8).
     """
 
-    regex = "(?!(?:plan|reload|history|diff|rollback)$)[^/]+"
+    regex = "(?!(?:plan|reload|history|diff|rollback)(?:/|$))[^/]+"
 
 
 register_url_convertor("apphub_section", SectionConvertor())
@@ -154,7 +154,7 @@ def update_settings(body: BatchBody, request: Request, principal: Annotated[Prin
     return write_response(result, body, sync_after_write(request, result.changed, wait, wait_timeout))
 
 
-@router.delete("/settings/{section}/{key}", summary="Remove a key the schema does not require",
+@router.delete(SECTION_PATH + "/{key}", summary="Remove a key the schema does not require",
                responses=WRITE)
 def delete_key(section: str, key: str, request: Request, principal: Annotated[Principal, Depends(require_write)],
                if_match: IfMatch = None, wait: Wait = False, wait_timeout: WaitTimeout = WAIT_DEFAULT_S,
