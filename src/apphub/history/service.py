@@ -7,6 +7,7 @@ commit is committed as recovered); the CLI only records and reads.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import shutil
@@ -73,6 +74,7 @@ class History:
         self._recorder = Recorder(data, audit, self.index, self._secret_rule)
         self._repository: GitRepository | None = None
         self.problem: str | None = None  # what start found wrong with the repository, for the status
+        self.last_error: str | None = None  # why the last record failed (None once one works)
         self.listeners: list[Callable[[], None]] = []  # told after new commits (the pusher)
         self._wake = threading.Event()
 
@@ -92,8 +94,13 @@ class History:
 
     def record(self) -> int:
         """Commit every version waiting (and changed system files); the number of commits made."""
-        with self._locked():
-            made = self._recorder.record(self.repository())
+        try:
+            with self._locked():
+                made = self._recorder.record(self.repository())
+        except ApphubError as exc:
+            self.last_error = str(exc)
+            raise
+        self.last_error = None
         if made:
             self._told()
         return made
@@ -174,14 +181,19 @@ class History:
     # -- reading --------------------------------------------------------------------------------
 
     def _current(self) -> None:
-        """Record what waits, so that a read sees every version acknowledged so far."""
-        if self.audit.versions_waiting():
+        """Record what waits, so that a read sees every version acknowledged so far. A history that
+        cannot record now answers from what it has (the status says what waits, and why)."""
+        if not self.audit.versions_waiting():
+            return
+        try:
             self.record()
+        except ApphubError as exc:
+            logger.error("history: versions wait to be committed: %s", exc)
 
     def page(self, query: HistoryQuery) -> tuple[list[HistoryEntry], int | None]:
         """Commits newest first, and the cursor of the next page (None: this was the last)."""
         self._current()
-        entries = self.index.page(HistoryQuery(**{**query.__dict__, "limit": query.limit + 1}))
+        entries = self.index.page(dataclasses.replace(query, limit=query.limit + 1))
         if len(entries) > query.limit:
             return entries[: query.limit], entries[query.limit - 1].seq
         return entries, None
@@ -226,6 +238,7 @@ class History:
             "version": last.config_version if last else None,
             "waiting": self.audit.versions_waiting(),
             "problem": self.problem,
+            "last_error": self.last_error,
         }
 
     def _secret_rule(self, file: str) -> SecretRule:
