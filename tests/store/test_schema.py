@@ -29,7 +29,9 @@ WEBSOFT9_SYSTEM_SECTIONS = {
     "appmonitor": ["keys"],
     "php_apps": ["keys"],
     "webhook": ["wechat", "monitor_api"],
-    # apphub's own section, after Websoft9's: where the sync engine may write, how it reaches services
+    # apphub's own sections, after Websoft9's: where the history is pushed; where the sync engine
+    # may write, how it reaches services
+    "history": ["remote_url", "remote_branch", "remote_user", "remote_token", "remote_create"],
     "sync": ["roots", "supervisor_url", "docker_url", "debounce_ms", "drift_interval_s"],
 }
 
