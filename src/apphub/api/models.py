@@ -76,6 +76,8 @@ class AuditEntry(BaseModel):
     version_before: str | None
     version_after: str | None
     message: str | None
+    commit: str | None = Field(description="The history's commit of the version this event made (null until "
+                                           "committed, within a second, or for events that made no version)")
     changes: list[KeyChange]
 
 

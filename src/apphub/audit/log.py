@@ -49,7 +49,7 @@ class Actor:
 
 # AuditEvent's fields, in order
 _EVENT_COLUMNS = ("e.id, e.at, e.actor, e.source, e.request_id, e.action, e.file, e.version_before, "
-                  "e.version_after, e.message")
+                  "e.version_after, e.message, e.commit_id")
 
 
 @dataclass
@@ -64,6 +64,7 @@ class AuditEvent:
     version_before: str | None
     version_after: str | None
     message: str | None
+    commit: str | None = None  # the history's commit of the version it made, once committed
     changes: list[Change] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -78,6 +79,7 @@ class AuditEvent:
             "version_before": self.version_before,
             "version_after": self.version_after,
             "message": self.message,
+            "commit": self.commit,
             "changes": [change.__dict__ for change in self.changes],
         }
 
