@@ -73,7 +73,7 @@ def test_builtin_schema_marks_the_credentials_secret() -> None:
         ("portainer", "user_pwd"),
         ("api_key", "key"),
     }
-    assert secret_system == {("webhook", "wechat")}
+    assert secret_system == {("webhook", "wechat"), ("history", "remote_token")}
     assert schema.config.is_secret("gitea", "user_pwd")
     assert not schema.config.is_secret("gitea", "user_name")
     assert not schema.config.is_secret("nope", "nope")

@@ -18,7 +18,7 @@ from typing import Any
 
 from apphub.audit.log import AuditLog
 from apphub.db import Database
-from apphub.errors import ApphubError, HistoryError, VersionNotFound
+from apphub.errors import ApphubError, HistoryError, IniParseError, VersionNotFound
 from apphub.history.gitrepo import GitRepository
 from apphub.history.index import HistoryEntry, HistoryIndex, HistoryQuery
 from apphub.history.inidiff import KeyChange, SecretRule, file_diff
@@ -164,8 +164,9 @@ class History:
         for name in STORE_FILES:
             try:
                 data = recordable(self._stores[name].snapshot())
-            except ApphubError as exc:
-                logger.warning("history: %s is not committed at start: %s", name, exc)
+            except ApphubError as exc:  # where a parse error is, never the line (a password may be on it)
+                reason = exc.public if isinstance(exc, IniParseError) else str(exc)
+                logger.warning("history: %s is not committed at start: %s", name, reason)
                 continue
             if data is not None:
                 files[name] = data
