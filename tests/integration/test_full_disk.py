@@ -30,8 +30,10 @@ from tests.conftest import is_made
 from tests.integration.conftest import StartServe, audit_db, run_cli
 
 DISK_BYTES = 8 * 1024 * 1024
-# How much room the filler gives back before each round of writes.
-FREE_LEVELS = (0, 1024, 4096, 8192, 12288, 16384, 24576, 32768, 65536, 131072)
+# How much room the filler gives back before each round of writes. The history's commits of the
+# versions that waited (it cannot commit on a full disk either) take the first room given back: the
+# last levels leave room for writes after them.
+FREE_LEVELS = (0, 1024, 4096, 8192, 12288, 16384, 24576, 32768, 65536, 131072, 262144, 524288)
 WRITES_PER_LEVEL = 4
 
 
@@ -121,6 +123,13 @@ def test_writes_on_a_full_disk_are_made_and_audited_or_refused_and_not_made(smal
         # pending is a write that was made (the next write marks it), none is one that was not.
         final = client.put("/api/v1/settings/gitea", json={"user_email": "room-again@example.com"})
         assert final.status_code == 200, final.text
+        # and the history, which could not commit either while the disk was full, has every version
+        newest = client.get("/api/v1/settings/history", params={"limit": 1}).json()["entries"][0]
+        assert newest["version"] == final.json()["version"]
+        assert client.get("/api/v1/history/status").json()["waiting"] == 0
+    fsck = subprocess.run(["git", "--git-dir", str(data.state_dir / "history"), "fsck", "--no-dangling"],
+                          capture_output=True, text=True, check=False)
+    assert fsck.returncode == 0, fsck.stderr
     assert run_cli(data, "check").returncode == 0
     with contextlib.closing(audit_db(data)) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
