@@ -115,6 +115,12 @@ class History:
             self._told()
         return commit
 
+    def compact(self) -> None:
+        """`git gc --auto` (the recorder also runs it every 1,000 commits; this is for a server that
+        restarts more often than that)."""
+        with self._locked():
+            self.repository().compact()
+
     def notify(self) -> None:
         """A write was made: the worker records it soon (see wait_for_work)."""
         self._wake.set()

@@ -38,6 +38,10 @@ class HistoryWorker:
             self._thread.join(STOP_TIMEOUT_S)
 
     def _run(self) -> None:
+        try:
+            self._history.compact()
+        except ApphubError as exc:
+            logger.warning("history: git gc --auto at start: %s", exc)
         while not self._stop.is_set():
             if (self._history.wait_for_work(POLL_S) and not self._stop.wait(COALESCE_S)) or not self._stop.is_set():
                 self._record()
