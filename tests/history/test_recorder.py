@@ -265,3 +265,22 @@ def test_git_can_read_the_repository(core: Core, tmp_path: Path) -> None:
     subprocess.run(["git", "clone", "-q", str(core.data.state_dir / "history"), str(clone)], check=True)
     assert (clone / "config.ini").read_bytes() == core.data.config_ini.read_bytes()
     assert GitRepository.open_checked(core.data.state_dir / "history").head() is not None
+
+
+def test_a_hand_edit_that_does_not_validate_is_not_committed_at_start(data_dir: DataDir) -> None:
+    core = Core(data_dir)
+    core.history.start()
+    head = core.history.index.last()
+    core.close()
+    text = data_dir.config_ini.read_text().replace("admin@mydomain.com", "not an e-mail address", 1)
+    data_dir.config_ini.write_text(text)  # the sync thread refuses this one
+
+    again = Core(data_dir)
+    try:
+        again.history.start()
+        last = again.history.index.last()
+        assert head is not None
+        assert last is not None
+        assert last.commit == head.commit
+    finally:
+        again.close()

@@ -25,6 +25,7 @@ from apphub.history.inidiff import KeyChange, SecretRule, file_diff
 from apphub.history.recorder import CONFIG, STORE_FILES, Recorder, versioned_system_files
 from apphub.paths import DataDir
 from apphub.store.atomic import exclusive_lock
+from apphub.store.check import field_errors
 from apphub.store.inistore import IniStore
 from apphub.store.snapshot import Snapshot, recordable
 
@@ -168,12 +169,19 @@ class History:
         was stopped): marked as recovered. A file with a plaintext secret waits for its encryption."""
         files: dict[str, bytes | None] = {}
         for name in STORE_FILES:
+            store = self._stores[name]
             try:
-                data = recordable(self._stores[name].snapshot())
+                snapshot = store.snapshot()
+                problems = field_errors(snapshot.document, store.schema, snapshot.box, name, plaintext_secrets=False)
             except ApphubError as exc:  # where a parse error is, never the line (a password may be on it)
                 reason = exc.public if isinstance(exc, IniParseError) else str(exc)
                 logger.warning("history: %s is not committed at start: %s", name, reason)
                 continue
+            if problems:  # a hand edit the sync thread refuses is no accepted version
+                logger.warning("history: %s is not committed at start: it does not validate (%d problems; "
+                               "`apphub check` lists them)", name, len(problems))
+                continue
+            data = recordable(snapshot)
             if data is not None:
                 files[name] = data
         first = repository.head() is None
