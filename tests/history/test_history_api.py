@@ -6,9 +6,9 @@ import subprocess
 
 import httpx
 import pytest
-from tests.conftest import LiveServer
 
 from apphub.paths import DataDir
+from tests.conftest import LiveServer
 
 JSON = {"content-type": "application/json"}
 MASK = "********"

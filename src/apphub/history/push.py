@@ -86,8 +86,11 @@ class PushSettings:
 
     def environment(self) -> dict[str, str]:
         """git's environment: the credential as an extra header, no prompt, no system config."""
-        env = {name: value for name, value in os.environ.items() if not name.startswith("GIT_")}
-        env.update({"GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1", "GIT_ASKPASS": "/bin/false"})
+        # No configuration but ours (a credential helper there could store the token), no prompt
+        # and no askpass program: a missing or refused credential fails at once.
+        env = {name: value for name, value in os.environ.items()
+               if not name.startswith("GIT_") and name != "SSH_ASKPASS"}
+        env.update({"GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull})
         if self.token:
             env.update({"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.extraHeader",
                         "GIT_CONFIG_VALUE_0": f"Authorization: Basic {self._basic()}"})
@@ -199,7 +202,8 @@ class Pusher:
         if ("not found" in said.lower() or "404" in said) and settings.create and settings.token:
             return "missing"
         reason = _first_error_line(said)
-        if "401" in said or "403" in said or "Authentication failed" in said:
+        if any(sign in said for sign in ("401", "403", "Authentication failed", "could not read Username",
+                                         "terminal prompts disabled")):
             reason = f"the remote refused the credentials of system.ini [history] ({reason})"
         self._failed(f"the push to {settings.url} failed: {reason}", settings)
         return "failed"
