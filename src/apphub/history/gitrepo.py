@@ -38,6 +38,23 @@ class CommitInfo:
     message: str
 
 
+def unified_diff(old: str, new: str, old_label: str, new_label: str, context: int = 3) -> str:
+    """The unified diff of two texts, by git's diff (libgit2: in C, milliseconds for 5,000 lines
+    where difflib takes a tenth of a second), with plain `---`/`+++` labels."""
+    if old == new:
+        return ""
+    # The patch points into these buffers (libgit2 does not copy them): they must outlive its text.
+    old_bytes, new_bytes = old.encode(), new.encode()
+    patch = pygit2.Patch.create_from(old_bytes, new_bytes, old_as_path=old_label, new_as_path=new_label,
+                                     context_lines=context)
+    text = patch.text or ""
+    del patch
+    lines = text.splitlines(keepends=True)
+    body = next((index for index, line in enumerate(lines) if line.startswith("@@")), len(lines))
+    tail = "".join(lines[body:])
+    return f"--- {old_label}\n+++ {new_label}\n{tail}" + ("" if not tail or tail.endswith("\n") else "\n")
+
+
 class GitRepository:
     """A bare repository at `path`, opened (and checked) by `open_checked`."""
 

@@ -1,7 +1,8 @@
 """What changed between two versions of an INI file: per key, and as a unified diff, secrets masked.
 
 A line reader, not the store's parser: history reads thousands of versions that are already valid
-(each was accepted before it was committed), and a diff of a 5,000-key file must take milliseconds.
+(each was accepted before it was committed), and a diff of a 5,000-key file must take milliseconds
+(each file is read once; git's own diff, through libgit2, makes the unified diff).
 It reads what configparser reads: `[section]` headers, `key = value` or `key: value` lines,
 indented continuation lines, `#` and `;` comments.
 """
@@ -9,12 +10,13 @@ indented continuation lines, `#` and `;` comments.
 from __future__ import annotations
 
 import configparser
-import difflib
+import functools
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from apphub.history.gitrepo import unified_diff
 from apphub.store.secrets import MASK, is_encrypted
 
 _SECTION = re.compile(r"\[(?P<header>.+)\]")
@@ -51,9 +53,13 @@ class _Line:
     section: str | None
     key: str | None  # the option this line is (or continues)
     first: bool  # the option's own line, not a continuation
+    prefix: str = ""  # of an option's own line: `key = `, its value, and what ends the line
+    value: str = ""
+    end: str = ""
 
 
-def _lines(text: str) -> Iterator[_Line]:
+def _lines(text: str) -> list[_Line]:
+    found: list[_Line] = []
     section: str | None = None
     key: str | None = None
     for line in text.splitlines(keepends=True):
@@ -61,42 +67,58 @@ def _lines(text: str) -> Iterator[_Line]:
         if not stripped or stripped[0] in "#;":
             if not stripped:
                 key = None  # configparser ends a value at an empty line (empty_lines_in_values aside)
-            yield _Line(line, section, None, False)
+            found.append(_Line(line, section, None, False))
             continue
         if line[0] in " \t" and key is not None:
-            yield _Line(line, section, key, False)
+            found.append(_Line(line, section, key, False))
             continue
         header = _SECTION.match(line)
         if header is not None:
             section, key = header.group("header"), None
-            yield _Line(line, section, None, False)
+            found.append(_Line(line, section, None, False))
             continue
         option = _OPTION.match(line)
         key = option.group("option").rstrip() if option is not None and section is not None else None
-        yield _Line(line, section, key, key is not None)
+        parts = _VALUE_START.match(line) if key is not None else None
+        if parts is None:
+            found.append(_Line(line, section, key, key is not None))
+        else:
+            found.append(_Line(line, section, key, True, parts.group("prefix"), parts.group("value"),
+                               parts.group("end")))
+    return found
+
+
+def _read(raw: bytes) -> list[_Line]:
+    return _lines(raw.decode("utf-8", errors="replace").lstrip("\ufeff"))
+
+
+def _values(lines: list[_Line]) -> dict[tuple[str, str], str]:
+    values: dict[tuple[str, str], str] = {}
+    for line in lines:
+        if line.key is None or line.section is None:
+            continue
+        where = (line.section, line.key)
+        if line.first:
+            values[where] = line.value.strip()
+        else:
+            values[where] = (values.get(where, "") + "\n" + line.text.strip()).strip("\n")
+    return values
 
 
 def values_of(raw: bytes) -> dict[tuple[str, str], str]:
     """Every key's value as stored (continuation lines joined by newlines, as configparser does)."""
-    values: dict[tuple[str, str], str] = {}
-    for line in _lines(raw.decode("utf-8", errors="replace").lstrip("\ufeff")):
-        if line.key is None or line.section is None:
-            continue
-        if line.first:
-            found = _VALUE_START.match(line.text)
-            values[(line.section, line.key)] = found.group("value").strip() if found else ""
-        else:
-            where = (line.section, line.key)
-            values[where] = (values.get(where, "") + "\n" + line.text.strip()).strip("\n")
-    return values
+    return _values(_read(raw))
 
 
 def key_changes(old: bytes | None, new: bytes, is_secret: SecretRule) -> list[KeyChange]:
     """Per key, added / removed / changed from `old` to `new` (None: everything is added), in the
     order of the new file, then removed keys. A secret that changed shows as changed, masked: two
     ciphertexts of one plaintext would differ anyway, so no value of a secret says anything."""
-    before = values_of(old) if old is not None else {}
-    after = values_of(new)
+    return _changes(_values(_read(old)) if old is not None else {}, _values(_read(new)), is_secret)
+
+
+def _changes(before: dict[tuple[str, str], str], after: dict[tuple[str, str], str],
+             is_secret: SecretRule) -> list[KeyChange]:
     found: list[KeyChange] = []
     for where, value in after.items():
         previous = before.get(where)
@@ -118,32 +140,40 @@ def _shown(value: str | None, secret: bool) -> str | None:
     return MASK if value else ""
 
 
-def masked_text(raw: bytes, is_secret: SecretRule, changed: frozenset[tuple[str, str]] = frozenset()) -> str:
+def _masked(lines: list[_Line], is_secret: SecretRule, changed: frozenset[tuple[str, str]] = frozenset()) -> str:
     """The file's text with the value of every secret masked (its continuation lines dropped); a
     secret in `changed` shows as such, so that a diff has a line to show for it."""
     shown: list[str] = []
-    for line in _lines(raw.decode("utf-8", errors="replace").lstrip("\ufeff")):
+    secrets: dict[tuple[str, str], bool] = {}
+    for line in lines:
         if line.key is None or line.section is None:
             shown.append(line.text)
             continue
-        found = _VALUE_START.match(line.text) if line.first else None
-        value = found.group("value") if found else ""
-        if not (is_secret(line.section, line.key) or is_encrypted(value)):
+        where = (line.section, line.key)
+        secret = secrets.get(where)
+        if secret is None or (line.first and not secret):
+            secret = secrets[where] = is_secret(*where) or is_encrypted(line.value)
+        if not secret:
             shown.append(line.text)
-        elif found is not None:
-            mark = CHANGED_MARK if (line.section, line.key) in changed and value else ""
-            shown.append(found.group("prefix") + (_shown(value, True) or "") + mark + found.group("end"))
+        elif line.first:
+            mark = CHANGED_MARK if where in changed and line.value else ""
+            shown.append(line.prefix + (_shown(line.value, True) or "") + mark + line.end)
     return "".join(shown)
+
+
+def masked_text(raw: bytes, is_secret: SecretRule) -> str:
+    """The file's text with the value of every secret masked."""
+    return _masked(_read(raw), is_secret)
 
 
 def file_diff(old: bytes | None, new: bytes, is_secret: SecretRule, name: str, old_label: str,
               new_label: str) -> tuple[list[KeyChange], str]:
     """The per-key changes and the unified diff of two versions of `name`, secrets masked on both
     sides (a changed one marked on the new side)."""
-    changes = key_changes(old, new, is_secret)
+    rule = functools.cache(is_secret)
+    before, after = (_read(old) if old is not None else []), _read(new)
+    changes = _changes(_values(before), _values(after), rule)
     changed = frozenset((change.section, change.key) for change in changes
                         if change.secret and change.change == "changed")
-    before = masked_text(old, is_secret).splitlines(keepends=True) if old is not None else []
-    after = masked_text(new, is_secret, changed).splitlines(keepends=True)
-    lines = difflib.unified_diff(before, after, f"{name}@{old_label}", f"{name}@{new_label}")
-    return changes, "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+    return changes, unified_diff(_masked(before, rule), _masked(after, rule, changed),
+                                 f"{name}@{old_label}", f"{name}@{new_label}")
