@@ -284,3 +284,17 @@ def test_a_hand_edit_that_does_not_validate_is_not_committed_at_start(data_dir: 
         assert last.commit == head.commit
     finally:
         again.close()
+
+
+def test_a_hand_edit_of_system_ini_is_committed_by_file(core: Core) -> None:
+    core.history.start()
+    text = core.data.system_ini.read_text().replace("debounce_ms = 50", "debounce_ms = 80")
+    core.data.system_ini.write_text(text)
+
+    core.history.record()
+
+    newest = core.history.page(HistoryQuery(limit=1))[0][0]
+    assert newest.file == "system.ini"
+    assert newest.author == "file"
+    assert newest.changes == [{"file": "system.ini", "section": "sync", "key": "debounce_ms", "change": "changed"}]
+    assert git(core.data, "show", "main:system.ini") == text

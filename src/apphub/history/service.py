@@ -31,6 +31,8 @@ from apphub.store.snapshot import Snapshot, recordable
 
 logger = logging.getLogger("apphub.history")
 
+SYSTEM = "system.ini"
+
 LOCK_WAIT_S = 30.0
 
 
@@ -97,6 +99,7 @@ class History:
         """Commit every version waiting (and changed system files); the number of commits made."""
         try:
             with self._locked():
+                self._account_for_hand_edit(SYSTEM)
                 made = self._recorder.record(self.repository())
         except ApphubError as exc:
             self.last_error = str(exc)
@@ -105,6 +108,18 @@ class History:
         if made:
             self._told()
         return made
+
+    def _account_for_hand_edit(self, name: str) -> None:
+        """A hand edit of system.ini (the operator's way to change it) is audited, so committed, as
+        the sync thread does for config.ini: if it parses, validates and holds no plaintext secret."""
+        store = self._stores[name]
+        try:
+            snapshot = store.snapshot()
+            if recordable(snapshot) is None or field_errors(snapshot.document, store.schema, snapshot.box, name):
+                return
+            store.account_for_outside_change(None)  # nothing when an event made this version
+        except ApphubError as exc:
+            logger.debug("history: %s not accounted for now: %s", name, exc)
 
     def record_files(self, files: Mapping[str, bytes | None], author: str, source: str,
                      message: str | None = None) -> str | None:
