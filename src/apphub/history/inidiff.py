@@ -110,11 +110,24 @@ def values_of(raw: bytes) -> dict[tuple[str, str], str]:
     return _values(_read(raw))
 
 
-def key_changes(old: bytes | None, new: bytes, is_secret: SecretRule) -> list[KeyChange]:
+def key_changes(old: bytes | None, new: bytes, is_secret: SecretRule,
+                parsed: dict[bytes, dict[tuple[str, str], str]] | None = None) -> list[KeyChange]:
     """Per key, added / removed / changed from `old` to `new` (None: everything is added), in the
     order of the new file, then removed keys. A secret that changed shows as changed, masked: two
-    ciphertexts of one plaintext would differ anyway, so no value of a secret says anything."""
-    return _changes(_values(_read(old)) if old is not None else {}, _values(_read(new)), is_secret)
+    ciphertexts of one plaintext would differ anyway, so no value of a secret says anything.
+    `parsed`: the values of files read before, by their bytes (a caller going through versions in
+    order reads each once); it keeps the last few."""
+    cache = parsed if parsed is not None else {}
+
+    def values(raw: bytes) -> dict[tuple[str, str], str]:
+        found = cache.get(raw)
+        if found is None:
+            found = cache[raw] = _values(_read(raw))
+            while len(cache) > 4:
+                del cache[next(iter(cache))]
+        return found
+
+    return _changes(values(old) if old is not None else {}, values(new), is_secret)
 
 
 def _changes(before: dict[tuple[str, str], str], after: dict[tuple[str, str], str],

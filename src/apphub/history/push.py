@@ -33,7 +33,7 @@ logger = logging.getLogger("apphub.history")
 
 RETRY_DELAYS_S = (1.0, 2.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0)
 PUSH_TIMEOUT_S = 60.0
-POLL_S = 5.0  # how often the thread looks for commits it was not told about (a CLI's)
+POLL_S = 1.0  # how often the thread looks for new commits (the history process's, a CLI's)
 STOP_TIMEOUT_S = 5.0
 
 

@@ -57,6 +57,21 @@ def versioned_system_files(data: DataDir) -> dict[str, bytes]:
     return found
 
 
+def system_files_signature(data: DataDir) -> tuple[tuple[str, int, int, int], ...]:
+    """The path, size, mtime and inode of every versioned system file and of the folders holding
+    them: equal signatures mean no file was changed, added or removed (short of a change in the
+    same clock tick with the same size, which the next change catches)."""
+    found = []
+    for path in [data.root / "services.yaml", data.root / "schema.d", data.root / "templates",
+                 *_files_under(data.root / "schema.d"), *_files_under(data.root / "templates")]:
+        try:
+            status = path.stat()
+        except OSError:
+            continue
+        found.append((str(path), status.st_size, status.st_mtime_ns, status.st_ino))
+    return tuple(found)
+
+
 def _templates_folder(manifest: bytes | None) -> str:
     try:
         loaded = yaml.safe_load(manifest) if manifest else None
@@ -103,6 +118,8 @@ class Recorder:
         self._index = index
         self._secret_rules = secret_rules
         self._since_compact = 0
+        self._parsed: dict[bytes, dict[tuple[str, str], str]] = {}  # the last versions' values, by bytes
+        self._system_seen: tuple[tuple[str, int, int, int], ...] | None = None
 
     def record(self, repository: GitRepository) -> int:
         """Commit every version waiting, and the system files if they changed; the number of commits."""
@@ -136,7 +153,8 @@ class Recorder:
             if previous == version.content and head is not None:  # recovered at start, say: link only
                 links.append((version.event_id, head))
                 continue
-            changes = key_changes(previous, version.content, self._rule(version.file) or _no_secrets)
+            changes = key_changes(previous, version.content, self._rule(version.file) or _no_secrets,
+                                  parsed=self._parsed)
             subject = version.message or generated_subject(version.file, changes)
             trailers = {"File": version.file, "Version": version.version, "Config-Version": new_config or "",
                         "Source": version.source, "Event": str(version.event_id)}
@@ -201,11 +219,16 @@ class Recorder:
         head = repository.head()
         if head is None:
             return 0  # the first commit (of the first version, or at start) takes them in
+        seen = system_files_signature(self._data)
+        if seen == self._system_seen:
+            return 0  # nothing of theirs changed since they were last compared (stat, as git's index does)
         on_disk: dict[str, bytes | None] = dict(versioned_system_files(self._data))
         for path in repository.files(head):
             if path not in STORE_FILES and path not in on_disk:
                 on_disk[path] = None
-        return 1 if self.record_files(repository, on_disk, "file", "file") else 0
+        made = self.record_files(repository, on_disk, "file", "file")
+        self._system_seen = seen
+        return 1 if made else 0
 
     def _rule(self, file: str) -> SecretRule | None:
         return self._secret_rules(file) if file in STORE_FILES else None
