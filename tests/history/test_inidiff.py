@@ -90,3 +90,18 @@ def test_the_unified_diff_agrees_with_difflib_on_random_texts() -> None:
         assert all(line in old for line in removed)
         assert all(line in new for line in added)
         assert bool(ours) == bool(theirs)
+
+
+def test_an_indented_option_and_a_value_across_blank_lines_are_read_as_configparser_does() -> None:
+    text = b"[gitea]\n  user_pwd = Typed-PLAIN-indent-1\nuser_pwd2 =\n\n    Typed-PLAIN-blank-2\nother = x\n"
+
+    def rule(section: str, key: str) -> bool:
+        return key.startswith("user_pwd")
+
+    shown = masked_text(text, rule)
+
+    assert "Typed-PLAIN" not in shown
+    values = values_of(text)
+    assert values[("gitea", "user_pwd")] == "Typed-PLAIN-indent-1"
+    assert values[("gitea", "user_pwd2")] == "Typed-PLAIN-blank-2"
+    assert values[("gitea", "other")] == "x"

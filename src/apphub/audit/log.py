@@ -239,9 +239,10 @@ class AuditLog:
             )
 
     def versions_to_record(self, limit: int = 500) -> list[VersionToRecord]:
-        """The versions whose bytes wait for the history, oldest first: those of events done, or
-        pending and made (see is_made), up to the first write still in flight (it may yet be
-        undone: it and what follows wait). The bytes of abandoned writes are dropped here."""
+        """The versions whose bytes wait for the history, oldest first: those of events done, up to
+        the first still pending (a write in flight may yet be undone after its rename, so only the
+        file's lock can tell: IniStore.settle_made marks it, and what follows waits). The bytes of
+        abandoned writes are dropped here."""
         rows = self._db.query(
             "SELECT e.id, e.at, e.actor, e.source, e.action, e.file, e.version_after, e.message, e.state, e.marker,"
             " c.content FROM version_contents c JOIN audit_events e ON e.id = c.event_id ORDER BY c.event_id LIMIT ?",
@@ -253,8 +254,7 @@ class AuditLog:
             if state == "abandoned":
                 dropped.append(int(row["id"]))
                 continue
-            if state == "pending" and not self.is_made(row["file"], PendingWrite(int(row["id"]), row["marker"],
-                                                                                  row["version_after"])):
+            if state == "pending":
                 break
             found.append(VersionToRecord(int(row["id"]), row["at"], row["actor"], row["source"], row["action"],
                                          row["file"], row["version_after"], row["message"], bytes(row["content"])))

@@ -55,17 +55,20 @@ class _Line(NamedTuple):  # a tuple: a 5,000-key file makes 5,000 of them, twice
 
 
 def _lines(text: str) -> list[_Line]:
+    """The lines of an INI text, each with the section and the option it belongs to, by
+    configparser's rules: a line indented deeper than its option's continues its value (blank and
+    comment lines between do not end it), any other `key = value` line is an option, indented or not."""
     found: list[_Line] = []
     section: str | None = None
     key: str | None = None
+    indent = 0  # of the current option's line
     for line in text.splitlines(keepends=True):
         stripped = line.strip()
         if not stripped or stripped[0] in "#;":
-            if not stripped:
-                key = None  # configparser ends a value at an empty line (empty_lines_in_values aside)
             found.append(_Line(line, section, None, False))
             continue
-        if line[0] in " \t" and key is not None:
+        depth = len(line) - len(line.lstrip(" \t"))
+        if key is not None and depth > indent:
             found.append(_Line(line, section, key, False))
             continue
         header = _SECTION.match(line) if line[0] == "[" else None
@@ -78,7 +81,7 @@ def _lines(text: str) -> list[_Line]:
             key = None
             found.append(_Line(line, section, None, False))
         else:
-            key = option[0]
+            key, indent = option[0], depth
             found.append(_Line(line, section, key, True, *option[1:]))
     return found
 

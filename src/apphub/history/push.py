@@ -166,6 +166,14 @@ class Pusher:
             except HistoryError as exc:
                 self._failed(settings.redact(str(exc)), settings)
                 return False
+            if outcome == "missing":
+                self._failed(f"the push to {settings.url} finds no repository, even after asking Gitea's API "
+                             "to create it", settings)
+                return False
+        elif outcome == "missing":
+            self._failed(f"the push to {settings.url} finds no repository (create it, or set "
+                         "remote_create and a token that may create it)", settings)
+            return False
         if outcome == "ok":
             with self._db.transaction() as connection:
                 connection.execute(
@@ -199,7 +207,8 @@ class Pusher:
                          "rejected (never forced); move or delete that branch on the remote, or point "
                          "remote_branch elsewhere", settings, state="rejected")
             return "failed"
-        if ("not found" in said.lower() or "404" in said) and settings.create and settings.token:
+        errors = "\n".join(line for line in said.splitlines() if line.startswith(("fatal:", "error:", "remote:")))
+        if "not found" in errors.lower() or "404" in errors:  # in git's errors, not in the commit ids it printed
             return "missing"
         reason = _first_error_line(said)
         if any(sign in said for sign in ("401", "403", "Authentication failed", "could not read Username",

@@ -48,13 +48,25 @@ def versioned_system_files(data: DataDir) -> dict[str, bytes]:
     schema.d/ and the manifest's templates folder, by their path in the data folder."""
     found: dict[str, bytes] = {}
     manifest = data.root / "services.yaml"
-    if manifest.is_file():
+    if manifest.is_file() and not manifest.is_symlink():
         found["services.yaml"] = manifest.read_bytes()
     for folder in ("schema.d", _templates_folder(found.get("services.yaml"))):
         root = data.root / folder
+        if not _inside(root, data.root):
+            continue
         for path in sorted(_files_under(root)):
             found[path.relative_to(data.root).as_posix()] = path.read_bytes()
     return found
+
+
+def _inside(folder: Path, root: Path) -> bool:
+    """A folder strictly inside the data folder, and not its state folder: `templates: .` must not
+    make config.ini (a hand-typed password in it) or .apphub/secret.key a "system file"."""
+    try:
+        relative = folder.resolve().relative_to(root.resolve())
+    except (OSError, ValueError):
+        return False
+    return bool(relative.parts) and relative.parts[0] != ".apphub" and not folder.is_symlink()
 
 
 def system_files_signature(data: DataDir) -> tuple[tuple[str, int, int, int], ...]:
@@ -90,7 +102,7 @@ def _files_under(root: Path) -> Iterator[Path]:
         dirs[:] = [name for name in dirs if not name.startswith(".")]
         for name in files:
             path = Path(folder) / name
-            if not name.startswith(".") and path.is_file():
+            if not name.startswith(".") and path.is_file() and not path.is_symlink():  # no link out of the folder
                 yield path
 
 
@@ -98,6 +110,11 @@ def commit_message(subject: str, changes: list[KeyChange], file: str, trailers: 
     body = "\n".join(f"{change.name} {change.change}" for change in changes)
     tail = "\n".join(f"Apphub-{name}: {value}" for name, value in trailers.items())
     return f"{subject}\n\n" + (f"{file}:\n{body}\n\n" if body else "") + tail + "\n"
+
+
+def one_line(message: str | None) -> str:
+    """A caller's message as a commit's subject: one line (its own lines cannot pass for trailers)."""
+    return " ".join((message or "").split())
 
 
 def generated_subject(file: str, changes: list[KeyChange]) -> str:
@@ -155,7 +172,7 @@ class Recorder:
                 continue
             changes = key_changes(previous, version.content, self._rule(version.file) or _no_secrets,
                                   parsed=self._parsed)
-            subject = version.message or generated_subject(version.file, changes)
+            subject = one_line(version.message) or generated_subject(version.file, changes)
             trailers = {"File": version.file, "Version": version.version, "Config-Version": new_config or "",
                         "Source": version.source, "Event": str(version.event_id)}
             at = _parse_time(version.at)
@@ -255,7 +272,8 @@ class Recorder:
         return len(entries)
 
     def _entry_of(self, repository: GitRepository, commit: CommitInfo) -> NewEntry:
-        trailers = {match["name"]: match["value"] for match in _TRAILER.finditer(commit.message)}
+        last_paragraph = commit.message.rstrip("\n").rsplit("\n\n", 1)[-1]  # a caller's message cannot forge them
+        trailers = {match["name"]: match["value"] for match in _TRAILER.finditer(last_paragraph)}
         files = [name for name in trailers.get("File", CONFIG).split(",") if name]
         changes: list[tuple[str, str, str | None, str]] = []
         for path in files:

@@ -100,6 +100,8 @@ class History:
         try:
             with self._locked():
                 self._account_for_hand_edit(SYSTEM)
+                for store in self._stores.values():
+                    store.settle_made()  # the history commits only what is done: see versions_to_record
                 made = self._recorder.record(self.repository())
         except ApphubError as exc:
             self.last_error = str(exc)
@@ -132,8 +134,9 @@ class History:
                 return
             store.account_for_outside_change(None)  # nothing when an event made this version
             self._seen[name] = snapshot.version
-        except ApphubError as exc:
-            logger.debug("history: %s not accounted for now: %s", name, exc)
+        except ApphubError as exc:  # where a parse error is, never the line (a token may be on it)
+            logger.debug("history: %s not accounted for now: %s", name,
+                         exc.public if isinstance(exc, IniParseError) else exc)
 
     def record_files(self, files: Mapping[str, bytes | None], author: str, source: str,
                      message: str | None = None) -> str | None:
@@ -191,32 +194,47 @@ class History:
     def _recover(self, repository: GitRepository) -> None:
         """Commit config.ini and system.ini as they are on disk if the last commit does not hold
         them (a first start with history, a repository begun again, a hand edit made while apphub
-        was stopped): marked as recovered. A file with a plaintext secret waits for its encryption."""
-        files: dict[str, bytes | None] = {}
-        for name in STORE_FILES:
-            store = self._stores[name]
-            try:
-                snapshot = store.snapshot()
-                problems = field_errors(snapshot.document, store.schema, snapshot.box, name, plaintext_secrets=False)
-            except ApphubError as exc:  # where a parse error is, never the line (a password may be on it)
-                reason = exc.public if isinstance(exc, IniParseError) else str(exc)
-                logger.warning("history: %s is not committed at start: %s", name, reason)
-                continue
-            if problems:  # a hand edit the sync thread refuses is no accepted version
-                logger.warning("history: %s is not committed at start: it does not validate (%d problems; "
-                               "`apphub check` lists them)", name, len(problems))
-                continue
-            data = recordable(snapshot)
-            if data is not None:
-                files[name] = data
+        was stopped): marked as recovered. A file with a plaintext secret waits for its encryption.
+        Each file under its write lock, after what its writers did is committed: a CLI write landing
+        meanwhile is no hand edit (it is committed as itself, in its place)."""
         first = repository.head() is None
         if first:
+            files: dict[str, bytes | None] = {name: data for name in STORE_FILES
+                                              if (data := self._recoverable(name)) is not None}
             files.update(versioned_system_files(self.data))
-        message = "history begun from the current configuration" if first else None
-        commit = self._recorder.record_files(repository, files, "file", "file", message, recovered=not first)
-        if commit is not None and not first:
-            logger.warning("history: %s on disk was not the last commit; committed as recovered (%s)",
-                           ", ".join(name for name in files), commit[:12])
+            self._recorder.record_files(repository, files, "file", "file",
+                                        "history begun from the current configuration")
+            return
+        for name in STORE_FILES:
+            store = self._stores[name]
+            store.settle_made()
+            with store.write_lock(LOCK_WAIT_S):
+                self._recorder.record(repository)
+                if self.audit.pending(name):
+                    continue  # a write was made since: no hand edit to recover
+                data = self._recoverable(name)
+                commit = self._recorder.record_files(repository, {name: data}, "file", "file",
+                                                     recovered=True) if data is not None else None
+            if commit is not None:
+                logger.warning("history: %s on disk was not the last commit; committed as recovered (%s)",
+                               name, commit[:12])
+
+    def _recoverable(self, name: str) -> bytes | None:
+        """The bytes of a store's file if they may be committed: they parse, validate, and hold no
+        plaintext secret."""
+        store = self._stores[name]
+        try:
+            snapshot = store.snapshot()
+            problems = field_errors(snapshot.document, store.schema, snapshot.box, name, plaintext_secrets=False)
+        except ApphubError as exc:  # where a parse error is, never the line (a password may be on it)
+            reason = exc.public if isinstance(exc, IniParseError) else str(exc)
+            logger.warning("history: %s is not committed at start: %s", name, reason)
+            return None
+        if problems:  # a hand edit the sync thread refuses is no accepted version
+            logger.warning("history: %s is not committed at start: it does not validate (%d problems; "
+                           "`apphub check` lists them)", name, len(problems))
+            return None
+        return recordable(snapshot)
 
     # -- reading --------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ is written unless all of it passes, and no step after the replace can make the w
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -23,6 +24,7 @@ from apphub.errors import (
     FieldError,
     IniParseError,
     KeyNotFound,
+    LockTimeout,
     SecretError,
     SectionNotFound,
     ValidationFailed,
@@ -216,7 +218,10 @@ class IniStore:
                 errors = [error for error in errors if error.rule == UNREADABLE]
             if errors:
                 raise ValidationFailed(errors)
-            return target, version_changes(current, target)
+            changes = version_changes(current, target)
+            if not changes and target.raw != current.raw:  # comments or layout only: still that version's bytes
+                changes = [Change("*", None, "layout")]
+            return target, changes
 
         return self._write(make, actor, if_match=if_match, action=action, message=message)
 
@@ -275,6 +280,23 @@ class IniStore:
         for listener in self.after_write:
             listener()
         return WriteResult(written, audit_changes, current.version)
+
+    def write_lock(self, wait: float = 10.0) -> contextlib.AbstractContextManager[None]:
+        """The file's write lock (no write is in flight while it is held); LockTimeout after `wait`."""
+        return exclusive_lock(self._lock_path, timeout=wait, what=self.name)
+
+    def settle_made(self, wait: float = 1.0) -> bool:
+        """Under the write lock, so that no write is in flight: mark the events of writes that were
+        made done, abandon those a dead writer did not make (for the history, which commits only
+        done events). False if a writer held the lock longer than `wait` (try again later)."""
+        if not self._audit.pending(self.name):
+            return True
+        try:
+            with exclusive_lock(self._lock_path, timeout=wait, what=self.name):
+                self._versions.settle(mark=True)
+        except LockTimeout:
+            return False
+        return True
 
     def settle(self) -> None:
         """At start: abandon the events of writes that a killed writer did not make, and remove
