@@ -107,8 +107,9 @@ def initialise(data: DataDir) -> InitReport:
                              message=message, content=_recordable(store))
         for store in stores:
             try:
-                report.completed_keys += _complete_required_keys(store)
+                # encrypted first: any write also encrypts what it finds in plaintext (IniStore._write)
                 report.encrypted_secrets += len(store.reencrypt_secrets(INIT_ACTOR, only_plaintext=True).changes)
+                report.completed_keys += _complete_required_keys(store)
             except IniParseError as exc:
                 # Start anyway: the API then says what is wrong, and the edit is never overwritten.
                 report.problems.append(f"{exc.public}; fix it (`apphub check` shows the line)")

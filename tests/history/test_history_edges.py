@@ -95,3 +95,18 @@ def test_a_callers_message_cannot_pass_for_trailers(core: Core) -> None:
         assert entry.file == "config.ini"
         assert "\n" not in entry.message
     assert live.message == rebuilt.message
+
+
+def test_a_write_while_a_hand_typed_secret_waits_for_encryption_is_a_commit(core: Core) -> None:
+    core.history.start()
+    text = core.data.config_ini.read_text()
+    start = text.index("user_pwd = ", text.index("[gitea]"))
+    core.data.config_ini.write_text(text[:start] + "user_pwd = Typed-by-hand-77" + text[text.index("\n", start):])
+
+    result = core.config.update({"portainer": {"user_name": "boss"}}, API)  # before the sync thread encrypts it
+    core.history.record()
+
+    assert core.history.resolve(result.snapshot.version).config_version == result.snapshot.version
+    assert ("gitea", "user_pwd", "encrypt") in {(c.section, c.key, c.change) for c in result.changes}
+    assert b"Typed-by-hand-77" not in core.data.config_ini.read_bytes()
+    assert b"Typed-by-hand-77" not in everything_in_git(core.data)

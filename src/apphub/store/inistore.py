@@ -266,6 +266,7 @@ class IniStore:
             written, audit_changes = make(current)
             if not audit_changes:
                 return WriteResult(current, [], current.version)
+            written, audit_changes = self._plaintext_encrypted(written, audit_changes)
             # What earlier writers left: their events settled (a staged file they left is how settle
             # knows they did not replace the file), and the made ones marked in this write's own
             # transaction.
@@ -284,6 +285,24 @@ class IniStore:
     def write_lock(self, wait: float = 10.0) -> contextlib.AbstractContextManager[None]:
         """The file's write lock (no write is in flight while it is held); LockTimeout after `wait`."""
         return exclusive_lock(self._lock_path, timeout=wait, what=self.name)
+
+    def _plaintext_encrypted(self, written: Snapshot, changes: list[Change]) -> tuple[Snapshot, list[Change]]:
+        """A version a write makes holds no secret in plaintext: one typed by hand that the sync
+        thread has not encrypted yet is encrypted by the write too (a version with a plaintext
+        secret is one the history cannot keep, and every version a write makes is kept)."""
+        edits: list[Edit] = []
+        for section, key in written.secret_keys():
+            stored = written.document.get(section, key) or ""
+            if stored and not is_encrypted(stored):
+                edits.append(SetValue(section, key, self._box.encrypt(stored)))
+                changes = [*changes, Change(section, key, "encrypt", MASK, MASK)]
+        if not edits:
+            return written, changes
+        document = written.document.with_edits(edits)
+        data = document.text.encode("utf-8")
+        if written.raw.startswith(_BOM.encode("utf-8")):
+            data = _BOM.encode("utf-8") + data
+        return Snapshot(self.name, data, document, written.schema, self._box), changes
 
     def settle_made(self, wait: float = 1.0) -> bool:
         """Under the write lock, so that no write is in flight: mark the events of writes that were
