@@ -94,7 +94,7 @@ def read_history(
 def read_version(version: Version, request: Request,
                  _: Annotated[Principal, Depends(require_read)]) -> Response:
     history = core_of(request).history
-    entry = history.resolve(version)
+    entry = history.resolve(version, with_changes=True)
     snapshot: Snapshot = history.snapshot(entry)
     body = entry.as_dict() | {"settings": snapshot.public}
     return Response(json.dumps(body), media_type="application/json")

@@ -64,7 +64,7 @@ def history(ctx: click.Context, section: str | None, key: str | None, author: st
 def show(ctx: click.Context, version: str, file_name: str, as_json: bool) -> None:
     """Print one version: who made it, why, and its settings (secrets masked)."""
     with open_core(ctx) as core:
-        entry = core.history.resolve(version)
+        entry = core.history.resolve(version, with_changes=True)
         snapshot = core.history.snapshot(entry, file_name)
         settings = snapshot.public
     if as_json:

@@ -160,9 +160,10 @@ class HistoryIndex:
                               (*parameters, query.limit))
         return self._entries(rows)
 
-    def resolve(self, reference: str) -> HistoryEntry:
+    def resolve(self, reference: str, *, with_changes: bool = False) -> HistoryEntry:
         """The commit a reference names: a commit id or a config.ini version (the ETag), whole or
-        an unambiguous prefix of at least 4 characters, as git takes them. A version that several
+        an unambiguous prefix of at least 4 characters, as git takes them (the keys it changed only
+        `with_changes`). A version that several
         commits carry (a rollback brings one back) names the newest of them: all hold its bytes."""
         wanted = reference.strip().strip('"').lower()
         if not _HEX.fullmatch(wanted):
@@ -175,13 +176,13 @@ class HistoryIndex:
             "SELECT DISTINCT config_version FROM history_commits WHERE config_version >= ? AND config_version < ?"
             " LIMIT 2", bounds)]
         if len(commits) == 1 and (not versions or versions == [commits[0]["config_version"]]):
-            return self._entries(commits)[0]
+            return self._entries(commits, with_changes)[0]
         if not commits and len(versions) == 1:
             # the newest commit that made config.ini that version, else the newest that carries it
             rows = self._db.query(f"SELECT {_COLUMNS} FROM history_commits WHERE config_version = ?"  # noqa: S608
                                   " ORDER BY (file = 'config.ini' AND version = config_version) DESC, seq DESC"
                                   " LIMIT 1", (versions[0],))
-            return self._entries(rows)[0]
+            return self._entries(rows, with_changes)[0]
         if not commits and not versions:
             raise VersionNotFound(f"no version of the history is '{reference}' (neither a commit id nor a "
                                   "config.ini version; `apphub history` lists them)")
@@ -189,11 +190,13 @@ class HistoryIndex:
         raise AmbiguousVersion(f"'{reference}' matches more than one version ({', '.join(found)}, ...): "
                                "give more characters")
 
-    def _entries(self, rows: Sequence[sqlite3.Row]) -> list[HistoryEntry]:
+    def _entries(self, rows: Sequence[sqlite3.Row], with_changes: bool = True) -> list[HistoryEntry]:
+        """The entries of these rows; with the keys each changed unless not `with_changes` (a
+        lookup: the first version of a 5,000-key file changed 5,000)."""
         entries = [HistoryEntry(int(row["seq"]), row["commit_id"], row["at"], row["author"], row["source"],
                                 row["file"], row["version"], row["config_version"], row["message"],
                                 row["event_id"], bool(row["recovered"])) for row in rows]
-        if entries:
+        if entries and with_changes:
             by_seq = {entry.seq: entry for entry in entries}
             marks = ",".join("?" * len(by_seq))
             for row in self._db.query(f"SELECT seq, file, section, key, change FROM history_changes"  # noqa: S608

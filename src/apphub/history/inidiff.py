@@ -90,7 +90,8 @@ def _option(line: str) -> tuple[str, str, str, str] | None:
     """`key = value` (or `key: value`) split as configparser's OPTCRE does, at the first delimiter:
     (key, what precedes the value, the value, what ends the line). By hand, not by a regular
     expression: a 5,000-key file has 5,000 of them, read twice per diff."""
-    cut = min((index for index in (line.find("="), line.find(":")) if index >= 0), default=-1)
+    equals, colon = line.find("="), line.find(":")
+    cut = equals if colon < 0 or 0 <= equals < colon else colon
     if cut <= 0 or not line[:cut].strip():
         return None
     after = line[cut + 1:]

@@ -256,9 +256,9 @@ class History:
             return entries[: query.limit], entries[query.limit - 1].seq
         return entries, None
 
-    def resolve(self, reference: str) -> HistoryEntry:
+    def resolve(self, reference: str, *, with_changes: bool = False) -> HistoryEntry:
         self._current()
-        return self.index.resolve(reference)
+        return self.index.resolve(reference, with_changes=with_changes)
 
     def content(self, entry: HistoryEntry, file: str = CONFIG) -> bytes:
         data = self.repository().read(entry.commit, file)
