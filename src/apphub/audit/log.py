@@ -267,6 +267,11 @@ class AuditLog:
         """How many versions' bytes wait for the history (some may be writes in flight)."""
         return int(self._db.query("SELECT count(*) FROM version_contents")[0][0])
 
+    def oldest_waiting(self) -> str | None:
+        """When the oldest version still waiting for the history was written (None: none waits)."""
+        rows = self._db.query("SELECT min(e.at) FROM version_contents c JOIN audit_events e ON e.id = c.event_id")
+        return str(rows[0][0]) if rows and rows[0][0] is not None else None
+
     def pending(self, file: str) -> list[PendingWrite]:
         """The writes of `file` whose events are left pending, oldest first."""
         rows = self._db.query("SELECT id, marker, version_after FROM audit_events"

@@ -295,6 +295,8 @@ class History:
             "head": last.commit if last else None,
             "version": last.config_version if last else None,
             "waiting": self.audit.versions_waiting(),
+            # the history process logs why it cannot commit; this says since when versions wait
+            "oldest_waiting_at": self.audit.oldest_waiting(),
             "problem": self.problem,
             "last_error": self.last_error,
         }
