@@ -184,7 +184,9 @@ class GitRepository:
         """`git gc --auto`: pack loose objects once there are enough (git decides, as it does after
         its own commits), so that the repository stays compact over 100,000 versions."""
         try:
-            subprocess.run(["git", "--git-dir", str(self.path), "gc", "--auto", "--quiet"], check=True,
-                           capture_output=True, timeout=GC_TIMEOUT_S)
+            # Not detached (git's default for --auto): run in the background, its prune of loose
+            # objects removed a folder of objects/ while the next commit was writing into it.
+            subprocess.run(["git", "-c", "gc.autoDetach=false", "--git-dir", str(self.path), "gc", "--auto",
+                            "--quiet"], check=True, capture_output=True, timeout=GC_TIMEOUT_S)
         except (OSError, subprocess.SubprocessError) as exc:
             logger.warning("history: git gc --auto in %s failed: %s", self.path, exc)
