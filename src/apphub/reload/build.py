@@ -3,18 +3,28 @@ knows every backend, so that the engine only sees `Backends`."""
 
 from __future__ import annotations
 
-from apphub.reload.base import Reloaders
+from typing import Protocol
+
+from apphub.reload.base import Backends, Reloaders
 from apphub.reload.docker import ContainerEngine, ContainerProbe, container_strategies
 from apphub.reload.health import HealthChecker
 from apphub.reload.httphook import http_strategies
 from apphub.reload.probes import CommandProbe, HttpProbe, TcpProbe
 from apphub.reload.process import process_strategies
 from apphub.reload.supervisor import SupervisorClient, SupervisorProbe, supervisor_strategies
-from apphub.sync.engine import Backends
-from apphub.sync.settings import SyncSettings
 
 
-def build_backends(settings: SyncSettings) -> Backends:
+class Connections(Protocol):
+    """Where the backends are (the sync engine's settings from system.ini [sync] have these)."""
+
+    @property
+    def supervisor_url(self) -> str: ...
+
+    @property
+    def docker_url(self) -> str: ...
+
+
+def build_backends(settings: Connections) -> Backends:
     """Connections are made lazily: a backend no service uses is never contacted."""
     supervisor = SupervisorClient(settings.supervisor_url)
     containers = ContainerEngine(settings.docker_url)
@@ -31,4 +41,4 @@ def build_backends(settings: SyncSettings) -> Backends:
         "supervisor": SupervisorProbe(supervisor),
         "container": ContainerProbe(containers),
     })
-    return Backends(reloaders, health)
+    return Backends(reloaders, health, containers.environment)

@@ -37,25 +37,20 @@ import shlex
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import docker
 import docker.constants
 import docker.errors
 import requests.exceptions  # type: ignore[import-untyped,unused-ignore]
+from pydantic import Field
 
 from apphub.errors import BackendUnavailable, ReloadError
-from apphub.reload.base import ReloadFn
-from apphub.sync.manifest import (
-    Action,
-    ContainerExecAction,
-    ContainerRestartAction,
-    ContainerSignalAction,
-    HealthSpec,
-)
+from apphub.reload.base import ActionSpec, ReloadFn
+from apphub.reload.health import HealthSpec
 
 # How long to ask "is the engine alive?" after a call timed out, to tell a slow container (the
 # engine answers) from a hung engine (it does not).
@@ -66,6 +61,24 @@ _OUTPUT_BYTES = 65536  # of an exec's output, the end kept
 # The shortest cut an engine makes of a healthcheck's output by default (Podman's), in characters.
 _HEALTH_OUTPUT_CHARS = 500
 _NOT_RUNNING = re.compile(r"not running|state improper|is paused|is restarting", re.IGNORECASE)
+
+
+class ContainerRestartAction(ActionSpec):
+    strategy: Literal["container-restart"]
+    container: str
+    grace: int = Field(default=10, ge=0, le=600, description="Seconds before the engine kills the container")
+
+
+class ContainerSignalAction(ActionSpec):
+    strategy: Literal["container-signal"]
+    container: str
+    signal: str = "HUP"
+
+
+class ContainerExecAction(ActionSpec):
+    strategy: Literal["container-exec"]
+    container: str
+    command: list[str] = Field(min_length=1)
 
 
 @dataclass(frozen=True)
@@ -179,6 +192,26 @@ class ContainerEngine:
                 f"`{shown}` in container {container} exited with code {exit_code}: {_tail(output)}"
             )
 
+    def environment(self, container: str) -> dict[str, str] | None:
+        """The environment the container was created with (`Config.Env`, the image's included);
+        None when there is no such container."""
+        try:
+            with self._api(self.timeout) as api, self._translate(f"inspect of container {container}", container):
+                attrs: dict[str, Any] = api.inspect_container(container)
+        except ReloadError:
+            if self._exists(container):
+                raise
+            return None
+        return env_of(attrs)
+
+    def _exists(self, container: str) -> bool:
+        with self._api(self.timeout) as api, self._translate(f"inspect of container {container}"):
+            try:
+                api.inspect_container(container)
+            except docker.errors.NotFound:
+                return False
+        return True
+
     def status(self, container: str) -> tuple[str, str | None]:
         """(State.Status, State.Health.Status or None when the container has no healthcheck)."""
         state = self.state(container)
@@ -280,22 +313,22 @@ class ContainerEngine:
 def container_strategies(engine: ContainerEngine) -> dict[str, ReloadFn]:
     """The reload callables `container-restart`, `container-signal` and `container-exec` on `engine`."""
 
-    def restart(service: str, action: Action) -> None:
+    def restart(service: str, action: ActionSpec) -> None:
         assert isinstance(action, ContainerRestartAction), action
         with _for_service(service, action.strategy):
             engine.restart(action.container, action.grace, action.timeout)
 
-    def signal(service: str, action: Action) -> None:
+    def signal(service: str, action: ActionSpec) -> None:
         assert isinstance(action, ContainerSignalAction), action
         with _for_service(service, action.strategy):
             engine.signal(action.container, action.signal)
 
-    def run(service: str, action: Action) -> None:
+    def run(service: str, action: ActionSpec) -> None:
         assert isinstance(action, ContainerExecAction), action
         with _for_service(service, action.strategy):
             engine.exec(action.container, action.command, action.timeout)
 
-    strategies: dict[str, Callable[[str, Action], None]] = {
+    strategies: dict[str, ReloadFn] = {
         "container-restart": restart,
         "container-signal": signal,
         "container-exec": run,
@@ -340,6 +373,15 @@ def _for_service(service: str, strategy: str) -> Iterator[None]:
         raise ReloadError(f"service {service}: {strategy}: {exc}") from exc
     except BackendUnavailable as exc:
         raise BackendUnavailable(f"service {service}: {strategy}: {exc}") from exc
+
+
+def env_of(attrs: dict[str, Any]) -> dict[str, str]:
+    """`Config.Env` of an inspection as NAME -> value (`NAME` alone, which Docker allows, is empty)."""
+    found = {}
+    for entry in (attrs.get("Config") or {}).get("Env") or []:
+        name, _, value = str(entry).partition("=")
+        found[name] = value
+    return found
 
 
 def _parse_state(name: str, state: dict[str, Any], output_limit: int = _HEALTH_OUTPUT_CHARS) -> ContainerState:

@@ -9,12 +9,44 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping
+from typing import Protocol
+
+from pydantic import Field, model_validator
 
 from apphub.errors import BackendUnavailable, HealthCheckFailed, Interrupted
-from apphub.reload.base import Probe
-from apphub.sync.manifest import HealthSpec
+from apphub.reload.base import Spec
 
 PROBE_KINDS = ("http", "tcp", "container", "supervisor", "command")
+
+
+class HealthSpec(Spec):
+    """How to tell a service is healthy after a reload; every probe given must pass.
+
+    `http`, `tcp`, `container`, `supervisor` and each word of `command` may hold ${section.key}
+    references: the gate probes with the version being applied (a changed port included), and
+    a rollback's gate with the previous one.
+    """
+
+    http: str | None = Field(default=None, description="URL answering 2xx")
+    tcp: str | None = Field(default=None, pattern=r"^([^:\s]+|.*\$\{.*\}.*):(\d{1,5}|.*\$\{.*\}.*)$",
+                            description="host:port accepting connections")
+    container: str | None = Field(default=None, description="running, and healthy if it has a healthcheck")
+    supervisor: str | None = Field(default=None, description="program RUNNING for its startsecs")
+    command: list[str] | None = Field(default=None, min_length=1, description="exits 0")
+    timeout: float = Field(default=30.0, gt=0, le=600)
+    interval: float = Field(default=0.2, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _some_probe(self) -> HealthSpec:
+        if not any((self.http, self.tcp, self.container, self.supervisor, self.command)):
+            raise ValueError("give at least one probe: http, tcp, container, supervisor or command")
+        return self
+
+
+class Probe(Protocol):
+    """One kind of health probe. `check` looks once: None when healthy, else why not (one line)."""
+
+    def check(self, service: str, spec: HealthSpec) -> str | None: ...
 
 
 class HealthChecker:

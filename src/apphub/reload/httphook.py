@@ -14,15 +14,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Literal
 from urllib.parse import urlsplit
 
 import httpx
 
 from apphub.errors import ReloadError
-from apphub.reload.base import ReloadFn
-from apphub.sync.manifest import Action, HttpAction
+from apphub.reload.base import ActionSpec, ReloadFn
 
 _BODY_LINES = 20
+
+
+class HttpAction(ActionSpec):
+    strategy: Literal["http"]
+    url: str
+    method: Literal["GET", "POST", "PUT"] = "POST"
 
 
 def shown_url(url: str) -> str:
@@ -86,7 +92,7 @@ def http_client(client: httpx.Client | None) -> Iterator[httpx.Client]:
 def http_strategies(client: httpx.Client | None = None) -> dict[str, ReloadFn]:
     """The `http` strategy: `action.method` on `action.url` within `action.timeout`; 2xx is success."""
 
-    def call(service: str, action: Action) -> None:
+    def call(service: str, action: ActionSpec) -> None:
         if not isinstance(action, HttpAction):
             raise ReloadError(f"service {service}: http was given a {action.strategy} action")
         where = f"service {service}: http {action.method} {shown_url(action.url)}"

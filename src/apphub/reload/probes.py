@@ -10,9 +10,9 @@ import socket
 
 import httpx
 
+from apphub.reload.health import HealthSpec
 from apphub.reload.httphook import describe_http_error, describe_status, http_client, shown_url
 from apphub.reload.process import CommandNotRunnable, run_command
-from apphub.sync.manifest import HealthSpec
 
 DEFAULT_TRY_TIMEOUT = 5.0
 

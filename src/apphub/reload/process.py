@@ -18,14 +18,27 @@ import os
 import signal as signals
 import subprocess
 from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import Field
 
 from apphub.errors import ReloadError
-from apphub.reload.base import ReloadFn
-from apphub.sync.manifest import Action, ExecAction, SignalAction
+from apphub.reload.base import ActionSpec, ReloadFn
 
 log = logging.getLogger(__name__)
 
 _TAIL_LINES = 5
+
+
+class SignalAction(ActionSpec):
+    strategy: Literal["signal"]
+    pidfile: str
+    signal: str = "HUP"
+
+
+class ExecAction(ActionSpec):
+    strategy: Literal["exec"]
+    command: list[str] = Field(min_length=1)
 
 
 @dataclass(frozen=True)
@@ -138,7 +151,7 @@ def send_signal(pidfile: str, signal: str) -> int:
 def process_strategies() -> dict[str, ReloadFn]:
     """The `signal` and `exec` strategies."""
 
-    def signal(service: str, action: Action) -> None:
+    def signal(service: str, action: ActionSpec) -> None:
         if not isinstance(action, SignalAction):
             raise ReloadError(f"service {service}: signal was given a {action.strategy} action")
         try:
@@ -147,7 +160,7 @@ def process_strategies() -> dict[str, ReloadFn]:
             raise ReloadError(f"service {service}: signal {action.signal}: {exc}") from exc
         log.info("service %s: sent %s to pid %d (%s)", service, action.signal, pid, action.pidfile)
 
-    def exec_(service: str, action: Action) -> None:
+    def exec_(service: str, action: ActionSpec) -> None:
         if not isinstance(action, ExecAction):
             raise ReloadError(f"service {service}: exec was given a {action.strategy} action")
         shown = " ".join(action.command)

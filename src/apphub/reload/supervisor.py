@@ -23,13 +23,13 @@ import time
 import xmlrpc.client
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 from xml.parsers.expat import ExpatError
 
 from apphub.errors import BackendUnavailable, ReloadError, SyncError
-from apphub.reload.base import ReloadFn
-from apphub.sync.manifest import Action, HealthSpec, SupervisorRestartAction, SupervisorSignalAction
+from apphub.reload.base import ActionSpec, ReloadFn
+from apphub.reload.health import HealthSpec
 
 # supervisor/xmlrpc.py `Faults`: the XML-RPC fault codes supervisord answers with.
 FAULT_NAMES = {
@@ -55,6 +55,17 @@ _NOT_RUNNING = 70
 _SHUTDOWN_STATE = 6
 _TAIL_BYTES = 2000
 _TAIL_LINES = 3
+
+
+class SupervisorRestartAction(ActionSpec):
+    strategy: Literal["supervisor-restart"]
+    program: str
+
+
+class SupervisorSignalAction(ActionSpec):
+    strategy: Literal["supervisor-signal"]
+    program: str
+    signal: str = "HUP"
 
 
 class _UnixHTTPConnection(http.client.HTTPConnection):
@@ -294,13 +305,13 @@ class SupervisorClient:
 def supervisor_strategies(client: SupervisorClient) -> dict[str, ReloadFn]:
     """The `supervisor-restart` and `supervisor-signal` strategies, both through `client`."""
 
-    def restart(service: str, action: Action) -> None:
+    def restart(service: str, action: ActionSpec) -> None:
         if not isinstance(action, SupervisorRestartAction):
             raise ReloadError(f"service {service}: supervisor-restart was given a {action.strategy} action")
         with _naming(service, "supervisor-restart"):
             client.restart(action.program, action.timeout)
 
-    def signal(service: str, action: Action) -> None:
+    def signal(service: str, action: ActionSpec) -> None:
         if not isinstance(action, SupervisorSignalAction):
             raise ReloadError(f"service {service}: supervisor-signal was given a {action.strategy} action")
         with _naming(service, "supervisor-signal"):

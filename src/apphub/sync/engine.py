@@ -24,7 +24,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +31,7 @@ from apphub.audit.log import Actor, Change
 from apphub.core import Core
 from apphub.db import Database
 from apphub.errors import ApphubError, IniParseError, LockTimeout, ManifestError, RenderError
-from apphub.reload.base import Reloaders
-from apphub.reload.health import HealthChecker
+from apphub.reload.base import Backends
 from apphub.store.check import located_problems
 from apphub.store.schema import APPLY_STRENGTH
 from apphub.store.secrets import is_encrypted
@@ -61,14 +59,6 @@ MAX_DEBOUNCE_FACTOR = 20  # a stream of events delays a sync by at most this man
 RETRY_DELAYS_S = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 BUSY_RETRY_S = 2.0  # config.ini's write lock held by a writer that stopped: read again after this
 AUDIT_MESSAGE_CHARS = 4000
-
-
-@dataclass
-class Backends:
-    """How services are reloaded and probed; built from system.ini [sync] (see apphub.reload.build)."""
-
-    reloaders: Reloaders
-    health: HealthChecker
 
 
 BackendFactory = Callable[[SyncSettings], Backends]

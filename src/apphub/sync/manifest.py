@@ -31,10 +31,21 @@ from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from apphub.errors import ManifestError
+from apphub.reload.base import NO_ACTION, NoAction, Spec
+from apphub.reload.docker import ContainerExecAction, ContainerRestartAction, ContainerSignalAction
+from apphub.reload.health import HealthSpec
+from apphub.reload.httphook import HttpAction
+from apphub.reload.process import ExecAction, SignalAction
+from apphub.reload.supervisor import SupervisorRestartAction, SupervisorSignalAction
 from apphub.sync.targets import resolve
+
+__all__ = [  # the action and probe specifications are the backends'; the manifest names them for its users
+    "Action", "ContainerExecAction", "ContainerRestartAction", "ContainerSignalAction", "ExecAction", "HealthSpec",
+    "HttpAction", "NoAction", "SignalAction", "SupervisorRestartAction", "SupervisorSignalAction",
+]
 
 FileFormat = Literal["ini", "json", "yaml", "toml", "env"]
 ApplyLevel = Literal["hot", "reload", "restart"]
@@ -44,11 +55,9 @@ _EXTENSIONS: dict[str, FileFormat] = {
 }
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class FileSpec(_Strict):
+class FileSpec(Spec):
     """One file a service reads, and how apphub produces it."""
 
     path: str
@@ -126,93 +135,14 @@ class FileSpec(_Strict):
         return int(self.file_mode, 8) if self.file_mode is not None else None
 
 
-class _Action(_Strict):
-    timeout: float = Field(default=30.0, gt=0, le=600)
-
-
-class NoAction(_Action):
-    strategy: Literal["none"]
-
-
-class SignalAction(_Action):
-    strategy: Literal["signal"]
-    pidfile: str
-    signal: str = "HUP"
-
-
-class ExecAction(_Action):
-    strategy: Literal["exec"]
-    command: list[str] = Field(min_length=1)
-
-
-class HttpAction(_Action):
-    strategy: Literal["http"]
-    url: str
-    method: Literal["GET", "POST", "PUT"] = "POST"
-
-
-class SupervisorRestartAction(_Action):
-    strategy: Literal["supervisor-restart"]
-    program: str
-
-
-class SupervisorSignalAction(_Action):
-    strategy: Literal["supervisor-signal"]
-    program: str
-    signal: str = "HUP"
-
-
-class ContainerRestartAction(_Action):
-    strategy: Literal["container-restart"]
-    container: str
-    grace: int = Field(default=10, ge=0, le=600, description="Seconds before the engine kills the container")
-
-
-class ContainerSignalAction(_Action):
-    strategy: Literal["container-signal"]
-    container: str
-    signal: str = "HUP"
-
-
-class ContainerExecAction(_Action):
-    strategy: Literal["container-exec"]
-    container: str
-    command: list[str] = Field(min_length=1)
-
-
 Action = Annotated[
     NoAction | SignalAction | ExecAction | HttpAction | SupervisorRestartAction | SupervisorSignalAction
     | ContainerRestartAction | ContainerSignalAction | ContainerExecAction,
     Field(discriminator="strategy"),
 ]
-NO_ACTION = NoAction(strategy="none")
 
 
-class HealthSpec(_Strict):
-    """How to tell a service is healthy after a reload; every probe given must pass.
-
-    `http`, `tcp`, `container`, `supervisor` and each word of `command` may hold ${section.key}
-    references: the gate probes with the version being applied (a changed port included), and
-    a rollback's gate with the previous one.
-    """
-
-    http: str | None = Field(default=None, description="URL answering 2xx")
-    tcp: str | None = Field(default=None, pattern=r"^([^:\s]+|.*\$\{.*\}.*):(\d{1,5}|.*\$\{.*\}.*)$",
-                            description="host:port accepting connections")
-    container: str | None = Field(default=None, description="running, and healthy if it has a healthcheck")
-    supervisor: str | None = Field(default=None, description="program RUNNING for its startsecs")
-    command: list[str] | None = Field(default=None, min_length=1, description="exits 0")
-    timeout: float = Field(default=30.0, gt=0, le=600)
-    interval: float = Field(default=0.2, gt=0, le=60)
-
-    @model_validator(mode="after")
-    def _some_probe(self) -> HealthSpec:
-        if not any((self.http, self.tcp, self.container, self.supervisor, self.command)):
-            raise ValueError("give at least one probe: http, tcp, container, supervisor or command")
-        return self
-
-
-class ServiceSpec(_Strict):
+class ServiceSpec(Spec):
     description: str = ""
     files: list[FileSpec] = Field(default_factory=list)
     reload: dict[ApplyLevel, Action] = Field(default_factory=dict)
@@ -266,7 +196,7 @@ class Confinement:
         return None
 
 
-class Manifest(_Strict):
+class Manifest(Spec):
     templates: str = "templates"
     services: dict[str, ServiceSpec] = Field(default_factory=dict)
     # set by load_manifest; the planner checks every target against it again at each plan
