@@ -54,8 +54,19 @@ class Undo(Protocol):
 # is done (a restart has restarted); whether the service is healthy is the health gate's job.
 # An action that can be taken back as a whole returns its Undo; the others return None.
 ReloadFn = Callable[[str, ActionSpec], "Undo | None"]
-# The environment a container runs with now (NAME -> value), None if there is no such container.
-EnvReader = Callable[[str], "dict[str, str] | None"]
+
+
+@dataclass(frozen=True)
+class ContainerEnv:
+    """The environment a container was created with, and which of its names apphub set (the
+    label `io.apphub.env` of a container apphub recreated: what to remove when one is unset)."""
+
+    env: dict[str, str]
+    managed: frozenset[str] = frozenset()
+
+
+# A container's environment now; None if there is no such container.
+EnvReader = Callable[[str], "ContainerEnv | None"]
 
 
 @dataclass
@@ -75,7 +86,7 @@ class Reloaders:
         return run(service, action)
 
 
-def _no_container(name: str) -> dict[str, str] | None:
+def _no_container(name: str) -> ContainerEnv | None:
     from apphub.errors import BackendUnavailable
 
     raise BackendUnavailable(f"container {name}: no container engine is configured")

@@ -49,7 +49,7 @@ import requests.exceptions  # type: ignore[import-untyped,unused-ignore]
 from pydantic import Field
 
 from apphub.errors import BackendUnavailable, ReloadError
-from apphub.reload.base import ActionSpec, ReloadFn
+from apphub.reload.base import ActionSpec, ContainerEnv, ReloadFn
 from apphub.reload.health import HealthSpec
 
 # How long to ask "is the engine alive?" after a call timed out, to tell a slow container (the
@@ -60,6 +60,8 @@ _TAIL_LINES = 10
 _OUTPUT_BYTES = 65536  # of an exec's output, the end kept
 # The shortest cut an engine makes of a healthcheck's output by default (Podman's), in characters.
 _HEALTH_OUTPUT_CHARS = 500
+# The names of the variables apphub set in a container it recreated, comma-separated.
+ENV_LABEL = "io.apphub.env"
 _NOT_RUNNING = re.compile(r"not running|state improper|is paused|is restarting", re.IGNORECASE)
 
 
@@ -192,9 +194,9 @@ class ContainerEngine:
                 f"`{shown}` in container {container} exited with code {exit_code}: {_tail(output)}"
             )
 
-    def environment(self, container: str) -> dict[str, str] | None:
-        """The environment the container was created with (`Config.Env`, the image's included);
-        None when there is no such container."""
+    def environment(self, container: str) -> ContainerEnv | None:
+        """The environment the container was created with (`Config.Env`, the image's included) and
+        the names apphub manages in it; None when there is no such container."""
         try:
             with self._api(self.timeout) as api, self._translate(f"inspect of container {container}", container):
                 attrs: dict[str, Any] = api.inspect_container(container)
@@ -202,7 +204,9 @@ class ContainerEngine:
             if self._exists(container):
                 raise
             return None
-        return env_of(attrs)
+        labels = (attrs.get("Config") or {}).get("Labels") or {}
+        managed = str(labels.get(ENV_LABEL) or "")
+        return ContainerEnv(env_of(attrs), frozenset(name for name in managed.split(",") if name))
 
     def _exists(self, container: str) -> bool:
         with self._api(self.timeout) as api, self._translate(f"inspect of container {container}"):
