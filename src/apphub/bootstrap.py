@@ -12,6 +12,8 @@ from pathlib import Path
 
 from apphub.audit.log import Actor, AuditLog
 from apphub.db import Database
+from apphub.envvars.store import SCHEMA as ENV_SCHEMA
+from apphub.envvars.store import ensure_file
 from apphub.errors import DataDirError, IniParseError
 from apphub.keys import KeyStore
 from apphub.paths import DataDir
@@ -85,6 +87,11 @@ def initialise(data: DataDir) -> InitReport:
             report.created.append(str(path))
             created.add(path)
 
+    if not data.env_ini.exists():
+        ensure_file(data.env_ini)
+        report.created.append(str(data.env_ini))
+        created.add(data.env_ini)
+
     database = Database(data.database)
     try:
         if not data.database.exists() or database.query("PRAGMA user_version")[0][0] == 0:
@@ -97,7 +104,8 @@ def initialise(data: DataDir) -> InitReport:
         # The stores first: they tell the audit log where their staged files are (how it knows
         # whether the last write, still pending, was made).
         stores = [IniStore(path, data.lock_for(path), file_schema, box, audit)
-                  for path, file_schema in ((data.config_ini, schema.config), (data.system_ini, schema.system))]
+                  for path, file_schema in ((data.config_ini, schema.config), (data.system_ini, schema.system),
+                                            (data.env_ini, ENV_SCHEMA))]
         for store in stores:
             path = store.path
             if audit.last_version(path.name) is None:  # the first version the audit log knows

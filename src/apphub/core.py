@@ -6,6 +6,9 @@ from pathlib import Path
 
 from apphub.audit.log import AuditLog
 from apphub.db import Database
+from apphub.envvars.service import EnvVars
+from apphub.envvars.store import SCHEMA as ENV_SCHEMA
+from apphub.envvars.store import EnvStore, ensure_file
 from apphub.errors import DataDirError
 from apphub.history.service import History
 from apphub.keys import KeyStore
@@ -35,10 +38,14 @@ class Core:
         self.keys = KeyStore(self._keys_db)
         self.config = self._store(data.config_ini, "config")
         self.system = self._store(data.system_ini, "system")
-        for store in (self.config, self.system):
+        ensure_file(data.env_ini)  # a data folder made before env.ini existed
+        self.env = EnvStore(IniStore(data.env_ini, data.lock_for(data.env_ini), ENV_SCHEMA, self.box, self.audit))
+        stores = (self.config, self.system, self.env.store)
+        for store in stores:
             store.settle()  # what a writer killed between its audit event and its replace left
-        self.history = History(data, self.audit, {store.name: store for store in (self.config, self.system)})
-        for store in (self.config, self.system):
+        self.envvars = EnvVars(self.env, self.config, self.system, data.root / "services.yaml", data.root)
+        self.history = History(data, self.audit, {store.name: store for store in stores})
+        for store in stores:
             store.after_write.append(self.history.notify)
 
     @property

@@ -31,6 +31,10 @@ class DataDir:
         return self.root / "system.ini"
 
     @property
+    def env_ini(self) -> Path:
+        return self.root / "env.ini"
+
+    @property
     def schema_dir(self) -> Path:
         return self.root / "schema.d"
 

@@ -16,7 +16,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from starlette.responses import HTMLResponse, JSONResponse
 
 import apphub
-from apphub.api import audit, history, legacy, settings, system
+from apphub.api import audit, env, history, legacy, settings, system
 from apphub.api import sync as sync_routes
 from apphub.api.auth import AuthenticationMiddleware, Principal, require_read
 from apphub.api.middleware import BodyLimitMiddleware, EncodedSlashMiddleware, RequestContextMiddleware
@@ -104,7 +104,8 @@ def create_app(data: DataDir, *, sync: bool = True, backends: BackendFactory | N
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(AuthenticationMiddleware)
     app.add_middleware(RequestContextMiddleware)
-    for router in (settings.router, system.router, audit.router, legacy.router, sync_routes.router, history.router):
+    for router in (settings.router, system.router, audit.router, legacy.router, sync_routes.router, history.router,
+                   env.router):
         app.include_router(router)
 
     @app.get("/healthz", tags=["health"], summary="Liveness: the process answers (no key needed)",

@@ -108,7 +108,7 @@ def read_diff(
     old: Annotated[str, Query(alias="from", max_length=64, description="A version or commit id (or prefix)")],
     new: Annotated[str | None, Query(alias="to", max_length=64,
                                      description="A version or commit id; none: the current version")] = None,
-    file: Annotated[str, Query(pattern="^(config|system)\\.ini$")] = "config.ini",
+    file: Annotated[str, Query(pattern="^(config|system|env)\\.ini$")] = "config.ini",
 ) -> dict[str, Any]:
     return core_of(request).history.diff(old, new, file).as_dict()
 

@@ -45,9 +45,9 @@ def cli(ctx: click.Context, data_dir: Path) -> None:
 
 
 def _register() -> None:
-    from apphub.cli import config, history, keys, legacy, serve, sync
+    from apphub.cli import config, env, history, keys, legacy, serve, sync
 
-    for module in (serve, config, keys, sync, history, legacy):
+    for module in (serve, config, keys, sync, history, legacy, env):
         for command in module.COMMANDS:
             cli.add_command(command)
 

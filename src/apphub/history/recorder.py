@@ -32,7 +32,7 @@ from apphub.store.snapshot import version_of
 
 logger = logging.getLogger("apphub.history")
 
-STORE_FILES = ("config.ini", "system.ini")  # written through the stores: their versions come from events
+STORE_FILES = ("config.ini", "system.ini", "env.ini")  # written through the stores: their versions come from events
 CONFIG = "config.ini"
 BATCH = 500
 COMPACT_EVERY = 1000  # commits between two `git gc --auto`

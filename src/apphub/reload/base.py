@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -31,6 +31,9 @@ class ActionSpec(Spec):
 
     strategy: str
     timeout: float = Field(default=30.0, gt=0, le=600)
+    # A failure leaves things as they were (a recreate puts the old container back itself), so a
+    # rollback does not run the action again.
+    undoes_itself: ClassVar[bool] = False
 
 
 class NoAction(ActionSpec):
@@ -99,3 +102,5 @@ class Backends:
     reloaders: Reloaders
     health: HealthChecker
     container_env: EnvReader = _no_container
+    # At start: finish or take back what a killed apphub left half done (one line per thing done).
+    recover: Callable[[], list[str]] = list

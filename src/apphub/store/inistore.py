@@ -190,17 +190,19 @@ class IniStore:
         existing_only: bool = False,
         action: str = "settings.update",
         message: str | None = None,
+        secret: Collection[tuple[str, str]] = (),
     ) -> WriteResult:
         """Merge `changes` ({section: {key: value}}) and `deletes` into the file, all or nothing.
 
         Values are JSON values checked against the schema; a secret key sent back as the mask
         keeps its stored value. `existing_only` is Websoft9's rule: only keys that exist change.
         `if_match`: the versions the caller based its change on; any other current version fails.
-        `message`: the caller's words for the change (audit log, history).
+        `message`: the caller's words for the change (audit log, history). `secret`: keys stored
+        encrypted though the schema does not say so (a file without a schema for them: env.ini).
         """
 
         def plan(snapshot: Snapshot) -> Plan:
-            return self._plan(snapshot, changes, list(deletes), existing_only)
+            return self._plan(snapshot, changes, list(deletes), existing_only, frozenset(secret))
 
         return self._write(lambda current: self._edited(current, plan), actor, if_match=if_match, action=action,
                            message=message)
@@ -377,6 +379,7 @@ class IniStore:
         changes: Changes,
         deletes: list[tuple[str, str]],
         existing_only: bool,
+        secret_keys: frozenset[tuple[str, str]] = frozenset(),
     ) -> Plan:
         document = current.document
         schema = current.schema  # looked up once, as the write began
@@ -416,7 +419,8 @@ class IniStore:
                         problem(section, key, bad, value)
                     continue
                 stored = document.get(section, key)
-                secret = (spec is not None and spec.secret) or (stored is not None and is_encrypted(stored))
+                secret = ((spec is not None and spec.secret) or (stored is not None and is_encrypted(stored))
+                          or (section, key) in secret_keys)
                 if secret:
                     if text == MASK:
                         continue  # the client sent back what it was shown: keep the stored value

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from apphub.errors import ApphubError, BackendUnavailable, DataDirError, Interrupted, RenderError, SyncError
-from apphub.reload.base import Reloaders
+from apphub.reload.base import Reloaders, Undo
 from apphub.reload.health import HealthChecker
 from apphub.store.atomic import stage, swap, sync_folders
 from apphub.sync.journal import Journal
@@ -241,12 +241,15 @@ class Applier:
 
     def _reload_and_gate(self, plan: ServicePlan, spec: ServiceSpec, version: str) -> ServiceOutcome:
         outcome = ServiceOutcome(plan.name, "applied", version, plan.action.strategy)
+        undo: Undo | None = None
         try:
             started = time.monotonic()
-            self._reloaders.run(plan.name, plan.action)
+            undo = self._reloaders.run(plan.name, plan.action)
             outcome.timings["reload"] = time.monotonic() - started
             if plan.health is not None:
                 outcome.timings["healthy"] = self._health.wait_healthy(plan.name, plan.health, self._stop)
+            if undo is not None:
+                _keep(plan.name, undo)
         except Interrupted as exc:
             # Neither healthy nor failed: the journal still says `applying`, so the next start
             # reloads it and runs the gate again. Rolling back here would undo a good change.
@@ -259,7 +262,7 @@ class Applier:
             outcome.result = "failed"
             outcome.retry = isinstance(exc, BackendUnavailable)
             cause = _cause(exc, plan.masks)
-            rolled_back = self._roll_back(plan, spec, outcome)
+            rolled_back = self._roll_back(plan, spec, outcome, undo)
             outcome.error = f"failed to apply version {version[:12]}, running the previous one: {cause}{rolled_back}"
             with contextlib.suppress(DataDirError):
                 self._journal.failed(plan.name, version, outcome.error, None if outcome.retry else plan.digest)
@@ -288,19 +291,33 @@ class Applier:
                     outcome.unrestored.append(file.spec.path)
         return f" (and restoring {'; '.join(problems)})" if problems else ""
 
-    def _roll_back(self, plan: ServicePlan, spec: ServiceSpec, outcome: ServiceOutcome) -> str:
-        """Give the service its previous bytes and reload it again; say what did not work."""
+    def _roll_back(self, plan: ServicePlan, spec: ServiceSpec, outcome: ServiceOutcome,
+                   undo: Undo | None = None) -> str:
+        """Give the service its previous bytes and reload it again (or take back an action that
+        can be: the old container put back); say what did not work."""
         problem = self._restore(plan, outcome)
         if problem:
             return problem
         try:
-            self._reloaders.run(plan.name, plan.action)
+            if undo is not None:
+                undo.undo()
+            elif not plan.action.undoes_itself:
+                self._reloaders.run(plan.name, plan.action)
             if plan.health_before is not None:
                 self._health.wait_healthy(plan.name, plan.health_before, self._stop)
         except Exception as exc:  # reported, whatever it is
             return (" (the previous files are back, but the service did not come back with them: "
                     f"{_cause(exc, plan.masks)})")
         return ""
+
+
+def _keep(service: str, undo: Undo) -> None:
+    """The new state proved healthy: drop what was kept to go back to. A failure here changes
+    nothing the service runs (the next start finishes the job), so it is only logged."""
+    try:
+        undo.keep()
+    except ApphubError as exc:
+        logger.warning("service %s: applied, but what was kept to undo it could not be dropped: %s", service, exc)
 
 
 def _stage_one(job: tuple[str, int, FilePlan]) -> tuple[Path | None, str | None]:

@@ -50,6 +50,7 @@ __all__ = [  # the action and probe specifications are the backends'; the manife
 FileFormat = Literal["ini", "json", "yaml", "toml", "env"]
 ApplyLevel = Literal["hot", "reload", "restart"]
 SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _EXTENSIONS: dict[str, FileFormat] = {
     ".json": "json", ".yaml": "yaml", ".yml": "yaml", ".toml": "toml", ".env": "env", ".ini": "ini",
 }
@@ -142,6 +143,33 @@ Action = Annotated[
 ]
 
 
+class InjectSpec(Spec):
+    """Where a service's environment goes: a container (recreated with it, the only way a container
+    gets new env) or a supervisord program (its `environment=` in `conf`, then supervisord rereads
+    its configuration and restarts that program only)."""
+
+    container: str | None = None
+    grace: int = Field(default=10, ge=0, le=600, description="Seconds of SIGTERM before SIGKILL for the old container")
+    program: str | None = None
+    conf: str | None = Field(default=None, description="The file holding [program:NAME] (under a sync root)")
+    timeout: float = Field(default=60.0, gt=0, le=600)
+
+    @field_validator("conf")
+    @classmethod
+    def _absolute_conf(cls, conf: str | None) -> str | None:
+        return None if conf is None else FileSpec._absolute(conf)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> InjectSpec:
+        if (self.container is None) == (self.program is None):
+            raise ValueError("give either `container` or `program` (with `conf`)")
+        if self.program is not None and self.conf is None:
+            raise ValueError("a program's environment goes into its supervisord file: give `conf`")
+        if self.container is not None and self.conf is not None:
+            raise ValueError("`conf` is for a supervisord program, not a container")
+        return self
+
+
 class ServiceSpec(Spec):
     description: str = ""
     files: list[FileSpec] = Field(default_factory=list)
@@ -149,6 +177,43 @@ class ServiceSpec(Spec):
     health: HealthSpec | None = None
     depends_on: list[str] = Field(default_factory=list)
     drift: Literal["report", "repair"] = "report"
+    env: dict[str, str] = Field(default_factory=dict, description="Mapped variables: NAME -> text with "
+                                                                  "${section.key} of config.ini")
+    env_file: str | None = Field(default=None, description="A docker compose project's .env: the service's "
+                                                           "whole environment merged into it (mode 0600)")
+    inject: InjectSpec | None = None
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
+        for name in env:
+            if not ENV_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not an environment variable name (letters, digits, '_', "
+                                 "not starting with a digit)")
+        return env
+
+    @field_validator("env_file")
+    @classmethod
+    def _absolute_env_file(cls, path: str | None) -> str | None:
+        return None if path is None else FileSpec._absolute(path)
+
+    @model_validator(mode="after")
+    def _env_goes_somewhere(self) -> ServiceSpec:
+        if self.env and self.inject is None and self.env_file is None:
+            raise ValueError("`env` needs somewhere to go: `inject` (a container or a program) or `env_file`")
+        return self
+
+    @property
+    def takes_env(self) -> bool:
+        """Whether the service gets an environment from apphub ([global], its own section, `env`)."""
+        return self.inject is not None or self.env_file is not None
+
+    def env_paths(self) -> list[str]:
+        """The files its environment is written to, besides `files`."""
+        paths = [self.env_file] if self.env_file is not None else []
+        if self.inject is not None and self.inject.conf is not None:
+            paths.append(self.inject.conf)
+        return paths
 
     @field_validator("reload", mode="before")
     @classmethod
@@ -222,10 +287,13 @@ class Manifest(Spec):
                     raise ValueError(f"service {name}: depends_on names {dependency!r}, which is not a service")
         owners: dict[str, str] = {}
         for name, service in self.services.items():
-            for file in service.files:
-                if file.path in owners:
-                    raise ValueError(f"services {owners[file.path]} and {name} both produce {file.path}")
-                owners[file.path] = name
+            for path in [file.path for file in service.files] + service.env_paths():
+                if path in owners:
+                    raise ValueError(f"services {owners[path]} and {name} both produce {path}")
+                owners[path] = name
+            if name == "global" and service.takes_env:
+                raise ValueError("a service that takes an environment cannot be named `global` (env.ini's "
+                                 "section for every service)")
         dependency_order(self)  # raises on a cycle
         return self
 
@@ -273,6 +341,10 @@ def load_manifest(path: Path, roots: Sequence[str], data_root: Path) -> Manifest
             problem = confinement.problem(resolve(file.path))  # a symlink must not lead outside
             if problem is not None:
                 problems.append(f"service {name}, file {number} ({file.path}): path: {problem}")
+        for env_path in service.env_paths():
+            problem = confinement.problem(resolve(env_path))
+            if problem is not None:
+                problems.append(f"service {name}, {env_path}: path: {problem}")
     if problems:
         raise ManifestError(f"{path}: invalid manifest:\n" + "\n".join(f"  {problem}" for problem in problems))
     manifest._confinement = confinement

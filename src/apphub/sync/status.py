@@ -24,6 +24,7 @@ class ServiceStatus:
     last_action: str | None = None
     last_error: str | None = None
     drift: list[str] = field(default_factory=list)
+    pending: str | None = None  # a change that waits (its container does not exist yet), and why
     timings_ms: dict[str, float] = field(default_factory=dict)
     updated_at: str | None = None
 

@@ -125,6 +125,11 @@ class Values:
         return sorted((text for text in found if text), key=len, reverse=True)
 
 
+def text_of(value: JsonValue) -> str:
+    """A value as the text a file or a variable holds (`true`, `a,b`, `8080`)."""
+    return _text(value)
+
+
 def _text(value: JsonValue) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"

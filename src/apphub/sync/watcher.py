@@ -121,7 +121,7 @@ class Watcher:
     def _classify(self, path: str) -> str | None:
         folder, name = os.path.split(path)
         if folder == self._data_root:
-            return "config" if name in ("config.ini", "system.ini", "services.yaml") else None
+            return "config" if name in ("config.ini", "system.ini", "env.ini", "services.yaml") else None
         if path.startswith(self._templates + os.sep):
             return "config"
         return None
