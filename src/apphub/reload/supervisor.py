@@ -187,6 +187,17 @@ class SupervisorClient:
             raise BackendUnavailable(f"supervisord at {self.url} answered getProcessInfo with {info!r}")
         return info
 
+    def call(self, program: str, method: str, *args: Any, deadline: float, budget: float) -> Any:
+        """Any supervisord method about `program`, to end by `deadline` (time.monotonic()) of an action
+        given `budget` seconds. Faults pass through for the caller to judge (`fault_error` words one);
+        a slow program is a ReloadError, an unreachable or hung supervisord BackendUnavailable."""
+        return self._call_within(program, method, deadline, budget, *args)
+
+    def fault_error(self, program: str, doing: str, fault: xmlrpc.client.Fault) -> ReloadError:
+        """The ReloadError for `fault` met when trying to `doing` the program, worded as the calls
+        above word theirs (with its state and last stderr lines when it did not stay up)."""
+        return self._reload_error(program, doing, fault)
+
     # -- plumbing --------------------------------------------------------------------------------
 
     def _call(self, method: str, *args: Any, timeout: float | None = None) -> Any:
