@@ -229,6 +229,15 @@ class ContainerEngine:
         return _parse_state(container, attrs.get("State") or {},
                             limit if isinstance(limit, int) and limit >= 0 else _HEALTH_OUTPUT_CHARS)
 
+    @contextlib.contextmanager
+    def client(self, what: str, timeout: float, container: str | None = None,
+               waited: float | None = None) -> Iterator[Any]:
+        """A low-level `docker.APIClient` for one call made elsewhere (apphub.reload.recreate), with
+        `timeout` on it and its errors translated like this class's own: `what` names what was being
+        done, `container` the container a 404 means is missing (None: quote the engine instead)."""
+        with self._api(timeout) as api, self._translate(what, container, waited=waited):
+            yield api
+
     # -- plumbing ---------------------------------------------------------------------------------
 
     @contextlib.contextmanager
