@@ -35,6 +35,8 @@ EXPECTED_OPERATIONS = {
     ("GET", "/api/v1/system"), ("GET", "/api/v1/system/{section}"),
     ("GET", "/api/v1/audit"),
     ("GET", "/api/settings"), ("GET", "/api/settings/{section}"), ("PUT", "/api/settings/{section}"),
+    ("GET", "/api/v1/env"), ("GET", "/api/v1/env/{scope}"), ("PUT", "/api/v1/env/{scope}"),
+    ("PUT", "/api/v1/env/{scope}/{name}"), ("DELETE", "/api/v1/env/{scope}/{name}"),
 }
 
 
@@ -78,10 +80,14 @@ PATH_VALUES = {
     "/api/v1/settings/{section}/{key}": {"section": "nginx_proxy_manager", "key": "nike_name"},
     "/api/v1/system/{section}": {"section": "volume_backup"},
     "/api/settings/{section}": {"section": "gitea"},
+    "/api/v1/env/{scope}": {"scope": "global"},
+    "/api/v1/env/{scope}/{name}": {"scope": "global", "name": "TZ"},
 }
 BODIES: dict[tuple[str, str], Any] = {
     ("PUT", "/api/v1/settings"): {"gitea": {"user_email": "batch@example.com"}},
     ("PUT", "/api/v1/settings/{section}"): {"user_email": "section@example.com"},
+    ("PUT", "/api/v1/env/{scope}"): {"TZ": "UTC"},
+    ("PUT", "/api/v1/env/{scope}/{name}"): {"value": "Europe/Berlin"},
 }
 PARAMS: dict[tuple[str, str], dict[str, str]] = {
     ("PUT", "/api/settings/{section}"): {"key": "user_email", "value": "legacy@example.com"},
@@ -96,7 +102,9 @@ def send(client: httpx.Client, operation: Operation, admin: httpx.Client) -> htt
         values = {"version": version}
     path = operation.template.format(**values)
     assert "{" not in path, f"no test values for the path parameters of {operation.template}; add them to PATH_VALUES"
-    if operation.method == "DELETE":
+    if operation.method == "DELETE" and "scope" in values:
+        admin.put(f"/api/v1/env/{values['scope']}/{values['name']}", json={"value": "restored"}).raise_for_status()
+    elif operation.method == "DELETE":
         # The key must exist for the delete to succeed; put it back with the admin key first.
         admin.put(f"/api/v1/settings/{values['section']}", json={values["key"]: "restored"}).raise_for_status()
     key = (operation.method, operation.template)

@@ -29,6 +29,9 @@ ROUTES = {
     "/api/v1/settings/rollback": {"post"},
     "/api/v1/settings/rollback/plan": {"post"},
     "/api/v1/history/status": {"get"},
+    "/api/v1/env": {"get"},
+    "/api/v1/env/{scope}": {"get", "put"},
+    "/api/v1/env/{scope}/{name}": {"put", "delete"},
 }
 
 

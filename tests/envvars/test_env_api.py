@@ -56,7 +56,7 @@ def server(data_dir: DataDir, root: Path) -> Iterator[LiveServer]:
         yield live
 
 
-class _core:  # noqa: N801 (a context manager for a Core opened and closed around setup)
+class _core:
     def __init__(self, data: DataDir) -> None:
         self.core = Core(data)
 

@@ -66,9 +66,10 @@ class EnvScopeRead(EnvScope):
 class EnvSet(BaseModel):
     """A value to set; a secret is stored encrypted and never shown."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    value: str = Field(max_length=65536, description="Any text but NUL; ******** keeps a secret's value")
+    value: str = Field(description="Any text but NUL (at most 4096 characters as env.ini stores it); "
+                                   "******** keeps a secret's value")
     secret: bool = False
 
 

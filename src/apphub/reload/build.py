@@ -11,7 +11,9 @@ from apphub.reload.health import HealthChecker
 from apphub.reload.httphook import http_strategies
 from apphub.reload.probes import CommandProbe, HttpProbe, TcpProbe
 from apphub.reload.process import process_strategies
+from apphub.reload.recreate import Recreator, recreate_strategies
 from apphub.reload.supervisor import SupervisorClient, SupervisorProbe, supervisor_strategies
+from apphub.reload.supervisor_env import supervisor_env_strategies
 
 
 class Connections(Protocol):
@@ -32,7 +34,9 @@ def build_backends(settings: Connections) -> Backends:
         **process_strategies(),
         **http_strategies(),
         **supervisor_strategies(supervisor),
+        **supervisor_env_strategies(supervisor),
         **container_strategies(containers),
+        **recreate_strategies(containers),
     })
     health = HealthChecker({
         "http": HttpProbe(),
@@ -41,4 +45,5 @@ def build_backends(settings: Connections) -> Backends:
         "supervisor": SupervisorProbe(supervisor),
         "container": ContainerProbe(containers),
     })
-    return Backends(reloaders, health, containers.environment)
+    # what a killed apphub left of a recreate, put right at the next start (reload/recreate.py)
+    return Backends(reloaders, health, containers.environment, Recreator(containers).recover)

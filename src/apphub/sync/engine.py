@@ -30,6 +30,7 @@ from typing import Any
 from apphub.audit.log import Actor, Change
 from apphub.core import Core
 from apphub.db import Database
+from apphub.envvars.check import env_changes, env_problems
 from apphub.errors import ApphubError, IniParseError, LockTimeout, ManifestError, RenderError
 from apphub.reload.base import Backends
 from apphub.store.check import located_problems
@@ -99,6 +100,10 @@ class SyncEngine:
         # staging and folder flushes of every apply (threads start on first use, then stay)
         self._io = ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="apphub-io")
         self._applied: Snapshot | None = None  # the last version planned and applied in full
+        self._applied_env: Snapshot | None = None  # env.ini's version with it
+        self._last_good_env: Snapshot | None = None
+        self._backends: Backends | None = None
+        self._recovered = False  # what an earlier run left in a backend was put right
         self._last_good: Snapshot | None = None
         self._refused_version: str | None = None
         # Services left at an older version. A failed gate is not retried with the same bytes
@@ -167,11 +172,15 @@ class SyncEngine:
                 return None
             return next((self._reports[t] for t in sorted(self._reports) if t >= ticket), None)
 
-    def plan(self, snapshot: Snapshot) -> Plan:
-        """A plan of every service for `snapshot`, without touching anything (for the API and CLI)."""
+    def plan(self, snapshot: Snapshot, env: Snapshot | None = None) -> Plan:
+        """A plan of every service for `snapshot` (and env.ini's `env`, default: as it is now),
+        without touching anything (for the API and CLI)."""
         manifest = self._manifest
-        planner = Planner(manifest, self._templates_dir(), self._environ, set(self._known_secrets))
-        return planner.plan(snapshot, previous=self._applied)
+        reader = self._backends.container_env if self._backends is not None else None
+        planner = Planner(manifest, self._templates_dir(), self._environ, set(self._known_secrets), reader)
+        if env is None:
+            env = self._last_good_env or self.core.env.snapshot()
+        return planner.plan(snapshot, previous=self._applied, env=env)
 
     # -- the thread ------------------------------------------------------------------------------
 
@@ -283,14 +292,18 @@ class SyncEngine:
         manifest_changed = self._refresh_settings_and_manifest()
         if self._first:
             self._remove_leftovers()
+        self._recover_backends()
         try:
             snapshot = self._accepted_snapshot()
+            env = self._accepted_env()
         except LockTimeout as exc:
             return self._busy(exc)
-        if snapshot is None:
+        if snapshot is None or env is None:
             return ApplyReport(self._applied.version if self._applied else "", refused=[self._config_error()])
         previous = None if manifest_changed or self._first else self._applied
         changed = changed_keys(previous, snapshot)
+        if changed is not None:
+            changed |= env_changes(self._applied_env, env)
         assert self._planner is not None
         assert self._applier is not None
         if full or changed is None:
@@ -301,7 +314,9 @@ class SyncEngine:
                               | ((retrying | self._refused) & set(self._manifest.services)))
         detect = None if noticed is None else time.monotonic() - noticed
         render_started = time.monotonic()
-        plan = self._planner.plan(snapshot, previous=previous, services=services, changed=changed)
+        plan = self._planner.plan(snapshot, previous=previous, services=services, changed=changed, env=env)
+        for service in plan.services.values():
+            self.status.service(service.name).pending = service.pending
         render = time.monotonic() - render_started
         force = self._take_up_journal() if self._first else set()
         for service in plan.changed():
@@ -356,10 +371,11 @@ class SyncEngine:
         times = {"render": render, **report.timings, "total": time.monotonic() - started}
         if detect is not None:
             times["detect"] = max(0.0, detect)
-        self._after(report, snapshot, times)
+        self._after(report, snapshot, times, env)
         return report
 
-    def _after(self, report: ApplyReport, snapshot: Snapshot, stage_times: dict[str, float]) -> None:
+    def _after(self, report: ApplyReport, snapshot: Snapshot, stage_times: dict[str, float],
+               env: Snapshot | None = None) -> None:
         self._first = False
         self.status.record(report, stage_times)
         if report.refused:
@@ -369,6 +385,7 @@ class SyncEngine:
                                    message=refused)
             return
         self._applied = snapshot
+        self._applied_env = env
         self.status.update(applied_version=snapshot.version)
         failed = [o for o in report.outcomes.values() if o.result == "failed"]
         if any(o.retry for o in failed):
@@ -403,14 +420,14 @@ class SyncEngine:
             self.status.update(manifest_error=f"system.ini: {exc}")
         if system is not None and system.version != self._system_version:
             self._settings = SyncSettings.from_system(system)
-            backends = self._backends_factory(self._settings)
+            backends = self._backends = self._backends_factory(self._settings)
             self._applier = Applier(backends.reloaders, backends.health, self._journal, self._stop, io=self._io)
             self._system_version = system.version
             self._manifest_key = None  # the roots may have changed
         if self._settings is None:
             self._settings = SyncSettings((), "", "", 0.05, 60)
         if self._applier is None:
-            backends = self._backends_factory(self._settings)
+            backends = self._backends = self._backends_factory(self._settings)
             self._applier = Applier(backends.reloaders, backends.health, self._journal, self._stop, io=self._io)
         key = self._manifest_fingerprint()
         if key != self._manifest_key:
@@ -424,7 +441,8 @@ class SyncEngine:
                 # the audit event before the status: whoever sees the status can find the event
                 self.core.audit.record(SYNC_ACTOR, "sync.manifest_refused", file="services.yaml", message=str(exc))
                 self.status.update(manifest_error=str(exc))
-            self._planner = Planner(self._manifest, self._templates_dir(), self._environ, self._known_secrets)
+            reader = self._backends.container_env if self._backends is not None else None
+            self._planner = Planner(self._manifest, self._templates_dir(), self._environ, self._known_secrets, reader)
             self.status.keep_only(list(self._manifest.services))
             if self._watcher is not None:
                 self._watcher.watch_targets(f.path for s in self._manifest.services.values() for f in s.files)
@@ -462,6 +480,47 @@ class SyncEngine:
             snapshot = self.core.config.reencrypt_secrets(FILE_ACTOR, only_plaintext=True).snapshot
         self._last_good = snapshot
         return snapshot
+
+    def _accepted_env(self) -> Snapshot | None:
+        """env.ini now, if it parses and names only valid variables (a hand edit is audited); else
+        the last good one stays in force while the status says what is wrong, or None at first."""
+        store = self.core.env.store
+        try:
+            env = store.settled_snapshot()
+            problems = env_problems(env)
+        except IniParseError as exc:
+            env, problems = None, [exc.public]
+        except LockTimeout:
+            raise
+        except ApphubError as exc:
+            env, problems = None, [str(exc)]
+        if problems:
+            self._refuse("env.ini:" + "; ".join(problems), "env.ini is refused, the last good version stays "
+                         "applied: " + "; ".join(problems))
+            return self._last_good_env
+        assert env is not None
+        if self._last_good_env is None or env.version != self._last_good_env.version:
+            if self.core.audit.last_version(store.name) != env.version:
+                store.account_for_outside_change(self._last_good_env)
+            self._last_good_env = env
+        return env
+
+    def _recover_backends(self) -> None:
+        """What a killed apphub left half done in a backend (a container kept aside during its
+        recreate): put right before anything is planned, every round until the engine answers."""
+        if self._recovered or self._backends is None:
+            return
+        if not any(spec.inject is not None and spec.inject.container is not None
+                   for spec in self._manifest.services.values()):
+            return  # no service's container is ever recreated: nothing to look for
+        try:
+            for line in self._backends.recover():
+                logger.warning("recovered at start: %s", line)
+                self.core.audit.record(SYNC_ACTOR, "sync.recovered", message=line)
+        except ApphubError as exc:
+            logger.error("what an earlier run left half done could not be recovered yet: %s", exc)
+            return
+        self._recovered = True
 
     def _new_problems(self, snapshot: Snapshot) -> list[str]:
         """What makes a hand edit unacceptable: the problems it brings. A version written through

@@ -16,11 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from apphub.envvars import resolve as envvars
+from apphub.envvars.store import EnvStore
 from apphub.errors import RenderError, SecretError
+from apphub.reload.base import ActionSpec, EnvReader
 from apphub.store.schema import APPLY_STRENGTH
 from apphub.store.secrets import MASK
 from apphub.store.snapshot import Snapshot, changed_keys
-from apphub.sync.manifest import Action, ApplyLevel, FileSpec, HealthSpec, Manifest, ServiceSpec
+from apphub.sync.envplan import EnvPlan, container_plan, env_file_specs, program_action
+from apphub.sync.manifest import ApplyLevel, FileSpec, HealthSpec, Manifest, ServiceSpec
 from apphub.sync.render import check_rendered, render_file
 from apphub.sync.targets import read_regular, resolve
 from apphub.sync.values import Key, Values, mask_secrets, secret_spellings
@@ -57,26 +61,30 @@ class ServicePlan:
     files: list[FilePlan]
     reads: frozenset[Key]
     level: ApplyLevel
-    action: Action
+    action: ActionSpec
     because: list[str]  # the changed keys (or the reason) that call for `level`
     health: HealthSpec | None = None  # resolved for this version
     health_before: HealthSpec | None = None  # resolved for the previous one (the rollback's gate)
     masks: list[str] = field(default_factory=list, repr=False)  # every known secret's spellings
+    env: EnvPlan | None = None  # a container's environment (inject: container)
+    pending: str | None = None  # a change that waits, and why (a container that does not exist yet)
 
     @property
     def changed(self) -> bool:
-        return any(file.changed for file in self.files)
+        return any(file.changed for file in self.files) or (self.env is not None and self.env.changed)
 
     @property
     def digest(self) -> str:
-        """One digest of all the bytes this plan gives the service."""
+        """One digest of all the bytes (and the environment) this plan gives the service."""
         digest = hashlib.sha256()
         for file in self.files:
             digest.update(file.spec.path.encode() + b"\0" + file.after + b"\0")
+        if self.env is not None:
+            digest.update(b"env\0" + self.env.digest_text())
         return digest.hexdigest()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        found = {
             "service": self.name,
             "changed": self.changed,
             "files": [{"path": f.spec.path, "changed": f.changed, "diff": f.diff()} for f in self.files],
@@ -84,6 +92,12 @@ class ServicePlan:
             "level": self.level if self.changed else None,
             "because": self.because if self.changed else [],
         }
+        if self.env is not None:
+            found["env"] = {"container": self.env.container, "changes": self.env.changes(),
+                            "unknown": self.env.unknown}
+        if self.pending is not None:
+            found["pending"] = self.pending
+        return found
 
 
 @dataclass
@@ -117,10 +131,12 @@ class Planner:
     of one key re-renders only the services that use it."""
 
     def __init__(self, manifest: Manifest, templates_dir: Path, environ: Mapping[str, str],
-                 known_secrets: set[str] | None = None) -> None:
+                 known_secrets: set[str] | None = None, container_env: EnvReader | None = None) -> None:
         """`known_secrets`: secrets of earlier versions, masked in diffs too (the engine keeps one set
-        across manifests: a file can still hold a secret that config.ini no longer does)."""
+        across manifests: a file can still hold a secret that config.ini no longer does).
+        `container_env`: how a container's environment is read (the engine's; None: no engine)."""
         self.manifest = manifest
+        self.container_env = container_env
         self.templates_dir = templates_dir
         self.environ = environ
         self.reads: dict[str, frozenset[Key]] = {}
@@ -134,15 +150,19 @@ class Planner:
                 if name not in self.reads or not self.reads[name].isdisjoint(changed)]
 
     def plan(self, snapshot: Snapshot, *, previous: Snapshot | None = None,
-             services: Iterable[str] | None = None, changed: set[Key] | None = None) -> Plan:
+             services: Iterable[str] | None = None, changed: set[Key] | None = None,
+             env: Snapshot | None = None) -> Plan:
         """Render `services` (default: all) for `snapshot`, comparing each file with the disk.
 
         `changed` (default: computed from `previous`) picks each service's level: the strongest
         `apply` of the changed keys the service read; without a previous version, `restart`.
+        `env`: env.ini's version, for the services that take an environment.
         """
         if changed is None and previous is not None:
             changed = changed_keys(previous, snapshot)
         texts = _secret_texts(snapshot) + (_secret_texts(previous) if previous is not None else [])
+        if env is not None:
+            texts += _env_secret_texts(env)
         self.known_secrets.update(texts)
         masks = secret_spellings(sorted(self.known_secrets))
         names = list(self.manifest.services) if services is None else list(services)
@@ -151,13 +171,13 @@ class Planner:
         for name in names:
             try:
                 plans[name] = self._plan_service(name, self.manifest.services[name], snapshot, previous, changed,
-                                                 masks)
+                                                 masks, env)
             except RenderError as exc:
                 failed[name] = mask_secrets(str(exc), masks)
         return Plan(snapshot.version, plans, list(failed.values()), failed, masks)
 
     def _plan_service(self, name: str, service: ServiceSpec, snapshot: Snapshot, previous: Snapshot | None,
-                      changed: set[Key] | None, masks: list[str]) -> ServicePlan:
+                      changed: set[Key] | None, masks: list[str], env: Snapshot | None = None) -> ServicePlan:
         files = []
         reads: set[Key] = set()
         for number, spec in enumerate(service.files, start=1):
@@ -187,10 +207,31 @@ class Planner:
             if previous is not None:
                 with contextlib.suppress(RenderError):  # the previous version may lack a key this one has
                     health_before = resolve_health(name, service.health, Values(previous, self.environ))
+        env_plan = None
+        if service.takes_env and env is not None:
+            variables = envvars.service_env(name, service, snapshot, env, self.environ)
+            reads |= envvars.reads(name) | {key for var in variables.values() for key in var.keys}
+            holds_secret = any(var.secret for var in variables.values())
+            for target, real, before, after in env_file_specs(name, service, variables, self.manifest):
+                files.append(FilePlan(target, before, after, holds_secret, masks, real))
+            if service.inject is not None and service.inject.container is not None:
+                env_plan = container_plan(service.inject.container, variables, self.container_env)
         self.reads[name] = frozenset(reads)
         level, because = _level(snapshot, reads, changed)
-        return ServicePlan(name, files, frozenset(reads), level, service.action_for(level), because, health,
-                           health_before, masks)
+        action: ActionSpec = service.action_for(level)
+        pending = None
+        if env_plan is not None and env_plan.missing:
+            pending = (f"container {env_plan.container} does not exist: it gets this environment when it is "
+                       "created" + (f" (from {service.env_file})" if service.env_file else ""))
+        if env_plan is not None and env_plan.changed:
+            # A restart keeps the old environment: only a recreate gives the container the new one,
+            # and it restarts whatever the files needed too.
+            level, action = "restart", env_plan.action(service)
+        elif service.inject is not None and service.inject.program is not None and any(
+                file.changed for file in files if file.spec.path == service.inject.conf):
+            level, action = "restart", program_action(service)
+        return ServicePlan(name, files, frozenset(reads), level, action, because, health, health_before, masks,
+                           env_plan, pending)
 
 
 def resolve_health(service: str, spec: HealthSpec, values: Values) -> HealthSpec:
@@ -264,6 +305,15 @@ def _common_prefix(first: str, second: str) -> int:
             break
         length += 1
     return length
+
+
+def _env_secret_texts(env: Snapshot) -> list[str]:
+    """Every secret of env.ini in plaintext (as the services get them)."""
+    found = []
+    for scope in EnvStore.scopes(env):
+        with contextlib.suppress(SecretError):
+            found += [var.plaintext() for var in EnvStore.variables(env, scope).values() if var.secret]
+    return [text for text in found if text]
 
 
 def _secret_texts(snapshot: Snapshot) -> list[str]:
