@@ -73,7 +73,8 @@ class App:
     @contextlib.contextmanager
     def api(self) -> Iterator[httpx.Client]:
         key = self.data.admin_key.read_text().strip()
-        with serving(self.data) as live, live.client(key, timeout=60.0) as client:
+        with serving(self.data) as live, httpx.Client(base_url=live.url, headers={"x-api-key": key},
+                                                       timeout=60.0) as client:
             yield client
 
 
@@ -181,8 +182,9 @@ def test_a_container_that_fails_on_its_new_env_is_put_back(app: App, containers:
 
 def test_a_restart_of_apphub_recreates_nothing(app: App, containers: Containers) -> None:
     with app.api() as api:
+        eventually(lambda: services_status(api).get("app", {}).get("state") == "applied", "the first sync", 30)
         answer = api.put("/api/v1/env/app/GREETING?wait=true", json={"value": "hello"})
-        assert outcomes(answer)["app"]["result"] == "applied"
+        assert outcomes(answer)["app"]["result"] == "applied", answer.text
     recreated_id = containers.attrs(app.container)["Id"]
     with app.api() as api:
         eventually(lambda: services_status(api).get("app", {}).get("state") == "applied", "the sync at start", 30)

@@ -10,7 +10,7 @@ cases the real backends cannot produce on demand.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
 
@@ -102,5 +102,6 @@ class Backends:
     reloaders: Reloaders
     health: HealthChecker
     container_env: EnvReader = _no_container
-    # At start: finish or take back what a killed apphub left half done (one line per thing done).
-    recover: Callable[[], list[str]] = list
+    # At start: finish or take back what a killed apphub left half done to these containers (one
+    # line per thing done); only the manifest's own: the engine may run other apphubs' containers.
+    recover: Callable[[Iterable[str]], list[str]] = lambda containers: []

@@ -510,11 +510,12 @@ class SyncEngine:
         recreate): put right before anything is planned, every round until the engine answers."""
         if self._recovered or self._backends is None:
             return
-        if not any(spec.inject is not None and spec.inject.container is not None
-                   for spec in self._manifest.services.values()):
+        containers = sorted({spec.inject.container for spec in self._manifest.services.values()
+                             if spec.inject is not None and spec.inject.container is not None})
+        if not containers:
             return  # no service's container is ever recreated: nothing to look for
         try:
-            for line in self._backends.recover():
+            for line in self._backends.recover(containers):
                 logger.warning("recovered at start: %s", line)
                 self.core.audit.record(SYNC_ACTOR, "sync.recovered", message=line)
         except ApphubError as exc:
