@@ -13,7 +13,8 @@
 #   DATA_DIR/supervisor/   supervisord's config, socket, pid file and logs
 #   DATA_DIR-quickstart/   the services' own files (QUICKSTART_DIR): apphub writes files only under
 #                          system.ini [sync] roots, and never inside its data folder
-# Environment: QUICKSTART_JSON_PORT (8701), QUICKSTART_INI_PORT (8702), used on the first run;
+# Environment: QUICKSTART_JSON_PORT (8701), QUICKSTART_INI_PORT (8702), QUICKSTART_ENV_PORT (8703),
+# used on the first run;
 # QUICKSTART_DIR; APPHUB and PYTHON (default: the repository's .venv).
 set -euo pipefail
 
@@ -64,13 +65,14 @@ if [ ! -f "$CONF" ]; then
         exit 0
     fi
     say "installing the quickstart into $DATA (the services' files in $DEMO)"
-    mkdir -p "$DATA/schema.d" "$DEMO/hello-json" "$DEMO/hello-ini" "$SV/logs"
+    mkdir -p "$DATA/schema.d" "$DEMO/hello-json" "$DEMO/hello-ini" "$DEMO/hello-env" "$SV/logs"
     # Before `apphub init`: a new config.ini is written with these sections (and a fresh token);
     # an existing one gets their required keys added.
     cp "$HERE/schema.d/50-quickstart.yaml" "$DATA/schema.d/"
     hub init >/dev/null
     [ -z "${QUICKSTART_JSON_PORT:-}" ] || hub config set hello_json port "$QUICKSTART_JSON_PORT" >/dev/null
     [ -z "${QUICKSTART_INI_PORT:-}" ] || hub config set hello_ini port "$QUICKSTART_INI_PORT" >/dev/null
+    [ -z "${QUICKSTART_ENV_PORT:-}" ] || hub config set hello_env port "$QUICKSTART_ENV_PORT" >/dev/null
     hub setsysconfig --section sync --key roots --value "$DEMO" >/dev/null
     hub setsysconfig --section sync --key supervisor_url --value "unix://$SOCK" >/dev/null
     mkdir -p "$DATA/templates"
@@ -80,6 +82,8 @@ if [ ! -f "$CONF" ]; then
     export QS_DEMO_DIR="$DEMO" QS_PYTHON="$PYTHON" QS_EXAMPLE_DIR="$HERE" QS_SUPERVISOR_DIR="$SV"
     fill "$HERE/services.yaml.in" "$DATA/services.yaml"
     fill "$HERE/supervisord.conf.in" "$CONF"
+    # hello-env's program: apphub owns its environment= (the rest is yours)
+    [ -e "$DEMO/hello-env/program.conf" ] || fill "$HERE/hello-env.conf.in" "$DEMO/hello-env/program.conf"
 fi
 
 if supervisorctl -c "$CONF" pid >/dev/null 2>&1; then
@@ -98,8 +102,8 @@ else
     say "started supervisord (hello-json and hello-ini wait for apphub to write their files)"
 fi
 
-read -r json_port ini_port < <(hub config show --json | "$PYTHON" -c \
-    'import json, sys; s = json.load(sys.stdin); print(s["hello_json"]["port"], s["hello_ini"]["port"])')
+read -r json_port ini_port env_port < <(hub config show --json | "$PYTHON" -c \
+    'import json, sys; s = json.load(sys.stdin); print(s["hello_json"]["port"], s["hello_ini"]["port"], s["hello_env"]["port"])')
 API=${QUICKSTART_API:-http://127.0.0.1:8080}
 cat >&2 <<MSG
 
@@ -107,10 +111,12 @@ quickstart: ready. apphub must serve this folder: ./run.sh does, or
   $APPHUB --data-dir $DATA serve --port ${API##*:}
 Then (examples/quickstart/README.md says more):
   curl -s http://127.0.0.1:$json_port/health; curl -s http://127.0.0.1:$ini_port/health
+  curl -s http://127.0.0.1:$env_port/health
   KEY=\$(cat $DATA/.apphub/admin.key)
   curl -s -X PUT -H "x-api-key: \$KEY" -H 'content-type: application/json' \\
        -d '{"greeting": "Hi there"}' '$API/api/v1/settings/hello_json?wait=true'
   $APPHUB --data-dir $DATA config set hello_ini title 'Set from the CLI'
+  $APPHUB --data-dir $DATA env set hello-env APP_MODE demo   # hello-env restarts with it
   \${EDITOR:-vi} $DATA/config.ini     # [hello_json] color = orange
   curl -s -H "x-api-key: \$KEY" $API/api/v1/sync/status
   cat $DEMO/hello-json/config.json $DEMO/hello-ini/config.ini

@@ -30,7 +30,7 @@ from tests.integration.conftest import StartServe, cli_environment, eventually, 
 
 REPO = Path(__file__).resolve().parents[2]
 START = REPO / "examples" / "quickstart" / "start.sh"
-PROGRAMS = ("hello-json", "hello-ini")
+PROGRAMS = ("hello-json", "hello-ini", "hello-env")
 
 
 @dataclass
@@ -39,6 +39,7 @@ class Quickstart:
     demo: Path
     json_port: int
     ini_port: int
+    env_port: int
     environment: dict[str, str]
 
     @property
@@ -97,11 +98,11 @@ def stop_supervisord(quickstart: Quickstart) -> None:
 @pytest.fixture
 def quickstart(tmp_path: Path) -> Iterator[Quickstart]:
     environment = {k: v for k, v in os.environ.items() if k != "APPHUB_DATA"}
-    ports = free_port(), free_port()
-    while ports[0] == ports[1]:
-        ports = free_port(), free_port()
+    ports = free_port(), free_port(), free_port()
+    while len(set(ports)) < 3:
+        ports = free_port(), free_port(), free_port()
     environment.update(QUICKSTART_JSON_PORT=str(ports[0]), QUICKSTART_INI_PORT=str(ports[1]),
-                       XDG_DATA_HOME=str(tmp_path / "xdg"))
+                       QUICKSTART_ENV_PORT=str(ports[2]), XDG_DATA_HOME=str(tmp_path / "xdg"))
     made = Quickstart(DataDir(tmp_path / "data"), tmp_path / "data-quickstart", *ports, environment)
     try:
         yield made
@@ -170,6 +171,9 @@ def test_quickstart_end_to_end(quickstart: Quickstart, serve: StartServe) -> Non
         assert f"backend = http://127.0.0.1:{quickstart.json_port}/" in quickstart.ini_file.read_text()
         assert health(quickstart.json_port)[0] == 200
         assert health(quickstart.ini_port)[0] == 200
+        # hello-env got its port and heading through its environment (supervisord's environment=)
+        assert health(quickstart.env_port)[1]["env"] == {"HELLO_PORT": str(quickstart.env_port),
+                                                        "HELLO_MOTD": "Hello from the environment"}
 
         # A restart key through the API: hello-json restarts on its new port, then hello-ini
         # (its backend line reads that port) restarts after it.
@@ -215,7 +219,7 @@ def test_quickstart_end_to_end(quickstart: Quickstart, serve: StartServe) -> Non
         assert quickstart.pid("hello-ini") == ini_pid
         assert health(new_port)[0] == 200
         assert {name: s["state"] for name, s in services_status(api).items()} == {
-            "hello-json": "failed", "hello-ini": "failed"}
+            "hello-json": "failed", "hello-ini": "failed", "hello-env": "applied"}
         # Back to the port it runs on: nothing to do (tests/integration/test_sync_supervisor.py checks the status).
         answer = api.put("/api/v1/settings/hello_json?wait=true", json={"port": new_port})
         assert answer.json()["sync"]["ok"] is True, answer.text
@@ -259,6 +263,17 @@ def test_quickstart_end_to_end(quickstart: Quickstart, serve: StartServe) -> Non
         eventually(lambda: settled(api, version), "both services applied at the edited version", 15)
         audit = api.get("/api/v1/audit", params={"action": "settings.file"}).json()
         assert any(change["key"] == "greeting" for event in audit["entries"] for change in event["changes"]), audit
+
+        # An environment variable from the CLI: hello-env alone restarts with it.
+        pids = {program: quickstart.pid(program) for program in PROGRAMS}
+        result = run_cli(quickstart.data, "env", "set", "hello-env", "APP_MODE", "demo")
+        assert result.returncode == 0, result.stderr
+        eventually(lambda: health(quickstart.env_port)[1]["env"].get("APP_MODE") == "demo",
+                   "hello-env restarted with APP_MODE", 15)
+        assert quickstart.pid("hello-env") != pids["hello-env"]
+        assert {p: quickstart.pid(p) for p in ("hello-json", "hello-ini")} == \
+            {p: pids[p] for p in ("hello-json", "hello-ini")}
+        eventually(lambda: settled(api, version), "every service applied with the new variable", 15)
 
     # apphub restarted with no change: nothing is reloaded.
     pids = {program: quickstart.pid(program) for program in PROGRAMS}
