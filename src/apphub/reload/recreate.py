@@ -3,19 +3,19 @@
 A container's env is fixed when it is created, so apphub creates a new one from the old one's
 inspection: the same image, command, mounts, networks, ports, labels and host settings, the env
 changed as asked, and the label `io.apphub.env` naming the variables apphub manages. The old one is
-never removed before the new one is proven: it is renamed `{name}-apphub-old` (a valid name stays
-valid: only `[a-z-]` is appended) and kept, stopped, until the caller's health gate says `keep()`
-or `undo()`. The new one is created while the old one still runs (ports and addresses are taken
-at start, not at create), so a create the engine refuses costs no downtime.
+removed only once the new one is proven: renamed `{name}-apphub-old` (only `[a-z-]` is appended, so
+the name stays valid), it waits until the caller's health gate says `keep()` or `undo()`. The new
+one is created while the old one still runs (ports and addresses are taken at start, not at
+create): a create the engine refuses costs no downtime. Then the old one stops, the new one starts.
+undo() renames the new one `{name}-apphub-discard` and removes it only once the old one runs again.
 
-Recovery at start (`Recreator.recover`): apphub can be killed at any step. An aside container
-means a recreate that was never proven healthy, so the old one is always put back (a new one with
-its name is removed, whatever its state) and started: the sync engine then still sees the env
-differ and recreates again, this time with a health gate, which is safer than keeping a container
-nobody checked. Started, because whether the old one ran before is recorded nowhere, a service
-left down is the worse mistake, and a recreate starts the container anyway (as `docker compose up`
-does). A kill inside `keep()` therefore undoes a proven recreate (it is redone), and a kill inside
-`undo()` after the rename back can leave the old one stopped (the next recreate starts it).
+Recovery at start (`Recreator.recover`), for every name with an aside or discarded container: an
+aside container is a recreate never proven healthy, so the old one is always put back (a new one
+with its name removed, whatever its state), a discarded one is removed, and the old one is started.
+The sync engine then still sees the env differ and recreates again, with a health gate: safer than
+keeping a container nobody checked. Started, because whether the old one ran before is recorded
+nowhere, a service left down is the worse mistake, and a recreate starts it anyway (as `docker
+compose up` does). A kill inside keep() thus undoes a proven recreate, which is then redone.
 
 Engine differences, seen on Podman 4.3.1 (compat API 1.41), the rest documented for Docker:
 - Podman reports Ulimits as `RLIMIT_NOFILE`, which its create refuses ("invalid ulimit type"), and
@@ -26,20 +26,19 @@ Engine differences, seen on Podman 4.3.1 (compat API 1.41), the rest documented 
   the networks come from NetworkSettings.Networks. Both add the short id to Aliases (Docker before
   API 1.45): left out, the engine adds the new one's. Docker before API 1.44 takes one network at
   create: the others are connected before the start.
-- Config.Hostname is the short id when none was set (both), the host's with host networking, and
-  Podman also writes HOSTNAME into Config.Env: both are left out so the engine sets the new ones
-  (Docker refuses a hostname with `container:` networking).
+- Config.Hostname is the short id when none was set, the engine host's with host networking: left
+  out (and Podman's HOSTNAME in Config.Env with it) so that the engine sets it again (Docker refuses
+  a hostname with `container:` networking, and has with host networking).
 - Anonymous volumes: Podman lists them by name in HostConfig.Binds; Docker only in Mounts (with
   Config.Volumes or a source-less HostConfig.Mounts entry). Each is carried over by name.
-- Podman reports LogConfig as json-file with Config null whatever the options; the size limit is
-  read from its libpod inspection (`Size`). Podman also adds HOME, TERM and container=podman to
-  Config.Env (kept as they are) and drops Domainname at create.
+- Podman reports LogConfig as json-file with Config null whatever the options: the size limit is
+  read from its libpod inspection. It adds HOME, TERM and container=podman to Config.Env (kept),
+  drops Domainname at create, and a start it refuses while the container is `stopping`.
 - Docker reports HostConfig.Links as "/db:/web/db" and takes "db:db".
-- Rename works on running containers (Podman 4.3.1 and Docker); names match `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
+- Rename works on running containers (both); names match `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
 - Engines quote env entries in errors (Podman create: `invalid environment variable: "=x"`; runc at
-  start: `can't contain null(\\x00): "A=x..."`): every value of a managed name is masked.
+  start: `can't contain null(\\x00): "A=x\\x00y"`): every value of a managed name is masked.
 """
-
 from __future__ import annotations
 
 import contextlib
@@ -48,6 +47,7 @@ import logging
 import re
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import docker.errors
@@ -87,22 +87,23 @@ class ContainerRecreateAction(ActionSpec):
         for name in value:
             if not name or "=" in name or "\0" in name:
                 raise ValueError(f"{name!r} is not an environment variable name")
+            if isinstance(value, dict) and "\0" in value[name]:
+                raise ValueError(f"the value of {name} holds a NUL character, which no environment can")
         return value
 
 
+@dataclass
 class RecreateUndo:
     """The old container, kept aside until the new one is proven: `keep()` removes it, `undo()` puts it back."""
 
-    def __init__(self, recreator: Recreator, name: str, old_id: str, was_running: bool, grace: int,
-                 timeout: float) -> None:
-        self._recreator = recreator
-        self.name = name
-        self.old_id = old_id
-        self.was_running = was_running
-        self.grace = grace
-        self.timeout = timeout
-        self.new_id: str | None = None
-        self._settled: str | None = None
+    _recreator: Recreator
+    name: str
+    old_id: str
+    was_running: bool
+    grace: int
+    timeout: float
+    new_id: str | None = None
+    _settled: str | None = None
 
     def keep(self) -> None:
         """The new container is healthy: the old one is removed (not its volumes: the new one has them)."""
@@ -156,14 +157,19 @@ class Recreator:
             raise ReloadError(f"container {container} does not exist")
         masks = _masks(attrs, env, unset)
         status = str((attrs.get("State") or {}).get("Status") or "")
-        body, extra_networks = create_body(attrs, env, unset, self._image(attrs, timeout), podman=self.engine.is_podman)
+        engine_host = ""
+        if str((attrs.get("HostConfig") or {}).get("NetworkMode")) == "host":
+            with self.engine.client("engine information", timeout) as api:
+                engine_host = str(api.info().get("Name") or "")
+        body, extra_networks = create_body(attrs, env, unset, self._image(attrs, timeout),
+                                           podman=self.engine.is_podman, engine_host=engine_host)
         if self.engine.is_podman:
-            _podman_log_options(body, self._podman_log_size(str(attrs["Id"]), name, timeout))
+            self._podman_log_size(body, str(attrs["Id"]), name, timeout)
         undo = RecreateUndo(self, name, str(attrs["Id"]), status in _RUNNING, grace, timeout)
         log.info("container %s: recreating it with %d managed variables (%d unset); the old one waits as %s",
                  name, len(env), len(unset), name + ASIDE_SUFFIX)
-        self._rename(undo.old_id, name, name + ASIDE_SUFFIX, timeout)
         try:
+            self._rename(undo.old_id, name, name + ASIDE_SUFFIX, timeout)
             with self.engine.client("create of the new container", timeout) as api:
                 undo.new_id = str(api.create_container_from_config(body, name)["Id"])
             for network, endpoint in extra_networks.items():
@@ -179,21 +185,25 @@ class Recreator:
                 undo.undo()
                 after = "the old container is back under its name" + (" and runs" if undo.was_running else "")
             except (ReloadError, BackendUnavailable) as again:
-                after = (f"putting the old container back failed too ({_mask(str(again), masks)}); apphub's"
-                         " recovery at its next start will")
+                after = (f"putting the old container back failed too ({_mask(str(again), masks)}); apphub puts"
+                         " it back when it next starts")
             # When the engine's text quoted a value, the original is not chained: a traceback would show it.
             raise type(exc)(f"recreate of container {name}: {cause}; {after}") from (None if cause != str(exc) else exc)
         return undo
 
-    def recover(self) -> list[str]:
-        """Put back every container an interrupted recreate left aside; one line per container acted on."""
+    def recover(self, only: Iterable[str] | None = None) -> list[str]:
+        """Put back every container an interrupted recreate left aside; one line per container acted on.
+
+        `only`: the container names to look at (default: every one on the engine; an engine shared
+        with other apphubs, as in tests, needs it)."""
         with self.engine.client("listing containers", self.engine.timeout) as api:
             found = [str(n).lstrip("/") for entry in api.containers(all=True, filters={"name": "-apphub-"})
                      for n in entry.get("Names") or []]
+        names = {n.removesuffix(ASIDE_SUFFIX).removesuffix(DISCARD_SUFFIX) for n in found
+                 if n.endswith((ASIDE_SUFFIX, DISCARD_SUFFIX))}
         lines: list[str] = []
         failures: list[str] = []
-        for name in sorted({n.removesuffix(ASIDE_SUFFIX).removesuffix(DISCARD_SUFFIX) for n in found
-                            if n.endswith((ASIDE_SUFFIX, DISCARD_SUFFIX))}):
+        for name in sorted(names if only is None else names & set(only)):
             try:
                 line = self._recover_one(name)
             except (ReloadError, BackendUnavailable) as exc:
@@ -213,7 +223,7 @@ class Recreator:
         if old is None and discarded is None:
             return None
         current = self._inspect(name, name, timeout)
-        how = "undone in the middle"
+        how = "the new one is removed: apphub was stopped while it undid the recreate"
         if old is not None:
             if current is None:
                 how = "no container had its name"
@@ -256,12 +266,16 @@ class Recreator:
             return running
         return configured if found.removeprefix("sha256:") == running.removeprefix("sha256:") else running
 
-    def _podman_log_size(self, ref: str, shown: str, timeout: float) -> str:
+    def _podman_log_size(self, body: dict[str, Any], ref: str, shown: str, timeout: float) -> None:
+        """The log size limit, which Podman's compat inspection leaves out, from its libpod one."""
         with self.engine.client(f"libpod inspect of container {shown}", timeout) as api:
             response = api.get(f"{api.base_url}/v4.0.0/libpod/containers/{ref}/json", timeout=timeout)
-        if not response.ok:
-            return ""
-        return str(((response.json().get("HostConfig") or {}).get("LogConfig") or {}).get("Size") or "")
+        size = str(((response.json().get("HostConfig") or {}).get("LogConfig") or {}).get("Size") or "") \
+            if response.ok else ""
+        if size not in ("", "0", "0B", "-1", "-1B"):
+            log_config = body["HostConfig"].get("LogConfig") or {}
+            body["HostConfig"]["LogConfig"] = {**log_config, "Config": {**(log_config.get("Config") or {}),
+                                                                        "max-size": size}}
 
     def _rename(self, ref: str, shown: str, to: str, timeout: float) -> None:
         with self.engine.client(f"rename of container {shown} to {to}", timeout, shown) as api:
@@ -310,19 +324,21 @@ class Recreator:
 
 
 def create_body(attrs: dict[str, Any], env: Mapping[str, str], unset: Iterable[str], image: str, *,
-                podman: bool = False) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+                podman: bool = False, engine_host: str = "") -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """The create body of a container like the inspected one but for its env, and the networks to
-    connect after the create (an engine before API 1.44 takes one at create)."""
+    connect after the create (an engine before API 1.44 takes one at create). `engine_host`: the
+    hostname of the engine's machine, which a host-networked container was given."""
     old_id = str(attrs.get("Id") or "")
     config: dict[str, Any] = copy.deepcopy(attrs.get("Config") or {})
     host: dict[str, Any] = copy.deepcopy(attrs.get("HostConfig") or {})
     mode = str(host.get("NetworkMode") or "")
     own_network = mode not in ("host", "none") and not mode.startswith(("container:", "ns:"))
     hostname = str(config.get("Hostname") or "")
-    generated = hostname if (not own_network or hostname == old_id[:12]) else None
-    if generated is not None:
+    generated = (hostname == old_id[:12] or (mode == "host" and hostname == engine_host)
+                 or mode.startswith("container:"))
+    if generated:
         config.pop("Hostname", None)
-    config["Env"] = _new_env(config.get("Env") or [], env, set(unset), generated)
+    config["Env"] = _new_env(config.get("Env") or [], env, set(unset), hostname if generated else None)
     config["Labels"] = {**(config.get("Labels") or {}), ENV_LABEL: ",".join(sorted(env))}
     config["Image"] = image
     host["Binds"], host["Mounts"] = _volumes(attrs, host)
@@ -382,11 +398,8 @@ def _volumes(attrs: dict[str, Any], host: dict[str, Any]) -> tuple[list[str] | N
 
 def _links(links: Any) -> list[str] | None:
     """Docker's inspected form "/db:/web/alias" as create takes it, "db:alias"."""
-    result = []
-    for link in links or []:
-        target, _, alias = str(link).partition(":")
-        result.append(f"{target.lstrip('/')}:{alias.rsplit('/', 1)[-1] or target.lstrip('/')}")
-    return result or None
+    pairs = [str(link).partition(":")[::2] for link in links or []]
+    return [f"{target.lstrip('/')}:{alias.rsplit('/', 1)[-1] or target.lstrip('/')}" for target, alias in pairs] or None
 
 
 def _endpoints(attrs: dict[str, Any], podman: bool) -> dict[str, dict[str, Any]]:
@@ -409,13 +422,6 @@ def _connect_options(endpoint: dict[str, Any]) -> dict[str, Any]:
     return {"aliases": endpoint.get("Aliases"), "links": endpoint.get("Links"),
             "ipv4_address": ipam.get("IPv4Address"), "ipv6_address": ipam.get("IPv6Address"),
             "link_local_ips": ipam.get("LinkLocalIPs"), "driver_opt": endpoint.get("DriverOpts")}
-
-
-def _podman_log_options(body: dict[str, Any], size: str) -> None:
-    if size and size not in ("0", "0B", "-1", "-1B"):
-        log_config = body["HostConfig"].get("LogConfig") or {}
-        body["HostConfig"]["LogConfig"] = {**log_config, "Config": {**(log_config.get("Config") or {}),
-                                                                    "max-size": size}}
 
 
 def _masks(attrs: dict[str, Any], env: Mapping[str, str], unset: Iterable[str]) -> list[str]:
