@@ -37,6 +37,7 @@ EXPECTED_OPERATIONS = {
     ("GET", "/api/settings"), ("GET", "/api/settings/{section}"), ("PUT", "/api/settings/{section}"),
     ("GET", "/api/v1/env"), ("GET", "/api/v1/env/{scope}"), ("PUT", "/api/v1/env/{scope}"),
     ("PUT", "/api/v1/env/{scope}/{name}"), ("DELETE", "/api/v1/env/{scope}/{name}"),
+    ("POST", "/api/v1/env/{scope}/plan"),
 }
 
 
@@ -57,7 +58,7 @@ class Operation:
         return "read" if self.method == "GET" or self.template in READ_POSTS else "write"
 
 
-READ_POSTS = {"/api/v1/settings/plan", "/api/v1/settings/rollback/plan"}
+READ_POSTS = {"/api/v1/settings/plan", "/api/v1/settings/rollback/plan", "/api/v1/env/{scope}/plan"}
 
 
 def client_with(server: LiveServer, headers: dict[str, str] | dict[bytes, bytes]) -> httpx.Client:
@@ -82,12 +83,14 @@ PATH_VALUES = {
     "/api/settings/{section}": {"section": "gitea"},
     "/api/v1/env/{scope}": {"scope": "global"},
     "/api/v1/env/{scope}/{name}": {"scope": "global", "name": "TZ"},
+    "/api/v1/env/{scope}/plan": {"scope": "global"},
 }
 BODIES: dict[tuple[str, str], Any] = {
     ("PUT", "/api/v1/settings"): {"gitea": {"user_email": "batch@example.com"}},
     ("PUT", "/api/v1/settings/{section}"): {"user_email": "section@example.com"},
     ("PUT", "/api/v1/env/{scope}"): {"TZ": "UTC"},
     ("PUT", "/api/v1/env/{scope}/{name}"): {"value": "Europe/Berlin"},
+    ("POST", "/api/v1/env/{scope}/plan"): {"TZ": "Asia/Tokyo"},
 }
 PARAMS: dict[tuple[str, str], dict[str, str]] = {
     ("PUT", "/api/settings/{section}"): {"key": "user_email", "value": "legacy@example.com"},

@@ -32,6 +32,7 @@ ROUTES = {
     "/api/v1/env": {"get"},
     "/api/v1/env/{scope}": {"get", "put"},
     "/api/v1/env/{scope}/{name}": {"put", "delete"},
+    "/api/v1/env/{scope}/plan": {"post"},
 }
 
 

@@ -208,3 +208,22 @@ def test_changes_are_audited_masked_and_in_the_history(client: httpx.Client) -> 
     assert diff.status_code == 200, diff.text
     assert SECRET not in diff.text
     assert "TZ" in diff.text
+
+
+def test_the_plan_of_an_env_change_touches_nothing_and_masks_secrets(client: httpx.Client, data_dir: DataDir,
+                                                                      root: Path) -> None:
+    client.put("/api/v1/env/web?wait=true", json={"TZ": "UTC"}).raise_for_status()
+    before = (data_dir.env_ini.read_bytes(), (root / "web" / ".env").read_bytes())
+    answer = client.post("/api/v1/env/web/plan", json={"TZ": "Asia/Tokyo",
+                                                       "TOKEN": {"value": SECRET, "secret": True}})
+    assert answer.status_code == 200, answer.text
+    assert SECRET not in answer.text
+    web = {service["service"]: service for service in answer.json()["services"]}["web"]
+    assert web["changed"] is True
+    diff = web["files"][0]["diff"]
+    assert "+TZ=Asia/Tokyo" in diff
+    assert "TOKEN=" in diff
+    assert (data_dir.env_ini.read_bytes(), (root / "web" / ".env").read_bytes()) == before
+    refused = client.post("/api/v1/env/web/plan", json={"WEB_ROOT_URL": "x"})
+    assert refused.status_code == 422
+    assert client.put("/api/v1/env/web/plan", json={"value": "x"}).status_code == 405

@@ -10,19 +10,31 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Depends, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import StringConvertor, register_url_convertor
 from starlette.responses import Response
 
 from apphub.api.auth import Principal, core_of, require_read, require_write
 from apphub.api.etags import etag, is_not_modified, parse_if_match
 from apphub.api.models import KeyChange, SyncReport, ok, version_field
-from apphub.api.problems import ETAG_HEADER, READ_RESPONSES, SECTION_READ_RESPONSES, WRITE_RESPONSES
+from apphub.api.problems import ETAG_HEADER, READ_RESPONSES, SECTION_READ_RESPONSES, SYNC_RESPONSES, WRITE_RESPONSES
 from apphub.api.settings import JSON, IfMatch, IfNoneMatch, Message, Reveal, actor_of
-from apphub.api.sync import WAIT_DEFAULT_S, Wait, WaitTimeout, sync_after_write
+from apphub.api.sync import PLAN_RESPONSES, WAIT_DEFAULT_S, Wait, WaitTimeout, engine_of, sync_after_write
 from apphub.envvars.store import FILE, EnvValue
 from apphub.errors import Forbidden
 from apphub.store.inistore import WriteResult
 
 router = APIRouter(prefix="/api/v1", tags=["env"])
+
+
+class NameConvertor(StringConvertor):
+    """A variable's name in a path, but not `plan`: `/env/{scope}/plan` is the plan's route for
+    every method (a PUT there is 405, not a variable named `plan`)."""
+
+    regex = "(?!plan(?:/|$))[^/]+"
+
+
+register_url_convertor("apphub_env_name", NameConvertor())
+NAME_PATH = "/env/{scope}/{name:apphub_env_name}"
 
 NAME_PATTERN = "^[A-Za-z_][A-Za-z0-9_]{0,254}$"
 SCOPE_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -123,12 +135,11 @@ async def read_scope(scope: Scope, request: Request, principal: Annotated[Princi
 def set_variables(scope: Scope, body: BatchBody, request: Request,
                   principal: Annotated[Principal, Depends(require_write)], if_match: IfMatch = None,
                   wait: Wait = False, wait_timeout: WaitTimeout = WAIT_DEFAULT_S, message: Message = None) -> Response:
-    values = {name: EnvValue(item) if isinstance(item, str) else EnvValue(item.value, item.secret)
-              for name, item in body.items()}
-    return _written(request, scope, _set(request, principal, scope, values, if_match, message), wait, wait_timeout)
+    result = _set(request, principal, scope, _values(body), if_match, message)
+    return _written(request, scope, result, wait, wait_timeout)
 
 
-@router.put("/env/{scope}/{name}", summary="Set one variable", responses=WRITE)
+@router.put(NAME_PATH, summary="Set one variable", responses=WRITE)
 def set_variable(scope: Scope, name: Name, body: OneBody, request: Request,
                  principal: Annotated[Principal, Depends(require_write)], if_match: IfMatch = None,
                  wait: Wait = False, wait_timeout: WaitTimeout = WAIT_DEFAULT_S, message: Message = None) -> Response:
@@ -136,7 +147,7 @@ def set_variable(scope: Scope, name: Name, body: OneBody, request: Request,
     return _written(request, scope, result, wait, wait_timeout)
 
 
-@router.delete("/env/{scope}/{name}", summary="Unset an independent variable", responses=WRITE)
+@router.delete(NAME_PATH, summary="Unset an independent variable", responses=WRITE)
 def unset_variable(scope: Scope, name: Name, request: Request,
                    principal: Annotated[Principal, Depends(require_write)], if_match: IfMatch = None,
                    wait: Wait = False, wait_timeout: WaitTimeout = WAIT_DEFAULT_S,
@@ -144,6 +155,20 @@ def unset_variable(scope: Scope, name: Name, request: Request,
     result = core_of(request).envvars.unset(scope, [name], actor_of(request, principal),
                                             if_match=parse_if_match(if_match), message=message)
     return _written(request, scope, result, wait, wait_timeout)
+
+
+@router.post("/env/{scope}/plan", summary="What setting these variables would do to each service, touching nothing",
+             responses={**PLAN_RESPONSES, **SYNC_RESPONSES})
+def plan_variables(scope: Scope, body: BatchBody, request: Request,
+                   _: Annotated[Principal, Depends(require_read)]) -> dict[str, Any]:
+    core = core_of(request)
+    env = core.envvars.preview(scope, _values(body))
+    return engine_of(request).plan(core.config.snapshot(), env).to_dict()
+
+
+def _values(body: dict[str, str | EnvSet]) -> dict[str, EnvValue]:
+    return {name: EnvValue(item) if isinstance(item, str) else EnvValue(item.value, item.secret)
+            for name, item in body.items()}
 
 
 def _set(request: Request, principal: Principal, scope: str, values: dict[str, EnvValue], if_match: str | None,

@@ -142,6 +142,11 @@ class EnvVars:
         return self.env.set(scope, values, actor, if_match=None if if_match is None else list(if_match),
                             message=message, refused=refused)
 
+    def preview(self, scope: str, values: Mapping[str, EnvValue]) -> Snapshot:
+        """env.ini as `set` would leave it (for a plan), refused the same way."""
+        manifest, _ = self.manifest()
+        return self.env.preview(scope, values, self._refusals(scope, values, manifest))
+
     def unset(self, scope: str, names: Iterable[str], actor: Actor, *, if_match: Iterable[str] | None = None,
               message: str | None = None) -> WriteResult:
         return self.env.unset(scope, names, actor, if_match=None if if_match is None else list(if_match),

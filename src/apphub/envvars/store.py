@@ -132,6 +132,14 @@ class EnvStore:
         return self.store.update(changes, actor, if_match=if_match, action="env.set", message=message,
                                  secret=secret)
 
+    def preview(self, scope: str, values: Mapping[str, EnvValue], refused: Iterable[FieldError] = ()) -> Snapshot:
+        """The version `set` would write, checked the same way, without writing it."""
+        errors = [*refused, *self._check(scope, values)]
+        if errors:
+            raise ValidationFailed(errors)
+        return self.store.preview({scope: {name: encode(value.value) for name, value in values.items()}},
+                                  secret=[(scope, name) for name, value in values.items() if value.secret])
+
     def unset(self, scope: str, names: Iterable[str], actor: Actor, *, if_match: Collection[str] | None = None,
               message: str | None = None) -> WriteResult:
         """Remove these variables (KeyNotFound / SectionNotFound for one that is not set)."""

@@ -333,12 +333,13 @@ class IniStore:
             logger.warning("%s: audit events left pending by a stopped writer stay pending for now: %s",
                            self.name, exc)
 
-    def preview(self, changes: Changes, *, deletes: Iterable[tuple[str, str]] = ()) -> Snapshot:
+    def preview(self, changes: Changes, *, deletes: Iterable[tuple[str, str]] = (),
+                secret: Collection[tuple[str, str]] = ()) -> Snapshot:
         """The version `update` would write, validated the same way, without writing it."""
         current = self.snapshot()
 
         def plan(snapshot: Snapshot) -> Plan:
-            return self._plan(snapshot, changes, list(deletes), existing_only=False)
+            return self._plan(snapshot, changes, list(deletes), existing_only=False, secret_keys=frozenset(secret))
 
         return self._edited(current, plan)[0]
 
