@@ -10,6 +10,7 @@ gets the same environment.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,7 +141,9 @@ def test_an_env_change_recreates_the_container_with_everything_else_kept(app: Ap
         assert aside == []  # the old one is gone once the new one is healthy
 
 
-def test_an_independent_variable_and_a_secret(app: App, containers: Containers) -> None:
+def test_an_independent_variable_and_a_secret(app: App, containers: Containers,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     with app.api() as api:
         eventually(lambda: services_status(api).get("app", {}).get("state") == "applied", "the first sync", 30)
         answer = api.put("/api/v1/env/app?wait=true", json={"GREETING": "hello",
@@ -159,6 +162,12 @@ def test_an_independent_variable_and_a_secret(app: App, containers: Containers) 
         assert outcomes(gone)["app"]["result"] == "applied"
         assert "GREETING" not in environment(containers, app.container)  # apphub set it, apphub removed it
         assert environment(containers, app.container)["TOKEN"] == SECRET
+        # a version whose container fails: the error quotes the engine, never the secret
+        failed = api.put("/api/v1/env/app/MODE?wait=true", json={"value": "crash"})
+        assert outcomes(failed)["app"]["result"] == "failed"
+        assert SECRET not in failed.text
+    assert caplog.records, "the server logged nothing at all: the check below would prove nothing"
+    assert SECRET not in caplog.text
 
 
 def test_a_container_that_fails_on_its_new_env_is_put_back(app: App, containers: Containers) -> None:
