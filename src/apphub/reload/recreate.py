@@ -15,7 +15,8 @@ with its name removed, whatever its state), a discarded one is removed, and the 
 The sync engine then still sees the env differ and recreates again, with a health gate: safer than
 keeping a container nobody checked. Started, because whether the old one ran before is recorded
 nowhere, a service left down is the worse mistake, and a recreate starts it anyway (as `docker
-compose up` does). A kill inside keep() thus undoes a proven recreate, which is then redone.
+compose up` does). A kill inside keep() thus undoes a proven recreate, which is then redone. Names
+ending in those two suffixes are taken for apphub's; `recover(only=...)` limits it to some names.
 
 Engine differences, seen on Podman 4.3.1 (compat API 1.41), the rest documented for Docker:
 - Podman reports Ulimits as `RLIMIT_NOFILE`, which its create refuses ("invalid ulimit type"), and
