@@ -104,8 +104,9 @@ def create_app(data: DataDir, *, sync: bool = True, backends: BackendFactory | N
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(AuthenticationMiddleware)
     app.add_middleware(RequestContextMiddleware)
-    for router in (settings.router, system.router, audit.router, legacy.router, sync_routes.router, history.router,
-                   env.router):
+    # The reads that tools poll first: a request is matched against the routes in this order.
+    for router in (settings.router, env.router, system.router, audit.router, legacy.router, sync_routes.router,
+                   history.router):
         app.include_router(router)
 
     @app.get("/healthz", tags=["health"], summary="Liveness: the process answers (no key needed)",

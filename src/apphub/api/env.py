@@ -105,8 +105,9 @@ WRITE = {**ok(EnvWriteAnswer, ETAG_HEADER), **WRITE_RESPONSES}
 
 
 @router.get("/env", summary="Every scope's environment variables, with kind and source", responses=READ)
-def read_env(request: Request, principal: Annotated[Principal, Depends(require_read)],
-             if_none_match: IfNoneMatch = None) -> Response:
+async def read_env(request: Request, principal: Annotated[Principal, Depends(require_read)],
+                   if_none_match: IfNoneMatch = None) -> Response:
+    # async, as the settings' read: a cached listing costs a few stats, less than a threadpool hop
     listing = core_of(request).envvars.listing()
     headers = {"ETag": etag(listing.tag), "Cache-Control": "no-cache"}
     if is_not_modified(if_none_match, listing.tag):

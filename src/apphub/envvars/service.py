@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -33,7 +32,7 @@ class Listing:
     env_version: str
     body: bytes
     scopes: dict[str, dict[str, Any]]
-
+    key: tuple[Any, ...] = ()  # what it was made from
 
 class EnvVars:
     def __init__(self, env: EnvStore, config: IniStore, system: IniStore, manifest_path: Any,
@@ -44,7 +43,6 @@ class EnvVars:
         self._manifest_path = manifest_path
         self._data_root = data_root
         self._environ = dict(os.environ if environ is None else environ)
-        self._lock = threading.Lock()
         self._manifest: tuple[tuple[Any, ...], Manifest | None, str | None] | None = None
         self._listing: Listing | None = None
 
@@ -73,18 +71,17 @@ class EnvVars:
     def listing(self) -> Listing:
         env, config = self.env.snapshot(), self._config.snapshot()
         manifest, problem = self.manifest()
-        tag = hashlib.sha256(repr((env.version, config.version, self._manifest and self._manifest[0])).encode())\
-            .hexdigest()[:32]
-        with self._lock:
-            if self._listing is not None and self._listing.tag == tag:
-                return self._listing
+        key = (env.version, config.version, self._manifest and self._manifest[0])
+        cached = self._listing
+        if cached is not None and cached.key == key:
+            return cached
+        tag = hashlib.sha256(repr(key).encode()).hexdigest()[:32]
         scopes = self._scopes(env, config, manifest)
         body: dict[str, Any] = {"version": env.version, "scopes": scopes}
         if problem is not None:
             body["manifest_error"] = problem
-        listing = Listing(tag, env.version, json.dumps(body).encode(), scopes)
-        with self._lock:
-            self._listing = listing
+        listing = Listing(tag, env.version, json.dumps(body).encode(), scopes, key)
+        self._listing = listing  # one assignment: a reader sees the old listing or the new one
         return listing
 
     def scope(self, scope: str, *, reveal: bool = False) -> dict[str, Any]:

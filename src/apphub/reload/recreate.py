@@ -49,7 +49,7 @@ import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import docker.errors
 from pydantic import ConfigDict, Field, field_validator
@@ -77,6 +77,8 @@ class ContainerRecreateAction(ActionSpec):
     model_config = ConfigDict(hide_input_in_errors=True)
 
     strategy: Literal["container-recreate"]
+    # a failed recreate put the old container back itself: a rollback does not recreate again
+    undoes_itself: ClassVar[bool] = True
     container: str
     grace: int = Field(default=10, ge=0, le=600, description="Seconds of SIGTERM before SIGKILL for the old one")
     env: dict[str, str] = Field(default_factory=dict, repr=False)
@@ -140,6 +142,7 @@ class Recreator:
 
     def __init__(self, engine: ContainerEngine) -> None:
         self.engine = engine
+        self._host: str | None = None  # the engine's hostname, once asked
 
     def recreate(self, container: str, env: Mapping[str, str], unset: Iterable[str], grace: int,
                  timeout: float) -> RecreateUndo:
@@ -160,8 +163,7 @@ class Recreator:
         status = str((attrs.get("State") or {}).get("Status") or "")
         engine_host = ""
         if str((attrs.get("HostConfig") or {}).get("NetworkMode")) == "host":
-            with self.engine.client("engine information", timeout) as api:
-                engine_host = str(api.info().get("Name") or "")
+            engine_host = self._engine_host(timeout)
         body, extra_networks = create_body(attrs, env, unset, self._image(attrs, timeout),
                                            podman=self.engine.is_podman, engine_host=engine_host)
         if self.engine.is_podman:
@@ -191,6 +193,14 @@ class Recreator:
             # When the engine's text quoted a value, the original is not chained: a traceback would show it.
             raise type(exc)(f"recreate of container {name}: {cause}; {after}") from (None if cause != str(exc) else exc)
         return undo
+
+    def _engine_host(self, timeout: float) -> str:
+        """The engine's machine's hostname (`GET /info`), asked once: the call costs Podman about
+        200 ms, as much as the rest of a recreate's engine calls together."""
+        if self._host is None:
+            with self.engine.client("engine information", timeout) as api:
+                self._host = str(api.info().get("Name") or "")
+        return self._host
 
     def recover(self, only: Iterable[str] | None = None) -> list[str]:
         """Put back every container an interrupted recreate left aside; one line per container acted on.
