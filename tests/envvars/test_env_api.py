@@ -227,3 +227,19 @@ def test_the_plan_of_an_env_change_touches_nothing_and_masks_secrets(client: htt
     refused = client.post("/api/v1/env/web/plan", json={"WEB_ROOT_URL": "x"})
     assert refused.status_code == 422
     assert client.put("/api/v1/env/web/plan", json={"value": "x"}).status_code == 405
+
+
+def test_env_ini_rolls_back_in_one_call(client: httpx.Client, root: Path) -> None:
+    client.put("/api/v1/env/web?wait=true", json={"TZ": "UTC"}).raise_for_status()
+    history = client.get("/api/v1/settings/history", params={"file": "env.ini", "limit": 1}).json()
+    good = history["entries"][0]["commit"]
+    client.put("/api/v1/env/web?wait=true", json={"TZ": "Mars/Olympus", "EXTRA": "1"}).raise_for_status()
+    plan = client.post("/api/v1/settings/rollback/plan", json={"version": good, "file": "env.ini"})
+    assert plan.status_code == 200, plan.text
+    web = {service["service"]: service for service in plan.json()["services"]["services"]}["web"]
+    assert "+TZ=UTC" in web["files"][0]["diff"]
+    answer = client.post("/api/v1/settings/rollback?wait=true", json={"version": good, "file": "env.ini"})
+    assert answer.status_code == 200, answer.text
+    env = read((root / "web" / ".env").read_text())
+    assert env["TZ"] == "UTC"
+    assert "EXTRA" not in env  # apphub set it, and no longer does: taken out of the file

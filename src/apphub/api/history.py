@@ -7,7 +7,8 @@ prefix. Secrets are masked everywhere: a changed secret shows as changed, never 
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
@@ -21,9 +22,11 @@ from apphub.api.etags import parse_if_match
 from apphub.api.problems import COMMON_RESPONSES, QUERY_RESPONSES, WRITE_RESPONSES, problem_response
 from apphub.api.settings import IfMatch, actor_of, write_response
 from apphub.api.sync import WAIT_DEFAULT_S, Wait, WaitTimeout, history_status, sync_after_write
+from apphub.core import Core
 from apphub.errors import Forbidden
 from apphub.history.index import HistoryQuery
 from apphub.history.rollback import plan_rollback, rollback
+from apphub.store.inistore import IniStore
 from apphub.store.snapshot import Snapshot
 
 UNAVAILABLE = problem_response("The history repository cannot be read or written (see /api/v1/history/status)")
@@ -53,15 +56,24 @@ Version = Annotated[str, Path(description="A config.ini version (ETag) or a comm
 require_admin = require("admin")
 
 
+RollbackFile = Literal["config.ini", "env.ini"]  # system.ini and services.yaml: the CLI's, an admin's
+
+
 class RollbackRequest(BaseModel):
     version: str = Field(max_length=64, description="The version (ETag) or commit id to bring back, or a prefix")
     message: str | None = Field(None, max_length=1000, description="Why; the history's commit message")
     force: bool = Field(False, description="Write it even if it no longer validates against today's schema "
                                            "(admin keys only); secrets that cannot be decrypted refuse it anyway")
+    file: RollbackFile = Field("config.ini", description="config.ini, or env.ini (the environment variables)")
 
 
 class PlanRequest(BaseModel):
     version: str = Field(max_length=64, description="The version (ETag) or commit id a rollback would bring back")
+    file: RollbackFile = Field("config.ini", description="config.ini, or env.ini (the environment variables)")
+
+
+def _store(core: Core, file: str) -> IniStore:
+    return core.env.store if file == "env.ini" else core.config
 
 
 @router.get("/settings/history", summary="The versions of config.ini and system files, newest first",
@@ -119,8 +131,12 @@ def plan(request: Request, _: Annotated[Principal, Depends(require_read)],
          body: Annotated[PlanRequest, Body()]) -> dict[str, Any]:
     core = core_of(request)
     engine = getattr(request.app.state, "engine", None)
-    planner = (lambda snapshot: engine.plan(snapshot).to_dict()) if engine is not None else None
-    return plan_rollback(core.history, core.config, body.version, planner).as_dict()
+    planner: Callable[[Snapshot], dict[str, Any]] | None = None
+    if engine is not None and body.file == "env.ini":
+        planner = lambda snapshot: engine.plan(core.config.snapshot(), snapshot).to_dict()  # noqa: E731
+    elif engine is not None:
+        planner = lambda snapshot: engine.plan(snapshot).to_dict()  # noqa: E731
+    return plan_rollback(core.history, _store(core, body.file), body.version, planner).as_dict()
 
 
 @router.post("/settings/rollback", summary="Bring a version back as a new version", responses=ROLLBACK_RESPONSES)
@@ -131,14 +147,14 @@ def roll_back(request: Request, principal: Annotated[Principal, Depends(require_
         raise Forbidden(f"the key '{principal.name}' has the role '{principal.role}'; forcing a rollback to a "
                         "version that no longer validates needs 'admin'")
     core = core_of(request)
-    result, target = rollback(core.history, core.config, body.version, actor_of(request, principal),
+    result, target = rollback(core.history, _store(core, body.file), body.version, actor_of(request, principal),
                               force=body.force, message=body.message, if_match=parse_if_match(if_match))
     response = write_response(result, result.snapshot.sections(),
                               sync_after_write(request, result.changed, wait, wait_timeout))
     extra: dict[str, Any] = {"rolled_back_to": {"commit": target.commit, "version": target.config_version,
                                                 "at": target.at}}
     if not result.changed:
-        extra["detail"] = "config.ini is at that version already: nothing changed"
+        extra["detail"] = f"{body.file} is at that version already: nothing changed"
     return _merged(response, extra)
 
 

@@ -22,7 +22,7 @@ from apphub.sync.manifest import load_manifest
 from apphub.sync.plan import Planner
 from apphub.sync.settings import SyncSettings
 
-STORE_FILES = click.Choice(["config.ini", "system.ini"])
+STORE_FILES = click.Choice(["config.ini", "system.ini", "env.ini"])
 
 
 @click.command("history")
@@ -106,7 +106,7 @@ def diff(ctx: click.Context, old: str, new: str | None, file_name: str, as_json:
 
 @click.command("rollback")
 @click.argument("version")
-@click.option("--file", "file_name", type=click.Choice(["config.ini", "system.ini", "services.yaml"]),
+@click.option("--file", "file_name", type=click.Choice(["config.ini", "system.ini", "env.ini", "services.yaml"]),
               default=CONFIG, show_default=True, help="system.ini and services.yaml: only from here (admin).")
 @click.option("--message", help="Why (the history's commit message).")
 @click.option("--force", is_flag=True, help="Write it even if it no longer validates against today's schema.")
@@ -119,7 +119,7 @@ def rollback_command(ctx: click.Context, version: str, file_name: str, message: 
         _rollback_manifest(ctx, version, message, force, dry_run)
         return
     with open_core(ctx) as core:
-        store = core.config if file_name == CONFIG else core.system
+        store = {CONFIG: core.config, "system.ini": core.system, "env.ini": core.env.store}[file_name]
         if dry_run:
             found = plan_rollback(core.history, store, version, _service_planner(ctx) if file_name == CONFIG else None)
             click.echo(json.dumps(found.as_dict(), indent=2))

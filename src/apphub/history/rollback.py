@@ -63,7 +63,7 @@ def plan_rollback(history: History, store: IniStore, reference: str,
         return RollbackPlan(target, current.version, changes, [problem])
     problems = field_errors(snapshot.document, store.schema, snapshot.box, store.name)
     plan = RollbackPlan(target, current.version, changes, problems)
-    if plan_services is not None and store.name == CONFIG:
+    if plan_services is not None and store.name in (CONFIG, "env.ini"):
         plan.services = plan_services(snapshot)
     if snapshot.version == current.version:
         plan.notes.append(f"{store.name} is at that version already: a rollback changes nothing")

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,8 @@ from apphub.sync.targets import read_regular, resolve
 from apphub.sync.values import mask_secrets
 
 CHANGED = MASK + " (changed)"
+MANAGED_LINE = "# apphub manages: "
+MANAGED = re.compile(r"^# apphub manages: ?([A-Za-z0-9_,]*)[ \t]*(?=\r?$)", re.MULTILINE)
 
 
 @dataclass
@@ -100,7 +103,7 @@ def env_file_specs(name: str, spec: ServiceSpec, env: Mapping[str, EnvVar],
         real, before = _read(name, spec.env_file, manifest)
         text = _decoded(name, spec.env_file, before)
         try:
-            after = envfile.merge(text, [(var.name, var.value) for var in env.values()])
+            after = managed_env_file(text, {var.name: var.value for var in env.values()})
         except RenderError as exc:
             raise RenderError(f"service {name}, {spec.env_file}: {exc}") from None
         found.append((target, real, before, after.encode("utf-8")))
@@ -117,6 +120,22 @@ def env_file_specs(name: str, spec: ServiceSpec, env: Mapping[str, EnvVar],
             raise RenderError(f"service {name}, {conf}: {exc}") from None
         found.append((target, real, before, after.encode("utf-8")))
     return found
+
+
+def managed_env_file(text: str, env: Mapping[str, str]) -> str:
+    """A `.env` file's text with `env` merged in, and the variables apphub set before and no longer
+    does taken out: the names it manages are on a comment line of the file (`# apphub manages:
+    A,B`), as the io.apphub.env label says them for a container. Every other line is kept."""
+    found = MANAGED.search(text)
+    before = {name for name in (found.group(1).split(",") if found else []) if name}
+    text = envfile.remove(text, before - set(env))
+    text = envfile.merge(text, list(env.items()))
+    marker = MANAGED_LINE + ",".join(sorted(env))
+    found = MANAGED.search(text)
+    if found is not None:
+        return text[: found.start()] + marker + text[found.end() :]
+    newline = "\r\n" if "\r\n" in text else "\n"
+    return text + ("" if not text or text.endswith("\n") else newline) + marker + newline
 
 
 def program_action(spec: ServiceSpec) -> SupervisorUpdateAction:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from apphub.errors import RenderError
@@ -109,6 +109,23 @@ def merge(current: str, assignments: Sequence[tuple[str, str]]) -> str:
     if added and text and not text.endswith("\n"):
         text += newline
     return text + "".join(added)
+
+
+def remove(current: str, names: Iterable[str]) -> str:
+    """`current` without the lines that assign these names (each whole line; an assignment that
+    shares a line with another statement is left, rather than cut a line in two)."""
+    gone = set(names)
+    lines, entries = parse(current)
+    owners: dict[int, int] = {}
+    for entry in entries:
+        for line in range(entry.start, entry.end):
+            owners[line] = owners.get(line, 0) + 1
+    dropped: set[int] = set()
+    for entry in entries:
+        span = range(entry.start, entry.end)
+        if entry.name in gone and all(owners[line] == 1 for line in span):
+            dropped.update(span)
+    return "".join(line for number, line in enumerate(lines) if number not in dropped)
 
 
 def _set(text: str, statement: Statement, name: str, value: str) -> str:
