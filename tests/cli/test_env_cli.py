@@ -82,3 +82,18 @@ def test_refusals_name_the_problem(apphub: RunApphub, with_service: DataDir) -> 
     assert "scopes: global, web" in unknown.stderr
     usage = apphub("env", "set", "web", "X")
     assert usage.returncode == 2
+
+
+def test_check_names_a_bad_variable_of_a_hand_edit(apphub: RunApphub, with_service: DataDir) -> None:
+    with_service.env_ini.write_text("[web]\nGOOD = 1\n9LIVES = x\n")
+    result = apphub("check")
+    assert result.returncode == 1
+    assert "env.ini:3: [web] 9LIVES: is not an environment variable name" in result.stderr
+
+
+def test_plan_shows_what_an_env_change_does(apphub: RunApphub, with_service: DataDir) -> None:
+    ok(apphub("env", "set", "web", "TZ", "UTC"))
+    shown = ok(apphub("plan"))
+    assert "web: none" in shown  # no reload declared: the .env file is written, nothing reloaded
+    assert "+TZ=UTC" in shown
+    assert "# apphub manages: TZ,WEB_URL" in shown

@@ -9,6 +9,8 @@ from typing import Any
 import click
 
 from apphub.cli.context import CLI_ACTOR, data_of, open_core
+from apphub.envvars.check import env_problems
+from apphub.envvars.store import SCHEMA as ENV_SCHEMA
 from apphub.errors import ApphubError, IniParseError, SchemaError, SecretError
 from apphub.paths import DataDir
 from apphub.store.check import file_problems
@@ -98,7 +100,7 @@ def set_(ctx: click.Context, section: str, key: str, value: str, message: str | 
 @click.command()
 @click.pass_context
 def check(ctx: click.Context) -> None:
-    """Validate config.ini and system.ini against the schema, offline; list every problem.
+    """Validate config.ini and system.ini against the schema (and env.ini's names), offline; list every problem.
 
     Exit status 1 when there is any problem (each printed as FILE:LINE: [section] key = value: why).
     """
@@ -116,6 +118,11 @@ def check(ctx: click.Context) -> None:
     counts = []
     for path, file_schema in ((data.config_ini, schema.config), (data.system_ini, schema.system)):
         found, summary = _check_one(path, file_schema, box)
+        problems += found
+        if summary:
+            counts.append(summary)
+    if box is not None and data.env_ini.exists():
+        found, summary = _check_env(data.env_ini, box)
         problems += found
         if summary:
             counts.append(summary)
@@ -139,6 +146,20 @@ def _manifest_problems(data: DataDir, box: SecretBox | None, schema: Schema) -> 
     except (ApphubError, OSError, UnicodeDecodeError) as exc:
         return [str(exc)]
     return []
+
+
+def _check_env(path: Path, box: SecretBox) -> tuple[list[str], str | None]:
+    """env.ini: it parses, its names are variables' names, its secrets decrypt."""
+    try:
+        raw = path.read_bytes()
+        document = IniDocument(raw.decode("utf-8").removeprefix("\ufeff"), path.name)
+    except (OSError, UnicodeDecodeError) as exc:
+        return [f"{path.name}: cannot be read: {exc}"], None
+    except IniParseError as exc:
+        return [str(exc)], None
+    problems = env_problems(Snapshot(path.name, raw, document, ENV_SCHEMA, box))
+    names = sum(len(document.items(section)) for section in document.sections())
+    return problems, f"{path.name}: OK ({len(document.sections())} scopes, {names} variables)"
 
 
 def _check_one(path: Path, schema: FileSchema, box: SecretBox | None) -> tuple[list[str], str | None]:

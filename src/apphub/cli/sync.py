@@ -8,6 +8,7 @@ import os
 import click
 
 from apphub.cli.context import data_of, open_core
+from apphub.reload.build import build_backends
 from apphub.sync.manifest import load_manifest
 from apphub.sync.plan import Planner
 from apphub.sync.settings import SyncSettings
@@ -33,8 +34,10 @@ def plan(ctx: click.Context, assignments: tuple[str, ...], as_json: bool) -> Non
         manifest = load_manifest(data.root / "services.yaml", settings.roots, data.root)
         current = core.config.snapshot()
         proposed = core.config.preview(changes) if changes else current
-        planner = Planner(manifest, data.root / manifest.templates, os.environ)
-        result = planner.plan(proposed, previous=current if changes else None)
+        # A container's environment is read from the engine, as the server's plan does.
+        planner = Planner(manifest, data.root / manifest.templates, os.environ,
+                          container_env=build_backends(settings).container_env)
+        result = planner.plan(proposed, previous=current if changes else None, env=core.env.snapshot())
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))
         return
