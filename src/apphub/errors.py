@@ -154,11 +154,11 @@ class HistoryError(ApphubError):
 class VersionConflict(ApphubError):
     """The version a writer based its change on (If-Match) is no longer the current one."""
 
-    def __init__(self, expected: str, current: str) -> None:
+    def __init__(self, expected: str, current: str, file: str = "config.ini") -> None:
         self.expected = expected
         self.current = current
         super().__init__(
-            f"config.ini changed since version {expected}; the current version is {current}. "
+            f"{file} changed since version {expected}; the current version is {current}. "
             "Read it again and retry."
         )
 

@@ -243,3 +243,17 @@ def test_env_ini_rolls_back_in_one_call(client: httpx.Client, root: Path) -> Non
     env = read((root / "web" / ".env").read_text())
     assert env["TZ"] == "UTC"
     assert "EXTRA" not in env  # apphub set it, and no longer does: taken out of the file
+
+
+def test_small_refusals_name_what_is_wrong(client: httpx.Client, data_dir: DataDir) -> None:
+    mapped = client.delete("/api/v1/env/web/WEB_ROOT_URL")
+    assert mapped.status_code == 422, mapped.text
+    assert mapped.json()["errors"][0]["rule"] == "mapped"
+    first = client.put("/api/v1/env/web/A", json={"value": "1"}).json()["version"]
+    client.put("/api/v1/env/web/B", json={"value": "2"}).raise_for_status()
+    stale = client.put("/api/v1/env/web/C", json={"value": "3"}, headers={"If-Match": f'"{first}"'})
+    assert stale.status_code == 412
+    assert "env.ini changed since version" in stale.json()["detail"]
+    masked = client.put("/api/v1/env/web/NEW_SECRET", json={"value": MASK, "secret": True})
+    assert masked.status_code == 422, masked.text
+    assert masked.json()["errors"][0]["rule"] == "masked"

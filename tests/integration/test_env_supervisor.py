@@ -112,16 +112,17 @@ def test_env_changes_restart_that_program_only_with_exactly_the_new_values(worke
         assert worker.pid("other") == other
 
 
-def test_a_value_supervisord_cannot_carry_is_refused_before_anything_changes(worker: Worker) -> None:
+def test_a_value_supervisord_cannot_carry_is_refused_at_the_write(worker: Worker) -> None:
     with worker.api() as api:
         eventually(lambda: services_status(api).get("worker", {}).get("state") == "applied", "the first sync", 30)
-        before = worker.conf.read_bytes()
+        before = (worker.conf.read_bytes(), worker.data.env_ini.read_bytes())
         pid = worker.pid("worker")
-        answer = api.put("/api/v1/env/worker/BOTH?wait=true", json={"value": "it's \"both\""})
-        assert answer.status_code == 200  # env.ini takes it; the plan for supervisord refuses it
-        sync = answer.json()["sync"]
-        assert sync["refused"], sync
-        assert "BOTH" in " ".join(sync["refused"])
-        assert "both" not in " ".join(sync["refused"]).replace("BOTH", "")
-        assert worker.conf.read_bytes() == before
+        for scope in ("worker", "global"):  # global reaches worker too
+            answer = api.put(f"/api/v1/env/{scope}/BOTH?wait=true", json={"value": "it's \"both\""})
+            assert answer.status_code == 422, answer.text
+            error = answer.json()["errors"][0]
+            assert (error["key"], error["rule"]) == ("BOTH", "supervisord")
+            assert "service worker runs under supervisord" in error["message"]
+            assert "both" not in error["message"].replace("BOTH", "")
+        assert (worker.conf.read_bytes(), worker.data.env_ini.read_bytes()) == before
         assert worker.pid("worker") == pid

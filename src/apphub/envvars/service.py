@@ -17,8 +17,10 @@ from typing import Any
 from apphub.audit.log import Actor
 from apphub.envvars.resolve import EnvVar, independent, mapped_names, service_env
 from apphub.envvars.store import FILE, GLOBAL, EnvStore, EnvValue
-from apphub.errors import ApphubError, FieldError, ManifestError, RenderError, SectionNotFound
+from apphub.errors import ApphubError, FieldError, ManifestError, RenderError, SectionNotFound, ValidationFailed
+from apphub.reload.supervisor_env import environment_value
 from apphub.store.inistore import IniStore, WriteResult
+from apphub.store.secrets import MASK
 from apphub.store.snapshot import Snapshot
 from apphub.sync.manifest import Manifest, load_manifest
 from apphub.sync.settings import SyncSettings
@@ -146,6 +148,13 @@ class EnvVars:
 
     def unset(self, scope: str, names: Iterable[str], actor: Actor, *, if_match: Iterable[str] | None = None,
               message: str | None = None) -> WriteResult:
+        names = list(names)
+        manifest, _ = self.manifest()
+        stored = self.env.snapshot().document
+        mapped = [error for error in self._refusals(scope, dict.fromkeys(names, EnvValue("")), manifest)
+                  if error.rule == "mapped" and error.key is not None and not stored.has_key(scope, error.key)]
+        if mapped:  # not set here: it is the mapping's, which only its config.ini key changes
+            raise ValidationFailed(mapped)
         return self.env.unset(scope, names, actor, if_match=None if if_match is None else list(if_match),
                               message=message)
 
@@ -164,4 +173,24 @@ class EnvVars:
                     errors.append(FieldError(scope, name, "mapped", f"is mapped for service {service} from "
                                              f"config.ini ({text}) by services.yaml: change that key instead",
                                              None, FILE))
+        errors += _not_carried(scope, values, manifest)
         return errors
+
+
+def _not_carried(scope: str, values: Mapping[str, EnvValue], manifest: Manifest | None) -> list[FieldError]:
+    """A value a supervisord program of the scope cannot be given (its `environment=` grammar is
+    narrow): refused now, rather than refusing the version for every service at the next sync."""
+    programs = [name for name, spec in (manifest.services.items() if manifest is not None else [])
+                if spec.inject is not None and spec.inject.program is not None and scope in (GLOBAL, name)]
+    errors = []
+    for name, value in values.items():
+        if value.value == MASK:
+            continue  # a secret's kept value was carried before
+        for service in programs:
+            try:
+                environment_value({name: value.value})
+            except ValueError as exc:
+                errors.append(FieldError(scope, name, "supervisord", f"service {service} runs under supervisord, "
+                                         f"which cannot be given this value: {exc}", None, FILE))
+                break
+    return errors

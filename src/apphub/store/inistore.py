@@ -264,7 +264,7 @@ class IniStore:
             same = cached is not None and cached.raw == raw and cached.schema is schema
             current = cached if same and cached is not None else self._parse(raw, schema)
             if if_match is not None and current.version not in if_match:
-                raise VersionConflict(", ".join(sorted(if_match)) or "(none)", current.version)
+                raise VersionConflict(", ".join(sorted(if_match)) or "(none)", current.version, self.name)
             written, audit_changes = make(current)
             if not audit_changes:
                 return WriteResult(current, [], current.version)
@@ -423,6 +423,10 @@ class IniStore:
                 secret = ((spec is not None and spec.secret) or (stored is not None and is_encrypted(stored))
                           or (section, key) in secret_keys)
                 if secret:
+                    if text == MASK and stored is None:
+                        problem(section, key, Problem("masked", f"{MASK} is how a secret is shown; it cannot be "
+                                                                "a new secret's value"))
+                        continue
                     if text == MASK:
                         continue  # the client sent back what it was shown: keep the stored value
                     if stored is not None and is_encrypted(stored) and self._same_secret(current, section, key, text):

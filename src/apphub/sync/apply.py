@@ -296,12 +296,16 @@ class Applier:
         """Give the service its previous bytes and reload it again (or take back an action that
         can be: the old container put back); say what did not work."""
         problem = self._restore(plan, outcome)
+        if undo is not None:
+            # The old container goes back whatever became of the files: it does not read them again.
+            try:
+                undo.undo()
+            except Exception as exc:  # reported, whatever it is
+                return f"{problem} (and putting the old container back: {_cause(exc, plan.masks)})"
         if problem:
             return problem
         try:
-            if undo is not None:
-                undo.undo()
-            elif not plan.action.undoes_itself:
+            if undo is None and not plan.action.undoes_itself:
                 self._reloaders.run(plan.name, plan.action)
             if plan.health_before is not None:
                 self._health.wait_healthy(plan.name, plan.health_before, self._stop)

@@ -40,13 +40,12 @@ from apphub.store.snapshot import Snapshot, changed_keys
 from apphub.sync.apply import Applier, ApplyReport
 from apphub.sync.journal import Journal
 from apphub.sync.manifest import ApplyLevel, Manifest, dependency_order, load_manifest
-from apphub.sync.plan import Plan, Planner
+from apphub.sync.plan import Plan, Planner, spellings
 from apphub.sync.redact import redact
 from apphub.sync.settings import SyncSettings
 from apphub.sync.staging import remove_leftovers
 from apphub.sync.status import StatusBoard
 from apphub.sync.targets import read_regular, resolve
-from apphub.sync.values import secret_spellings
 from apphub.sync.watcher import Watcher
 
 logger = logging.getLogger("apphub.sync")
@@ -298,11 +297,11 @@ class SyncEngine:
             env = self._accepted_env()
         except LockTimeout as exc:
             return self._busy(exc)
-        if snapshot is None or env is None:
+        if snapshot is None:
             return ApplyReport(self._applied.version if self._applied else "", refused=[self._config_error()])
         previous = None if manifest_changed or self._first else self._applied
         changed = changed_keys(previous, snapshot)
-        if changed is not None:
+        if changed is not None and env is not None:
             changed |= env_changes(self._applied_env, env)
         assert self._planner is not None
         assert self._applier is not None
@@ -312,11 +311,15 @@ class SyncEngine:
         else:
             services = sorted(set(self._planner.affected(changed))
                               | ((retrying | self._refused) & set(self._manifest.services)))
+        if env is None:  # env.ini was refused and no version of it was good yet: the others go on
+            services = self._without_env(services)
         detect = None if noticed is None else time.monotonic() - noticed
         render_started = time.monotonic()
         plan = self._planner.plan(snapshot, previous=previous, services=services, changed=changed, env=env)
         for service in plan.services.values():
             self.status.service(service.name).pending = service.pending
+            if service.env is not None and service.env.unknown is not None:
+                self._retry_unknown(service.name)
         render = time.monotonic() - render_started
         force = self._take_up_journal() if self._first else set()
         for service in plan.changed():
@@ -328,8 +331,9 @@ class SyncEngine:
                 if service.name in self._retry and service.name not in retrying:
                     del plan.services[service.name]  # its backend was down: on the retry timer only
                     continue
-            if service.name in self._levels and not own_change:
+            if service.name in self._levels and not own_change and not service.action_is_planned:
                 # a retry needs what the failed change needed, not the `restart` of an unknown cause
+                # (an environment's recreate or supervisor-update is that already: it is kept)
                 service.level = self._levels[service.name]
                 service.action = self._manifest.services[service.name].action_for(service.level)
         if changed is not None:
@@ -364,7 +368,8 @@ class SyncEngine:
             else:
                 self._drifted.difference_update(file.real for file in service.files)
                 self._failed.pop(name, None)
-                self._retry.discard(name)
+                if service.env is None or service.env.unknown is None:
+                    self._retry.discard(name)  # else its environment's change is still pending
                 self._levels.pop(name, None)
         if self._watcher is not None and any(o.result == "applied" for o in report.outcomes.values()):
             self._watcher.watch_created_folders()
@@ -495,8 +500,9 @@ class SyncEngine:
         except ApphubError as exc:
             env, problems = None, [str(exc)]
         if problems:
-            self._refuse("env.ini:" + "; ".join(problems), "env.ini is refused, the last good version stays "
-                         "applied: " + "; ".join(problems))
+            kept = ("the last good version stays applied" if self._last_good_env is not None
+                    else "the services that take an environment wait for a valid one")
+            self._refuse("env.ini:" + "; ".join(problems), f"env.ini is refused, {kept}: " + "; ".join(problems))
             return self._last_good_env
         assert env is not None
         if self._last_good_env is None or env.version != self._last_good_env.version:
@@ -504,6 +510,26 @@ class SyncEngine:
                 store.account_for_outside_change(self._last_good_env)
             self._last_good_env = env
         return env
+
+    def _without_env(self, services: list[str]) -> list[str]:
+        """`services` less those taking an environment, each marked pending with why."""
+        reason = f"waits for a valid env.ini: {self._config_error()}"
+        kept = []
+        for name in services:
+            if self._manifest.services[name].takes_env:
+                self.status.service(name).pending = reason
+            else:
+                kept.append(name)
+        return kept
+
+    def _retry_unknown(self, name: str) -> None:
+        """A container whose environment the engine could not tell: asked again on the retry timer
+        (its change is pending, not failed, and not drift)."""
+        self._retry.add(name)
+        if self._retry_at is None:
+            delay = RETRY_DELAYS_S[min(self._retries, len(RETRY_DELAYS_S) - 1)]
+            self._retries += 1
+            self._retry_at = time.monotonic() + delay
 
     def _recover_backends(self) -> None:
         """What a killed apphub left half done in a backend (a container kept aside during its
@@ -560,7 +586,7 @@ class SyncEngine:
     def _masks(self) -> list[str]:
         """Every secret planned since start, in every spelling: masked in whatever the engine
         shows, before any cut (the texts come masked already; this holds if one did not)."""
-        return secret_spellings(sorted(self._known_secrets))
+        return spellings(sorted(self._known_secrets))
 
     def _config_error(self) -> str:
         return self.status.engine.config_error or "config.ini is not usable"
@@ -575,6 +601,8 @@ class SyncEngine:
             if service.name in self._failed or service.name in self._retry:
                 continue  # not drift: a service left at an older version
             paths = [file.spec.path for file in service.files if file.changed]
+            if service.env is not None and service.env.changed:
+                paths.append(f"the environment of container {service.env.container}")
             spec = self._manifest.services[service.name]
             self.status.metrics.drift.labels(service.name).inc()
             self.core.audit.record(SYNC_ACTOR, "sync.drift", [Change(f"service:{service.name}", path, "drift")

@@ -11,8 +11,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,9 +46,11 @@ class EnvPlan:
 
     @property
     def changed(self) -> bool:
-        if self.missing:
+        """Whether the container must be recreated; not when it is missing or the engine could not
+        be asked (then the change is pending, asked again on the retry timer)."""
+        if self.missing or self.before is None:
             return False
-        return self.before is None or self.before != {name: var.value for name, var in self.after.items()}
+        return self.before != {name: var.value for name, var in self.after.items()}
 
     def changes(self) -> list[dict[str, Any]]:
         """Per variable, what the recreate changes; a secret's values never shown."""
@@ -136,6 +139,23 @@ def managed_env_file(text: str, env: Mapping[str, str]) -> str:
         return text[: found.start()] + marker + text[found.end() :]
     newline = "\r\n" if "\r\n" in text else "\n"
     return text + ("" if not text or text.endswith("\n") else newline) + marker + newline
+
+
+def written_spellings(secrets: Iterable[str]) -> list[str]:
+    """Each secret as a `.env` file or a supervisord `environment=` writes it, escaped (`\\$`,
+    `%%`...): spellings a diff of those files shows, to be masked like the plain one."""
+    found: set[str] = set()
+    for secret in secrets:
+        written = [envfile.double_quoted(secret)]
+        with contextlib.suppress(RenderError):
+            written.append(envfile.quote("X", secret))
+        with contextlib.suppress(ValueError):
+            written.append(environment_value({"X": secret}).removeprefix("X="))
+        for text in written:
+            found.add(text)
+            if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+                found.add(text[1:-1])
+    return sorted((text for text in found if text), key=len, reverse=True)
 
 
 def program_action(spec: ServiceSpec) -> SupervisorUpdateAction:

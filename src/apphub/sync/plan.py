@@ -23,7 +23,7 @@ from apphub.reload.base import ActionSpec, EnvReader
 from apphub.store.schema import APPLY_STRENGTH
 from apphub.store.secrets import MASK
 from apphub.store.snapshot import Snapshot, changed_keys
-from apphub.sync.envplan import EnvPlan, container_plan, env_file_specs, program_action
+from apphub.sync.envplan import EnvPlan, container_plan, env_file_specs, program_action, written_spellings
 from apphub.sync.manifest import ApplyLevel, FileSpec, HealthSpec, Manifest, ServiceSpec
 from apphub.sync.render import check_rendered, render_file
 from apphub.sync.targets import read_regular, resolve
@@ -68,6 +68,7 @@ class ServicePlan:
     masks: list[str] = field(default_factory=list, repr=False)  # every known secret's spellings
     env: EnvPlan | None = None  # a container's environment (inject: container)
     pending: str | None = None  # a change that waits, and why (a container that does not exist yet)
+    action_is_planned: bool = False  # the environment's own action (recreate, supervisor-update)
 
     @property
     def changed(self) -> bool:
@@ -164,7 +165,7 @@ class Planner:
         if env is not None:
             texts += _env_secret_texts(env)
         self.known_secrets.update(texts)
-        masks = secret_spellings(sorted(self.known_secrets))
+        masks = spellings(sorted(self.known_secrets))
         names = list(self.manifest.services) if services is None else list(services)
         plans: dict[str, ServicePlan] = {}
         failed: dict[str, str] = {}
@@ -223,15 +224,25 @@ class Planner:
         if env_plan is not None and env_plan.missing:
             pending = (f"container {env_plan.container} does not exist: it gets this environment when it is "
                        "created" + (f" (from {service.env_file})" if service.env_file else ""))
+        elif env_plan is not None and env_plan.unknown is not None:
+            pending = (f"container {env_plan.container}: its environment cannot be compared now, asked again "
+                       f"soon: {env_plan.unknown}")
+        planned = False
         if env_plan is not None and env_plan.changed:
             # A restart keeps the old environment: only a recreate gives the container the new one,
-            # and it restarts whatever the files needed too.
-            level, action = "restart", env_plan.action(service)
+            # and it restarts whatever the files needed too. Without a health probe of its own, the
+            # container's state is the gate: a crashed one must not be kept.
+            level, action, planned = "restart", env_plan.action(service), True
+            assert service.inject is not None
+            health = health or HealthSpec(container=env_plan.container, timeout=service.inject.timeout)
+            health_before = health_before or health
         elif service.inject is not None and service.inject.program is not None and any(
                 file.changed for file in files if file.spec.path == service.inject.conf):
-            level, action = "restart", program_action(service)
+            level, action, planned = "restart", program_action(service), True
+            health = health or HealthSpec(supervisor=service.inject.program, timeout=service.inject.timeout)
+            health_before = health_before or health
         return ServicePlan(name, files, frozenset(reads), level, action, because, health, health_before, masks,
-                           env_plan, pending)
+                           env_plan, pending, planned)
 
 
 def resolve_health(service: str, spec: HealthSpec, values: Values) -> HealthSpec:
@@ -305,6 +316,12 @@ def _common_prefix(first: str, second: str) -> int:
             break
         length += 1
     return length
+
+
+def spellings(secrets: list[str]) -> list[str]:
+    """Every spelling of every secret, longest first: as values show them, and as the `.env` and
+    supervisord writers escape them."""
+    return sorted(set(secret_spellings(secrets)) | set(written_spellings(secrets)), key=len, reverse=True)
 
 
 def _env_secret_texts(env: Snapshot) -> list[str]:

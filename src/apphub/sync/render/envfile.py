@@ -73,6 +73,11 @@ def _double(value: str) -> str:
     return '"' + "".join(_DOUBLE.get(char, char) for char in value) + '"'
 
 
+def double_quoted(value: str) -> str:
+    """`value` in double quotes with compose's escapes (how a diff may show a secret: to mask)."""
+    return _double(value)
+
+
 def parse(text: str) -> tuple[list[str], list[Entry]]:
     """The file's lines and its assignments; RenderError naming the line of what compose refuses."""
     lines = _LINE.findall(text)
