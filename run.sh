@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up apphub and runs the config center on the built-in default data folder
 # ($APPHUB_DATA, else ~/.local/share/apphub; created on first start), with the quickstart demo:
-# two small services under a real supervisord whose files apphub writes (examples/quickstart/).
+# three small services under a real supervisord whose files and environment apphub writes (examples/quickstart/).
 # Extra arguments go to `apphub serve` (e.g. --port 8090; then set QUICKSTART_API for the hints).
 set -euo pipefail
 cd "$(dirname "$0")"
