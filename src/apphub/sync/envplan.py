@@ -152,9 +152,9 @@ def written_spellings(secrets: Iterable[str]) -> list[str]:
         with contextlib.suppress(ValueError):
             written.append(environment_value({"X": secret}).removeprefix("X="))
         for text in written:
-            found.add(text)
-            if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
-                found.add(text[1:-1])
+            # the inside of a quoted spelling: masking the quotes too would hide where a value begins
+            quoted = len(text) >= 2 and text[0] == text[-1] and text[0] in "'\""
+            found.add(text[1:-1] if quoted else text)
     return sorted((text for text in found if text), key=len, reverse=True)
 
 
