@@ -28,7 +28,8 @@ from apphub.errors import ApphubError
 from apphub.history.push import Pusher, PushSettings
 from apphub.history.worker import HistoryWorker
 from apphub.paths import DataDir
-from apphub.sync.engine import BackendFactory, SyncEngine
+from apphub.sync.engine import SyncEngine
+from apphub.sync.inputs import BackendFactory
 
 logger = logging.getLogger("apphub.api")
 

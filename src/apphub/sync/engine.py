@@ -22,25 +22,23 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
-from apphub.audit.log import Actor, Change
+from apphub.audit.log import Change
 from apphub.core import Core
 from apphub.db import Database
-from apphub.envvars.check import env_changes, env_problems
-from apphub.errors import ApphubError, IniParseError, LockTimeout, ManifestError, RenderError
+from apphub.envvars.check import env_changes
+from apphub.errors import LockTimeout, RenderError
 from apphub.reload.base import Backends
-from apphub.store.check import located_problems
 from apphub.store.schema import APPLY_STRENGTH
-from apphub.store.secrets import is_encrypted
 from apphub.store.snapshot import Snapshot, changed_keys
 from apphub.sync.apply import Applier, ApplyReport
+from apphub.sync.inputs import AUDIT_MESSAGE_CHARS, RETRY_DELAYS_S, SYNC_ACTOR, BackendFactory, EngineInputs
 from apphub.sync.journal import Journal
-from apphub.sync.manifest import ApplyLevel, Manifest, dependency_order, load_manifest
-from apphub.sync.plan import Plan, Planner, spellings
+from apphub.sync.manifest import ApplyLevel, Manifest, dependency_order
+from apphub.sync.plan import Plan, Planner
 from apphub.sync.redact import redact
 from apphub.sync.settings import SyncSettings
 from apphub.sync.staging import remove_leftovers
@@ -50,21 +48,13 @@ from apphub.sync.watcher import Watcher
 
 logger = logging.getLogger("apphub.sync")
 
-FILE_ACTOR = Actor("file", "file")
-SYNC_ACTOR = Actor("apphub", "sync")
 STOP_TIMEOUT_S = 5.0
 # threads that write and flush target files in parallel: the disk queues their flushes together
 IO_THREADS = 8
 MAX_DEBOUNCE_FACTOR = 20  # a stream of events delays a sync by at most this many quiet times
-RETRY_DELAYS_S = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
-BUSY_RETRY_S = 2.0  # config.ini's write lock held by a writer that stopped: read again after this
-AUDIT_MESSAGE_CHARS = 4000
 
 
-BackendFactory = Callable[[SyncSettings], Backends]
-
-
-class SyncEngine:
+class SyncEngine(EngineInputs):
     """Keeps every service's files and state at the latest accepted version of config.ini."""
 
     def __init__(self, core: Core, backends: BackendFactory, *, environ: Mapping[str, str] | None = None,
@@ -413,184 +403,6 @@ class SyncEngine:
                 file="config.ini", version_before=snapshot.version,
                 message=redact(errors, self._masks(), AUDIT_MESSAGE_CHARS) if errors else None)
 
-    # -- inputs ----------------------------------------------------------------------------------
-
-    def _refresh_settings_and_manifest(self) -> bool:
-        """Reload system.ini's [sync], the backends and the manifest when they changed."""
-        changed = False
-        try:
-            system = self.core.system.snapshot()
-        except ApphubError as exc:
-            system = None
-            self.status.update(manifest_error=f"system.ini: {exc}")
-        if system is not None and system.version != self._system_version:
-            self._settings = SyncSettings.from_system(system)
-            backends = self._backends = self._backends_factory(self._settings)
-            self._applier = Applier(backends.reloaders, backends.health, self._journal, self._stop, io=self._io)
-            self._system_version = system.version
-            self._manifest_key = None  # the roots may have changed
-        if self._settings is None:
-            self._settings = SyncSettings((), "", "", 0.05, 60)
-        if self._applier is None:
-            backends = self._backends = self._backends_factory(self._settings)
-            self._applier = Applier(backends.reloaders, backends.health, self._journal, self._stop, io=self._io)
-        key = self._manifest_fingerprint()
-        if key != self._manifest_key:
-            self._manifest_key = key
-            try:
-                self._manifest = load_manifest(self.core.data.root / "services.yaml", self._settings.roots,
-                                               self.core.data.root)
-                self.status.update(manifest_error=None)
-            except ManifestError as exc:
-                logger.error("the manifest is refused; the last good one stays in force: %s", exc)
-                # the audit event before the status: whoever sees the status can find the event
-                self.core.audit.record(SYNC_ACTOR, "sync.manifest_refused", file="services.yaml", message=str(exc))
-                self.status.update(manifest_error=str(exc))
-            reader = self._backends.container_env if self._backends is not None else None
-            self._planner = Planner(self._manifest, self._templates_dir(), self._environ, self._known_secrets, reader)
-            self.status.keep_only(list(self._manifest.services))
-            if self._watcher is not None:
-                self._watcher.watch_targets(f.path for s in self._manifest.services.values() for f in s.files)
-            changed = True
-        return changed
-
-    def _accepted_snapshot(self) -> Snapshot | None:
-        """config.ini now, if it parses and validates (audited if it is a hand edit); else None."""
-        try:
-            snapshot = self.core.config.settled_snapshot()  # never a version a failing write takes back
-        except IniParseError as exc:
-            self._refuse(hashlib.sha256(str(exc).encode()).hexdigest(), exc.public)
-            return None
-        except LockTimeout:
-            raise  # config.ini is fine, only busy
-        except ApphubError as exc:
-            self._refuse(str(exc), str(exc))
-            return None
-        if self._last_good is not None and snapshot.version == self._last_good.version:
-            if self.status.engine.config_error is not None:  # a refused edit was undone
-                self.status.update(config_error=None)
-                self._refused_version = None
-            return snapshot
-        problems = self._new_problems(snapshot)
-        if problems:
-            self._refuse(snapshot.version, "config.ini is refused, the last good version stays applied: "
-                         + "; ".join(problems))
-            return None
-        self.status.update(config_error=None, config_version=snapshot.version)
-        self._refused_version = None
-        if self.core.audit.last_version("config.ini") != snapshot.version:
-            # maybe a hand edit; the store decides under its lock (a write in flight is not one)
-            self.core.config.account_for_outside_change(self._last_good)
-        if any(not is_encrypted(snapshot.document.get(s, k) or "") for s, k in snapshot.secret_keys()):
-            snapshot = self.core.config.reencrypt_secrets(FILE_ACTOR, only_plaintext=True).snapshot
-        self._last_good = snapshot
-        return snapshot
-
-    def _accepted_env(self) -> Snapshot | None:
-        """env.ini now, if it parses and names only valid variables (a hand edit is audited); else
-        the last good one stays in force while the status says what is wrong, or None at first."""
-        store = self.core.env.store
-        try:
-            env = store.settled_snapshot()
-            problems = env_problems(env)
-        except IniParseError as exc:
-            env, problems = None, [exc.public]
-        except LockTimeout:
-            raise
-        except ApphubError as exc:
-            env, problems = None, [str(exc)]
-        if problems:
-            kept = ("the last good version stays applied" if self._last_good_env is not None
-                    else "the services that take an environment wait for a valid one")
-            self._refuse("env.ini:" + "; ".join(problems), f"env.ini is refused, {kept}: " + "; ".join(problems))
-            return self._last_good_env
-        assert env is not None
-        if self._last_good_env is None or env.version != self._last_good_env.version:
-            if self.core.audit.last_version(store.name) != env.version:
-                store.account_for_outside_change(self._last_good_env)
-            self._last_good_env = env
-        return env
-
-    def _without_env(self, services: list[str]) -> list[str]:
-        """`services` less those taking an environment, each marked pending with why."""
-        reason = f"waits for a valid env.ini: {self._config_error()}"
-        kept = []
-        for name in services:
-            if self._manifest.services[name].takes_env:
-                self.status.service(name).pending = reason
-            else:
-                kept.append(name)
-        return kept
-
-    def _retry_unknown(self, name: str) -> None:
-        """A container whose environment the engine could not tell: asked again on the retry timer
-        (its change is pending, not failed, and not drift)."""
-        self._retry.add(name)
-        if self._retry_at is None:
-            delay = RETRY_DELAYS_S[min(self._retries, len(RETRY_DELAYS_S) - 1)]
-            self._retries += 1
-            self._retry_at = time.monotonic() + delay
-
-    def _recover_backends(self) -> None:
-        """What a killed apphub left half done in a backend (a container kept aside during its
-        recreate): put right before anything is planned, every round until the engine answers."""
-        if self._recovered or self._backends is None:
-            return
-        containers = sorted({spec.inject.container for spec in self._manifest.services.values()
-                             if spec.inject is not None and spec.inject.container is not None})
-        if not containers:
-            return  # no service's container is ever recreated: nothing to look for
-        try:
-            for line in self._backends.recover(containers):
-                logger.warning("recovered at start: %s", line)
-                self.core.audit.record(SYNC_ACTOR, "sync.recovered", message=line)
-        except ApphubError as exc:
-            logger.error("what an earlier run left half done could not be recovered yet: %s", exc)
-            return
-        self._recovered = True
-
-    def _new_problems(self, snapshot: Snapshot) -> list[str]:
-        """What makes a hand edit unacceptable: the problems it brings. A version written through
-        apphub was validated when written; a problem that was already in the last good version
-        (an adopted file's unknown section) does not block a valid edit of something else."""
-        if self.core.audit.last_version("config.ini") == snapshot.version:
-            return []
-        located = located_problems(snapshot.document, snapshot.schema, self.core.box, "config.ini",
-                                   plaintext_secrets=False)
-        if self._last_good is None:
-            return [text for _, text in located]
-        changed = changed_keys(self._last_good, snapshot) or set()
-        sections = {section for section, _ in changed}
-        return [text for (section, key), text in located
-                if (section, key) in changed or (key is None and section in sections)]
-
-    def _busy(self, exc: LockTimeout) -> ApplyReport:
-        """A writer holds config.ini's lock for long (stopped with Ctrl-Z, say): nothing is wrong
-        with config.ini, so nothing is refused or audited; the round runs again on the retry timer."""
-        self._busy_retry_at = time.monotonic() + BUSY_RETRY_S  # the backends' own retries keep their pace
-        logger.warning("config.ini is busy, the sync runs again in %g s: %s", BUSY_RETRY_S, exc)
-        return ApplyReport(self._applied.version if self._applied else "",
-                           refused=[f"config.ini is busy ({exc}); the sync runs again in {BUSY_RETRY_S:g} s"])
-
-    def _refuse(self, identity: str, message: str) -> None:
-        # The store says where a problem is and masks values; masked again here all the same.
-        message = redact(message, self._masks(), AUDIT_MESSAGE_CHARS)
-        # The audit and the log first, the status last: whoever polls the status finds them written.
-        if identity != self._refused_version:  # say it once per bad version, not every round
-            self._refused_version = identity
-            self.core.audit.record(FILE_ACTOR, "settings.invalid", file="config.ini", message=message)
-            logger.error("%s", message)
-            self.status.metrics.failures.labels("config_invalid").inc()
-        self.status.update(config_error=message)
-
-    def _masks(self) -> list[str]:
-        """Every secret planned since start, in every spelling: masked in whatever the engine
-        shows, before any cut (the texts come masked already; this holds if one did not)."""
-        return spellings(sorted(self._known_secrets))
-
-    def _config_error(self) -> str:
-        return self.status.engine.config_error or "config.ini is not usable"
-
     def _handle_drift(self, plan: Plan, changed: set[tuple[str, str]]) -> None:
         """A service whose files differ from their render though no key it reads changed was
         edited behind apphub's back: audit it, and take it out of the plan where the service's
@@ -642,22 +454,6 @@ class SyncEngine:
                 status = self.status.service(name)
                 status.state, status.last_error = "failed", entry.error
         return leftovers
-
-    def _templates_dir(self) -> Path:
-        return self.core.data.root / self._manifest.templates
-
-    def _manifest_fingerprint(self) -> str:
-        digest = hashlib.sha256()
-        with contextlib.suppress(OSError):
-            digest.update((self.core.data.root / "services.yaml").read_bytes())
-        templates = self._templates_dir()
-        for folder, _, files in sorted(os.walk(templates)):
-            for name in sorted(files):
-                path = Path(folder) / name
-                with contextlib.suppress(OSError):
-                    status = path.stat()
-                    digest.update(f"{path}:{status.st_size}:{status.st_mtime_ns}".encode())
-        return digest.hexdigest()
 
     def status_dict(self) -> dict[str, Any]:
         return self.status.snapshot()
