@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
-
 from apphub.envvars.resolve import ENV_SECTION
 from apphub.envvars.store import FILE, NAME, SCOPE
 from apphub.errors import SecretError
-from apphub.store.snapshot import Snapshot
+from apphub.store.snapshot import Snapshot, changed_keys
 from apphub.sync.values import Key
 
 
 def env_problems(env: Snapshot) -> list[str]:
-    """Every name env.ini holds that no environment can carry, with its line (never a value)."""
+    """Every name env.ini holds that no environment can carry, with its line (never a value), and
+    every secret that does not decrypt."""
     problems = []
     for scope in env.sections():
         if not SCOPE.fullmatch(scope):
@@ -22,32 +21,18 @@ def env_problems(env: Snapshot) -> list[str]:
             if not NAME.fullmatch(name):
                 problems.append(f"{FILE}:{env.document.line_of(scope, name)}: [{scope}] {name}: is not an "
                                 "environment variable name (letters, digits and '_', not starting with a digit)")
-        for key in env.secret_keys():
-            if key[0] == scope:
-                try:
-                    env.section_plaintext_value(*key)
-                except SecretError as exc:
-                    problems.append(str(exc))
+    for key in env.secret_keys():
+        try:
+            env.section_plaintext_value(*key)
+        except SecretError as exc:
+            problems.append(str(exc))
     return problems
 
 
 def env_changes(previous: Snapshot | None, current: Snapshot) -> set[Key]:
-    """(ENV_SECTION, scope) for every scope whose variables differ (a secret compared in plaintext)."""
-    scopes = set(current.sections()) | (set(previous.sections()) if previous is not None else set())
-    changed = set()
-    for scope in scopes:
-        if previous is None or _values(previous, scope) != _values(current, scope):
-            changed.add((ENV_SECTION, scope))
-    return changed
-
-
-def _values(env: Snapshot, scope: str) -> dict[str, str]:
-    if not env.document.has_section(scope):
-        return {}
-    found = {}
-    for name, stored in env.document.items(scope):
-        found[name] = stored
-        if env.holds_secret(scope, name, stored):
-            with contextlib.suppress(SecretError):  # a damaged one counts as changed
-                found[name] = "secret:" + env.section_plaintext_value(scope, name)
-    return found
+    """(ENV_SECTION, scope) for every scope whose variables differ (a secret compared in plaintext,
+    as config.ini's keys are: store.snapshot.changed_keys)."""
+    changed = changed_keys(previous, current)
+    if changed is None:
+        return {(ENV_SECTION, scope) for scope in current.sections()}
+    return {(ENV_SECTION, scope) for scope, _ in changed}

@@ -12,6 +12,7 @@ import json
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from apphub.audit.log import Actor
@@ -31,14 +32,13 @@ class Listing:
     """Every scope's variables, shown (secrets masked), and the tag of what it was made from."""
 
     tag: str
-    env_version: str
     body: bytes
     scopes: dict[str, dict[str, Any]]
     key: tuple[Any, ...] = ()  # what it was made from
 
 class EnvVars:
-    def __init__(self, env: EnvStore, config: IniStore, system: IniStore, manifest_path: Any,
-                 data_root: Any, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(self, env: EnvStore, config: IniStore, system: IniStore, manifest_path: Path,
+                 data_root: Path, environ: Mapping[str, str] | None = None) -> None:
         self.env = env
         self._config = config
         self._system = system
@@ -82,7 +82,7 @@ class EnvVars:
         body: dict[str, Any] = {"version": env.version, "scopes": scopes}
         if problem is not None:
             body["manifest_error"] = problem
-        listing = Listing(tag, env.version, json.dumps(body).encode(), scopes, key)
+        listing = Listing(tag, json.dumps(body).encode(), scopes, key)
         self._listing = listing  # one assignment: a reader sees the old listing or the new one
         return listing
 

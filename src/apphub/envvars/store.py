@@ -124,27 +124,31 @@ class EnvStore:
             refused: Iterable[FieldError] = ()) -> WriteResult:
         """Set these variables of `scope`, all or nothing; `refused`: the caller's own findings
         (a mapped name, an unknown scope), reported with these checks', every one at once."""
-        errors = [*refused, *self._check(scope, values)]
-        if errors:
-            raise ValidationFailed(errors)
-        changes = {scope: {name: encode(value.value) for name, value in values.items()}}
-        secret = [(scope, name) for name, value in values.items() if value.secret]
+        changes, secret = self._proposal(scope, values, refused)
         return self.store.update(changes, actor, if_match=if_match, action="env.set", message=message,
                                  secret=secret)
 
     def preview(self, scope: str, values: Mapping[str, EnvValue], refused: Iterable[FieldError] = ()) -> Snapshot:
         """The version `set` would write, checked the same way, without writing it."""
-        errors = [*refused, *self._check(scope, values)]
-        if errors:
-            raise ValidationFailed(errors)
-        return self.store.preview({scope: {name: encode(value.value) for name, value in values.items()}},
-                                  secret=[(scope, name) for name, value in values.items() if value.secret])
+        changes, secret = self._proposal(scope, values, refused)
+        return self.store.preview(changes, secret=secret)
 
     def unset(self, scope: str, names: Iterable[str], actor: Actor, *, if_match: Collection[str] | None = None,
               message: str | None = None) -> WriteResult:
         """Remove these variables (KeyNotFound / SectionNotFound for one that is not set)."""
         return self.store.update({}, actor, deletes=[(scope, name) for name in names], if_match=if_match,
                                  action="env.unset", message=message)
+
+    @classmethod
+    def _proposal(cls, scope: str, values: Mapping[str, EnvValue],
+                  refused: Iterable[FieldError]) -> tuple[dict[str, dict[str, object]], list[tuple[str, str]]]:
+        """The store's changes and secret keys for setting `values`; ValidationFailed with every
+        problem (the caller's `refused` and these checks') at once."""
+        errors = [*refused, *cls._check(scope, values)]
+        if errors:
+            raise ValidationFailed(errors)
+        changes: dict[str, dict[str, object]] = {scope: {name: encode(value.value) for name, value in values.items()}}
+        return changes, [(scope, name) for name, value in values.items() if value.secret]
 
     @staticmethod
     def _check(scope: str, values: Mapping[str, EnvValue]) -> list[FieldError]:

@@ -197,24 +197,14 @@ class ContainerEngine:
     def environment(self, container: str) -> ContainerEnv | None:
         """The environment the container was created with (`Config.Env`, the image's included) and
         the names apphub manages in it; None when there is no such container."""
-        try:
-            with self._api(self.timeout) as api, self._translate(f"inspect of container {container}", container):
+        with self._api(self.timeout) as api, self._translate(f"inspect of container {container}"):
+            try:
                 attrs: dict[str, Any] = api.inspect_container(container)
-        except ReloadError:
-            if self._exists(container):
-                raise
-            return None
+            except docker.errors.NotFound:
+                return None  # (any other refusal is translated to ReloadError)
         labels = (attrs.get("Config") or {}).get("Labels") or {}
         managed = str(labels.get(ENV_LABEL) or "")
         return ContainerEnv(env_of(attrs), frozenset(name for name in managed.split(",") if name))
-
-    def _exists(self, container: str) -> bool:
-        with self._api(self.timeout) as api, self._translate(f"inspect of container {container}"):
-            try:
-                api.inspect_container(container)
-            except docker.errors.NotFound:
-                return False
-        return True
 
     def status(self, container: str) -> tuple[str, str | None]:
         """(State.Status, State.Health.Status or None when the container has no healthcheck)."""

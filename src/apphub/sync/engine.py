@@ -35,7 +35,7 @@ from apphub.reload.base import Backends
 from apphub.store.schema import APPLY_STRENGTH
 from apphub.store.snapshot import Snapshot, changed_keys
 from apphub.sync.apply import Applier, ApplyReport
-from apphub.sync.inputs import AUDIT_MESSAGE_CHARS, RETRY_DELAYS_S, SYNC_ACTOR, BackendFactory, EngineInputs
+from apphub.sync.inputs import AUDIT_MESSAGE_CHARS, SYNC_ACTOR, BackendFactory, EngineInputs
 from apphub.sync.journal import Journal
 from apphub.sync.manifest import ApplyLevel, Manifest, dependency_order
 from apphub.sync.plan import Plan, Planner
@@ -384,9 +384,7 @@ class SyncEngine(EngineInputs):
         self.status.update(applied_version=snapshot.version)
         failed = [o for o in report.outcomes.values() if o.result == "failed"]
         if any(o.retry for o in failed):
-            delay = RETRY_DELAYS_S[min(self._retries, len(RETRY_DELAYS_S) - 1)]
-            self._retries += 1
-            self._retry_at = time.monotonic() + delay
+            delay = self._schedule_retry()
             logger.warning("a backend was unreachable; retrying in %.0f s", delay)
         else:
             self._retries = 0

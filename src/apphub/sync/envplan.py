@@ -26,7 +26,6 @@ from apphub.store.secrets import MASK
 from apphub.sync.manifest import FileSpec, Manifest, ServiceSpec
 from apphub.sync.render import envfile, inifile
 from apphub.sync.targets import read_regular, resolve
-from apphub.sync.values import mask_secrets
 
 CHANGED = MASK + " (changed)"
 MANAGED_LINE = "# apphub manages: "
@@ -163,10 +162,6 @@ def program_action(spec: ServiceSpec) -> SupervisorUpdateAction:
     assert spec.inject.program is not None
     return SupervisorUpdateAction(strategy="supervisor-update", program=spec.inject.program,
                                   timeout=spec.inject.timeout)
-
-
-def masked_reason(text: str, masks: list[str]) -> str:
-    return mask_secrets(text, masks)
 
 
 def _read(name: str, path: str, manifest: Manifest) -> tuple[str, bytes | None]:

@@ -151,6 +151,8 @@ class EngineInputs:
         store = self.core.env.store
         try:
             env = store.settled_snapshot()
+            if self._last_good_env is not None and env.version == self._last_good_env.version:
+                return env  # checked when it was accepted: the same bytes have the same problems
             problems = env_problems(env)
         except IniParseError as exc:
             env, problems = None, [exc.public]
@@ -164,10 +166,9 @@ class EngineInputs:
             self._refuse("env.ini:" + "; ".join(problems), f"env.ini is refused, {kept}: " + "; ".join(problems))
             return self._last_good_env
         assert env is not None
-        if self._last_good_env is None or env.version != self._last_good_env.version:
-            if self.core.audit.last_version(store.name) != env.version:
-                store.account_for_outside_change(self._last_good_env)
-            self._last_good_env = env
+        if self.core.audit.last_version(store.name) != env.version:
+            store.account_for_outside_change(self._last_good_env)
+        self._last_good_env = env
         return env
 
     def _without_env(self, services: list[str]) -> list[str]:
@@ -186,9 +187,14 @@ class EngineInputs:
         (its change is pending, not failed, and not drift)."""
         self._retry.add(name)
         if self._retry_at is None:
-            delay = RETRY_DELAYS_S[min(self._retries, len(RETRY_DELAYS_S) - 1)]
-            self._retries += 1
-            self._retry_at = time.monotonic() + delay
+            self._schedule_retry()
+
+    def _schedule_retry(self) -> float:
+        """Set the retry timer one step further along RETRY_DELAYS_S; the delay it set."""
+        delay = RETRY_DELAYS_S[min(self._retries, len(RETRY_DELAYS_S) - 1)]
+        self._retries += 1
+        self._retry_at = time.monotonic() + delay
+        return delay
 
     def _recover_backends(self) -> None:
         """What a killed apphub left half done in a backend (a container kept aside during its
