@@ -6,6 +6,7 @@ keeps its stdout and stderr in files (the logs tests read), and stops it with SI
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -21,7 +22,7 @@ import httpx
 import pytest
 
 from apphub.paths import DataDir
-from tests.conftest import free_port
+from tests.conftest import free_port, serving
 
 APPHUB = Path(sys.executable).parent / "apphub"
 
@@ -158,6 +159,16 @@ config:
 def add_load_section(data: DataDir) -> None:
     """Allow a `[load]` section with any keys (a schema.d file, as an operator would add it)."""
     (data.schema_dir / "50-load.yaml").write_text(LOAD_SCHEMA, encoding="utf-8")
+
+
+@contextlib.contextmanager
+def admin_api(data: DataDir, timeout: float = 60.0) -> Iterator[httpx.Client]:
+    """`data` served in this process (sync engine included), and a client with its admin key; a
+    `?wait=true` that recreates a container or restarts a program may take a while."""
+    key = data.admin_key.read_text().strip()
+    with serving(data) as live, httpx.Client(base_url=live.url, headers={"x-api-key": key},
+                                             timeout=timeout) as client:
+        yield client
 
 
 def eventually(condition: Callable[[], Any], what: str, within: float) -> Any:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import pytest
 
 from apphub.paths import DataDir
 from apphub.sync.render.dotenv_reader import read
-from tests.conftest import free_port, serving
+from tests.conftest import free_port
 from tests.containers.conftest import (
     EXIT_ON_TERM,
     Containers,
@@ -31,7 +30,7 @@ from tests.containers.conftest import (
     podman_service,
     test_image,
 )
-from tests.integration.conftest import eventually
+from tests.integration.conftest import admin_api, eventually
 from tests.integration.test_sync_supervisor import make_data, outcomes, services_status
 
 __all__ = ["containers", "podman_environment", "podman_service", "test_image"]  # fixtures, used by name
@@ -71,12 +70,8 @@ class App:
         except httpx.HTTPError as exc:
             return f"({exc})"
 
-    @contextlib.contextmanager
-    def api(self) -> Iterator[httpx.Client]:
-        key = self.data.admin_key.read_text().strip()
-        with serving(self.data) as live, httpx.Client(base_url=live.url, headers={"x-api-key": key},
-                                                       timeout=60.0) as client:
-            yield client
+    def api(self) -> contextlib.AbstractContextManager[httpx.Client]:
+        return admin_api(self.data)
 
 
 def environment(containers: Containers, name: str) -> dict[str, str]:

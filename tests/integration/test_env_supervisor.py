@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,8 +17,7 @@ import httpx
 import pytest
 
 from apphub.paths import DataDir
-from tests.conftest import serving
-from tests.integration.conftest import eventually
+from tests.integration.conftest import admin_api, eventually
 from tests.integration.test_sync_supervisor import make_data, outcomes, services_status
 from tests.reload.conftest import PYTHON, Supervisord, scripts, start_supervisord
 from tests.reload.test_supervisor_env import DUMP_ENV_PY
@@ -50,12 +48,8 @@ class Worker:
     def pid(self, program: str) -> int:
         return int(self.daemon.client().state(program)["pid"])
 
-    @contextlib.contextmanager
-    def api(self) -> Iterator[httpx.Client]:
-        key = self.data.admin_key.read_text().strip()
-        with serving(self.data) as live, httpx.Client(base_url=live.url, headers={"x-api-key": key},
-                                                       timeout=60.0) as client:
-            yield client
+    def api(self) -> contextlib.AbstractContextManager[httpx.Client]:
+        return admin_api(self.data)
 
 
 @pytest.fixture
