@@ -117,6 +117,16 @@ _MIGRATIONS: list[str] = [
         pushed_at TEXT
     );
     """,
+    # First-start initialisation of the products (one row per product: its steps as JSON), and
+    # keys that see only one service (init-config.sh's)
+    """
+    CREATE TABLE service_init (
+        service TEXT PRIMARY KEY,
+        run TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    ALTER TABLE api_keys ADD COLUMN service TEXT;
+    """,
 ]
 
 

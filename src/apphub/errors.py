@@ -21,6 +21,9 @@ ApphubError
 │   ├── ReloadError              a reload action failed (service, strategy, cause)
 │   ├── HealthCheckFailed        a service did not come back healthy in time (service, probe)
 │   └── BackendUnavailable       supervisord or the container engine cannot be reached
+├── ServiceError                 a product's API (Gitea, Portainer, NPM, Cockpit) did not do what was asked
+│   ├── ServiceUnreachable       it cannot be reached, timed out or answered 5xx (worth retrying)
+│   └── ServiceRefused           it answered and refused (4xx: wrong credentials, one of its own rules)
 └── AuthError
     ├── Unauthenticated          no API key, or one that is not known
     └── Forbidden                the key's role is too weak for the action
@@ -201,6 +204,22 @@ class Interrupted(SyncError):
 
 class BackendUnavailable(SyncError):
     """supervisord or the container engine cannot be reached (a retry later may succeed)."""
+
+
+class ServiceError(ApphubError):
+    """A product's API did not do what apphub asked; names the product, the call and the cause."""
+
+
+class ServiceUnreachable(ServiceError):
+    """The product cannot be reached, timed out, or answered 5xx: a later attempt may work."""
+
+
+class ServiceRefused(ServiceError):
+    """The product answered and refused (4xx); `status` is its HTTP status."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class AuthError(ApphubError):

@@ -38,6 +38,8 @@ class ApiKey:
     role: Role
     created_at: str
     key_id: str
+    # A key of one service (init-config.sh's): it reads that service's configuration and nothing else.
+    service: str | None = None
 
 
 def has_role(granted: Role, needed: Role) -> bool:
@@ -59,21 +61,27 @@ class KeyStore:
         self._verified_at: int | None = None
         self._cache_lock = threading.Lock()
 
-    def create(self, name: str, role: Role) -> str:
-        """Create a key and return it; this is the only time its plaintext exists."""
+    def create(self, name: str, role: Role, *, service: str | None = None) -> str:
+        """Create a key and return it; this is the only time its plaintext exists.
+
+        `service`: the key sees only that service's configuration (a container's init-config.sh),
+        and only to read it."""
         if not NAME_PATTERN.match(name):
             raise KeyNameError(f"key name {name!r} is not allowed: use 1-64 letters, digits, '_', '.' or '-'")
         if name in RESERVED_NAMES:
             raise KeyNameError(f"key name {name!r} is reserved for apphub's own audit entries")
         if role not in ROLES:
             raise KeyNameError(f"role {role!r} is not one of {', '.join(ROLES)}")
+        if service is not None and (role != "read" or not NAME_PATTERN.match(service)):
+            raise KeyNameError(f"a key of one service reads only: give --role read and a service name "
+                               f"(got role {role!r}, service {service!r})")
         key_id = secrets.token_hex(6)
         key = f"ahk_{key_id}_{secrets.token_urlsafe(32)}"
         try:
             with self._db.transaction(durable=True) as connection:  # the key is shown once: it must stay valid
                 connection.execute(
-                    "INSERT INTO api_keys (name, key_id, key_hash, role, created_at) VALUES (?, ?, ?, ?, ?)",
-                    (name, key_id, _hash(key), role, utc_now()),
+                    "INSERT INTO api_keys (name, key_id, key_hash, role, created_at, service) VALUES (?, ?, ?, ?, ?, ?)",
+                    (name, key_id, _hash(key), role, utc_now(), service),
                 )
         except sqlite3.IntegrityError as exc:
             raise KeyNameError(f"a key named {name!r} already exists; revoke it first") from exc
@@ -81,8 +89,8 @@ class KeyStore:
         return key
 
     def list(self) -> list[ApiKey]:
-        rows = self._db.query("SELECT name, role, created_at, key_id FROM api_keys ORDER BY name")
-        return [ApiKey(row["name"], row["role"], row["created_at"], row["key_id"]) for row in rows]
+        rows = self._db.query("SELECT name, role, created_at, key_id, service FROM api_keys ORDER BY name")
+        return [ApiKey(row["name"], row["role"], row["created_at"], row["key_id"], row["service"]) for row in rows]
 
     def revoke(self, name: str) -> None:
         # A revoked key must stay revoked after a power loss: a compromised key would come back.
@@ -93,7 +101,7 @@ class KeyStore:
             raise NotFound(f"no API key named {name!r}")
 
     def has_admin(self) -> bool:
-        return bool(self._db.query("SELECT 1 FROM api_keys WHERE role = 'admin' LIMIT 1"))
+        return bool(self._db.query("SELECT 1 FROM api_keys WHERE role = 'admin' AND service IS NULL LIMIT 1"))
 
     def _forget(self) -> None:
         # data_version does not move for this connection's own commits: forget by hand.
@@ -124,9 +132,9 @@ class KeyStore:
 
     def _lookup(self, key_id: str, digest: str) -> ApiKey | None:
         rows = self._db.query(
-            "SELECT name, role, created_at, key_id, key_hash FROM api_keys WHERE key_id = ?", (key_id,)
+            "SELECT name, role, created_at, key_id, key_hash, service FROM api_keys WHERE key_id = ?", (key_id,)
         )
         if not rows or not hmac.compare_digest(rows[0]["key_hash"], digest):
             return None
         row = rows[0]
-        return ApiKey(row["name"], row["role"], row["created_at"], row["key_id"])
+        return ApiKey(row["name"], row["role"], row["created_at"], row["key_id"], row["service"])

@@ -69,7 +69,7 @@ def test_list_shows_name_role_and_creation_never_a_key_or_hash(apphub: RunApphub
     listed = apphub("keys", "list")
     assert listed.returncode == 0, listed.stderr
     lines = listed.stdout.splitlines()
-    assert lines[0].split() == ["NAME", "ROLE", "CREATED"]
+    assert lines[0].split() == ["NAME", "ROLE", "CREATED", "SERVICE"]
     rows = {line.split()[0]: line.split()[1:] for line in lines[1:]}
     assert set(rows) == {"admin", "alpha", "beta"}
     assert rows["alpha"][0] == "read"

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from apphub.api.problems import apphub_error_response
 from apphub.core import Core
-from apphub.errors import ApphubError, Forbidden, Unauthenticated
+from apphub.errors import ApphubError, AuthError, Forbidden, Unauthenticated
 from apphub.keys import WEBSOFT9_KEY, Role, has_role
 
 LEGACY_ACTOR = "api_key"
@@ -29,10 +29,12 @@ api_key_header = APIKeyHeader(name="x-api-key", auto_error=False, description="A
 
 @dataclass(frozen=True)
 class Principal:
-    """The caller: the key's name (the audit actor) and its role."""
+    """The caller: the key's name (the audit actor), its role, and the one service it may read
+    when it is a service's key."""
 
     name: str
     role: Role
+    service: str | None = None
 
 
 def core_of(request: HTTPConnection) -> Core:
@@ -46,7 +48,7 @@ def authenticate(core: Core, presented: str | None) -> Principal:
     if presented.startswith("ahk_"):
         key = core.keys.verify(presented)
         if key is not None:
-            return Principal(key.name, key.role)
+            return Principal(key.name, key.role, key.service)
         raise Unauthenticated("Invalid API Key")
     try:
         snapshot = core.config.last_good()
@@ -61,6 +63,18 @@ def authenticate(core: Core, presented: str | None) -> Principal:
 
 
 OPEN_PATHS = frozenset({"/healthz"})
+# What a service's key may call: its own configuration bundle and its dependencies' health.
+SERVICE_KEY_ROUTES = ("config", "dependencies")
+
+
+def check_service_key(principal: Principal, method: str, path: str) -> None:
+    """A service's key reads that service's routes and nothing else (Forbidden naming both)."""
+    if principal.service is None:
+        return
+    allowed = {f"/api/v1/services/{principal.service}/{route}" for route in SERVICE_KEY_ROUTES}
+    if method not in ("GET", "HEAD") or path not in allowed:
+        raise Forbidden(f"the key '{principal.name}' belongs to the service '{principal.service}': it may only "
+                        f"GET /api/v1/services/{principal.service}/config and /dependencies")
 
 
 class AuthenticationMiddleware:
@@ -80,7 +94,8 @@ class AuthenticationMiddleware:
         request = Request(scope) if scope["type"] == "http" else HTTPConnection(scope)
         try:
             principal = authenticate(core_of(request), request.headers.get("x-api-key"))
-        except Unauthenticated as exc:
+            check_service_key(principal, scope.get("method", "GET"), scope["path"])
+        except AuthError as exc:
             if scope["type"] == "websocket":  # no route serves one yet; a future one is closed too
                 await send({"type": "websocket.close", "code": 1008, "reason": str(exc)})
             else:

@@ -34,6 +34,7 @@ from apphub.errors import (
     SchemaError,
     SecretError,
     SectionNotFound,
+    ServiceError,
     StorageFull,
     SyncError,
     Unauthenticated,
@@ -66,6 +67,7 @@ _PROBLEMS: dict[type[ApphubError], tuple[int, str, str]] = {
     StorageFull: (507, "Insufficient storage", "storage-full"),
     DataDirError: (500, "Data folder error", "data-dir-error"),
     SyncError: (503, "Sync engine unavailable", "sync-unavailable"),
+    ServiceError: (502, "Service error", "service-error"),
 }
 
 

@@ -9,6 +9,7 @@ import click
 
 from apphub.audit.log import Change
 from apphub.cli.context import CLI_ACTOR, data_of, open_core
+from apphub.core import Core
 from apphub.keys import ROLES, Role
 from apphub.store.secrets import SecretBox
 
@@ -21,13 +22,21 @@ def keys() -> None:
 @keys.command("create")
 @click.option("--name", required=True, help="A name for the key; it is the actor in the audit log.")
 @click.option("--role", required=True, type=click.Choice(ROLES), help="What the key may do.")
+@click.option("--service", default=None, metavar="SERVICE",
+              help="The key reads only this service's configuration (for its init-config.sh); needs --role read.")
 @click.pass_context
-def create(ctx: click.Context, name: str, role: str) -> None:
+def create(ctx: click.Context, name: str, role: str, service: str | None) -> None:
     """Create a key and print it (only the key, once: it is stored only as a hash)."""
     with open_core(ctx) as core:
-        key = core.keys.create(name, cast(Role, role))
-        core.audit.record(CLI_ACTOR, "apikey.create", [Change("api_keys", name, "add", None, role)])
+        key = create_key(core, name, cast(Role, role), service)
     click.echo(key)
+
+
+def create_key(core: Core, name: str, role: Role, service: str | None = None) -> str:
+    key = core.keys.create(name, role, service=service)
+    granted = role if service is None else f"{role} of service {service}"
+    core.audit.record(CLI_ACTOR, "apikey.create", [Change("api_keys", name, "add", None, granted)])
+    return key
 
 
 @keys.command("list")
@@ -38,12 +47,13 @@ def list_(ctx: click.Context, as_json: bool) -> None:
     with open_core(ctx) as core:
         found = core.keys.list()
     if as_json:
-        click.echo(json.dumps([{"name": k.name, "role": k.role, "created_at": k.created_at} for k in found], indent=2))
+        click.echo(json.dumps([{"name": k.name, "role": k.role, "service": k.service, "created_at": k.created_at}
+                               for k in found], indent=2))
         return
     width = max((len(k.name) for k in found), default=4)
-    click.echo(f"{'NAME':<{width}}  ROLE   CREATED")
+    click.echo(f"{'NAME':<{width}}  ROLE   CREATED               SERVICE")
     for key in found:
-        click.echo(f"{key.name:<{width}}  {key.role:<5}  {key.created_at}")
+        click.echo(f"{key.name:<{width}}  {key.role:<5}  {key.created_at}  {key.service or ''}".rstrip())
 
 
 @keys.command("revoke")
