@@ -80,7 +80,7 @@ def test_list_shows_name_role_and_creation_never_a_key_or_hash(apphub: RunApphub
     assert as_json.returncode == 0, as_json.stderr
     entries = json.loads(as_json.stdout)
     assert [entry["name"] for entry in entries] == ["admin", "alpha", "beta"]
-    assert all(set(entry) == {"name", "role", "created_at"} for entry in entries)
+    assert all(set(entry) == {"name", "role", "service", "created_at"} for entry in entries)
 
     for key in keys.values():
         for output in (listed.stdout, as_json.stdout):
