@@ -80,7 +80,8 @@ class KeyStore:
         try:
             with self._db.transaction(durable=True) as connection:  # the key is shown once: it must stay valid
                 connection.execute(
-                    "INSERT INTO api_keys (name, key_id, key_hash, role, created_at, service) VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO api_keys (name, key_id, key_hash, role, created_at, service) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
                     (name, key_id, _hash(key), role, utc_now(), service),
                 )
         except sqlite3.IntegrityError as exc:

@@ -43,7 +43,7 @@ def test_a_fresh_folder_passes(apphub: RunApphub) -> None:
     result = apphub("check")
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
-    assert "config.ini: OK (9 sections, 21 keys)" in result.stdout
+    assert "config.ini: OK (9 sections, 26 keys)" in result.stdout
     assert "system.ini: OK" in result.stdout
 
 
@@ -172,7 +172,7 @@ def test_a_valid_schema_file_extends_what_check_accepts(apphub: RunApphub, data_
         "config:\n  sections:\n    web:\n      keys:\n        port: {type: port, default: 8081}\n")
     accepted = apphub("check")
     assert accepted.returncode == 0, accepted.stderr
-    assert "config.ini: OK (10 sections, 22 keys)" in accepted.stdout
+    assert "config.ini: OK (10 sections, 27 keys)" in accepted.stdout
 
 
 def test_the_value_of_a_secret_is_never_printed(apphub: RunApphub, data_dir: DataDir) -> None:

@@ -16,7 +16,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from starlette.responses import HTMLResponse, JSONResponse
 
 import apphub
-from apphub.api import audit, env, history, legacy, settings, system
+from apphub.api import audit, env, history, legacy, services, settings, system
 from apphub.api import sync as sync_routes
 from apphub.api.auth import AuthenticationMiddleware, Principal, require_read
 from apphub.api.middleware import BodyLimitMiddleware, EncodedSlashMiddleware, RequestContextMiddleware
@@ -24,10 +24,15 @@ from apphub.api.models import Health, ok
 from apphub.api.openapi import openapi_document
 from apphub.api.problems import install_error_handlers
 from apphub.core import Core
+from apphub.db import Database
 from apphub.errors import ApphubError
 from apphub.history.push import Pusher, PushSettings
 from apphub.history.worker import HistoryWorker
 from apphub.paths import DataDir
+from apphub.services.board import ServiceBoard
+from apphub.services.manager import ServiceManager
+from apphub.services.status import InitStatus
+from apphub.services.worker import ServicesWorker
 from apphub.sync.engine import SyncEngine
 from apphub.sync.inputs import BackendFactory
 
@@ -57,6 +62,17 @@ def start_history(core: Core) -> tuple[HistoryWorker, Pusher]:
     return worker, pusher
 
 
+def start_services(app: FastAPI, core: Core) -> ServicesWorker:
+    """The products' initialisation and every service's connection tests, in a thread of their own:
+    serving never waits for them."""
+    manager = ServiceManager(core, InitStatus(Database(core.data.database)))
+    board = ServiceBoard(manager, core.data.root / "services.yaml", core.data.root)
+    worker = ServicesWorker(manager, board)
+    app.state.services, app.state.services_board, app.state.services_worker = manager, board, worker
+    worker.start()
+    return worker
+
+
 def create_app(data: DataDir, *, sync: bool = True, backends: BackendFactory | None = None,
                watch: bool = True) -> FastAPI:
     """The application for one initialised data folder, with its sync thread unless `sync` is False.
@@ -77,9 +93,11 @@ def create_app(data: DataDir, *, sync: bool = True, backends: BackendFactory | N
             engine = SyncEngine(core, backends or build_backends, watch=watch)
             engine.start()
         app.state.engine = engine
+        services_worker = start_services(app, core)
         try:
             yield
         finally:
+            services_worker.stop()
             if engine is not None:
                 engine.stop()
             history_worker.stop()
@@ -107,7 +125,7 @@ def create_app(data: DataDir, *, sync: bool = True, backends: BackendFactory | N
     app.add_middleware(RequestContextMiddleware)
     # The reads that tools poll first: a request is matched against the routes in this order.
     for router in (settings.router, env.router, system.router, audit.router, legacy.router, sync_routes.router,
-                   history.router):
+                   history.router, services.router):
         app.include_router(router)
 
     @app.get("/healthz", tags=["health"], summary="Liveness: the process answers (no key needed)",

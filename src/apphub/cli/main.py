@@ -45,9 +45,9 @@ def cli(ctx: click.Context, data_dir: Path) -> None:
 
 
 def _register() -> None:
-    from apphub.cli import config, env, history, keys, legacy, serve, sync
+    from apphub.cli import config, env, history, keys, legacy, serve, services, sync
 
-    for module in (serve, config, keys, sync, history, legacy, env):
+    for module in (serve, config, keys, sync, history, legacy, env, services):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -172,10 +172,19 @@ class ContainerEngine:
 
     def exec(self, container: str, command: list[str], timeout: float) -> None:
         """Run `command` in the container and wait for it; a non-zero exit is a ReloadError quoting the output."""
-        shown = shlex.join(command)
+        exit_code, output = self.run(container, command, timeout)
+        if exit_code != 0:
+            raise ReloadError(f"`{shlex.join(command)}` in container {container} exited with code {exit_code}: "
+                              f"{_tail(output)}")
+
+    def run(self, container: str, command: list[str], timeout: float, *, user: str | None = None,
+            shown: str | None = None) -> tuple[int | None, bytes]:
+        """Run `command` in the container as `user`; its exit code and its output (stdout and stderr).
+        `shown`: how messages name the command (one holding a password must not be quoted)."""
+        shown = shown or shlex.join(command)
         with self._api(timeout) as api, self._translate(f"`{shown}` in container {container}", container,
                                                         waited=timeout):
-            exec_id = api.exec_create(container, command, stdout=True, stderr=True)["Id"]
+            exec_id = api.exec_create(container, command, stdout=True, stderr=True, user=user or "")["Id"]
             # The SDK's own exec_start blocks in poll() without a timeout until the command ends;
             # read the attached stream ourselves against the deadline instead.
             stream = api.exec_start(exec_id, socket=True)
@@ -189,10 +198,13 @@ class ContainerEngine:
                 # The output can end a moment before the engine records the exit code.
                 time.sleep(0.05)
                 exit_code = api.exec_inspect(exec_id).get("ExitCode")
-        if exit_code != 0:
-            raise ReloadError(
-                f"`{shown}` in container {container} exited with code {exit_code}: {_tail(output)}"
-            )
+        return exit_code, output
+
+    def version(self) -> dict[str, Any]:
+        """The engine's `GET /version`: Version, ApiVersion, Components, ..."""
+        with self._api(self.timeout) as api, self._translate("version query"):
+            found: dict[str, Any] = api.version(api_version=False)
+        return found
 
     def environment(self, container: str) -> ContainerEnv | None:
         """The environment the container was created with (`Config.Env`, the image's included) and

@@ -55,6 +55,13 @@ class HealthChecker:
     def __init__(self, probes: Mapping[str, Probe]) -> None:
         self._probes = probes
 
+    def check_once(self, service: str, spec: HealthSpec, kind: str) -> str | None:
+        """One look by one kind of probe: None when it passes, else why not."""
+        probe = self._probes.get(kind)
+        if probe is None:
+            return f"no backend for the {kind} probe"
+        return probe.check(service, spec)
+
     def wait_healthy(self, service: str, spec: HealthSpec, stop: threading.Event | None = None) -> float:
         """Seconds it took to become healthy; HealthCheckFailed with the last reasons if it did not."""
         started = time.monotonic()

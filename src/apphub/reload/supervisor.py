@@ -187,6 +187,15 @@ class SupervisorClient:
             raise BackendUnavailable(f"supervisord at {self.url} answered getProcessInfo with {info!r}")
         return info
 
+    def daemon(self) -> tuple[str, str]:
+        """supervisord's own version and state name (RUNNING when it is up and serving)."""
+        try:
+            version = self._call("getSupervisorVersion")
+            state = self._call("getState")
+        except xmlrpc.client.Fault as fault:
+            raise BackendUnavailable(f"supervisord at {self.url} refused getState: {fault.faultString}") from fault
+        return str(version), str(state.get("statename") if isinstance(state, dict) else state)
+
     def call(self, program: str, method: str, *args: Any, deadline: float, budget: float) -> Any:
         """Any supervisord method about `program`, to end by `deadline` (time.monotonic()) of an action
         given `budget` seconds. Faults pass through for the caller to judge (`fault_error` words one);

@@ -73,6 +73,16 @@ class FileSpec(Spec):
     file_mode: str | None = Field(default=None, pattern=r"^0?[0-7]{3,4}$",
                                   description="Octal mode; default: kept, or 0600 when the file holds a secret")
     owner: str | None = Field(default=None, description="user[:group]; default: kept, or apphub's user when new")
+    container_path: str | None = Field(
+        default=None, description="Where the file lies inside the service's container, for init-config.sh "
+                                  "(default: path)")
+
+    @field_validator("container_path")
+    @classmethod
+    def _inside_container(cls, path: str | None) -> str | None:
+        if path is not None and (not path.startswith("/") or ".." in PurePosixPath(path).parts or "\0" in path):
+            raise ValueError(f"container_path {path!r} must be an absolute path without '..'")
+        return path
 
     @field_validator("path")
     @classmethod
@@ -182,6 +192,8 @@ class ServiceSpec(Spec):
     env_file: str | None = Field(default=None, description="A docker compose project's .env: the service's "
                                                            "whole environment merged into it (mode 0600)")
     inject: InjectSpec | None = None
+    fetch: bool = Field(default=False, description="The service's container fetches its files and env at start "
+                                                   "with init-config.sh (GET /api/v1/services/{name}/config)")
 
     @field_validator("env")
     @classmethod
@@ -199,8 +211,9 @@ class ServiceSpec(Spec):
 
     @model_validator(mode="after")
     def _env_goes_somewhere(self) -> ServiceSpec:
-        if self.env and self.inject is None and self.env_file is None:
-            raise ValueError("`env` needs somewhere to go: `inject` (a container or a program) or `env_file`")
+        if self.env and self.inject is None and self.env_file is None and not self.fetch:
+            raise ValueError("`env` needs somewhere to go: `inject` (a container or a program), `env_file`, "
+                             "or `fetch: true` (the container's init-config.sh fetches it at start)")
         return self
 
     @property

@@ -1,0 +1,1 @@
+"""What apphub knows about each product: first-start initialisation and connection tests."""

@@ -1,0 +1,100 @@
+"""What a service's container fetches at start (init-config.sh): its rendered files and its environment.
+
+The files are what the sync engine would write now (the same planner, so a merge file is merged
+into what its target holds here), placed at each file's `container_path`; the environment is the
+one apphub gives the service (env.ini's global and service scopes, then the manifest's mapped
+variables). Secrets are in plaintext: only the service's own key, or an admin, may fetch this.
+
+As a tar archive (what busybox can unpack without jq or base64): `files/<path inside the container>`
+with each file's mode, and `env`, a shell file of `export NAME='value'` lines.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from apphub.core import Core
+from apphub.envvars.resolve import service_env
+from apphub.errors import NotFound, RenderError
+from apphub.sync.manifest import Manifest, load_manifest
+from apphub.sync.plan import Planner
+from apphub.sync.settings import SyncSettings
+
+SECRET_FILE_MODE = 0o600
+PLAIN_FILE_MODE = 0o644
+
+
+@dataclass(frozen=True)
+class BundleFile:
+    path: str  # inside the container
+    mode: int
+    content: bytes
+
+
+@dataclass(frozen=True)
+class Bundle:
+    service: str
+    version: str
+    env_version: str
+    files: list[BundleFile]
+    env: dict[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "service": self.service, "version": self.version, "env_version": self.env_version,
+            "files": [{"path": file.path, "mode": f"{file.mode:04o}",
+                       "content": file.content.decode("utf-8", "replace")} for file in self.files],
+            "env": self.env,
+        }
+
+    def to_tar(self) -> bytes:
+        buffer = io.BytesIO()
+        now = time.time()
+        with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as archive:
+            for file in self.files:
+                _add(archive, "files/" + file.path.lstrip("/"), file.content, file.mode, now)
+            _add(archive, "env", env_script(self.env).encode("utf-8"), SECRET_FILE_MODE, now)
+        return buffer.getvalue()
+
+
+def env_script(env: dict[str, str]) -> str:
+    """`export NAME='value'` lines a POSIX shell sources (a `'` is written `'\\''`)."""
+    return "".join(f"export {name}='" + value.replace("'", "'\\''") + "'\n" for name, value in env.items())
+
+
+def build_bundle(core: Core, service: str) -> Bundle:
+    """The files and environment of one manifest service, as apphub renders them now."""
+    settings = SyncSettings.from_system(core.system.snapshot())
+    manifest = load_manifest(core.data.root / "services.yaml", settings.roots, core.data.root)
+    spec = manifest.services.get(service)
+    if spec is None:
+        raise NotFound(f"no service named {service!r} in the manifest (services.yaml)")
+    config, env = core.config.snapshot(), core.env.snapshot()
+    plan = _planner(manifest, core.data.root).plan(config, services=[service], env=env)
+    if service in plan.failed:
+        raise RenderError(plan.failed[service])
+    files = []
+    for file in plan.services[service].files:
+        mode = int(file.spec.file_mode, 8) if file.spec.file_mode else \
+            SECRET_FILE_MODE if file.holds_secret else PLAIN_FILE_MODE
+        files.append(BundleFile(file.spec.container_path or file.spec.path, mode, file.after))
+    variables = service_env(service, spec, config, env, os.environ)
+    return Bundle(service, config.version, env.version, files,
+                  {name: variable.value for name, variable in variables.items()})
+
+
+def _planner(manifest: Manifest, root: Path) -> Planner:
+    # No container engine: a container's current environment is the sync's business, not the bundle's.
+    return Planner(manifest, root / manifest.templates, os.environ)
+
+
+def _add(archive: tarfile.TarFile, name: str, content: bytes, mode: int, mtime: float) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = len(content), mode, int(mtime)
+    archive.addfile(info, io.BytesIO(content))

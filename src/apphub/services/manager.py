@@ -1,0 +1,190 @@
+"""The products of one data folder: initialise them, test the connections to everything apphub drives.
+
+It reads what it needs from the stores each time (a changed password is used at the next step),
+keeps created credentials in config.ini as secrets through the store (audited, versioned, the
+actor `init`), and records every run in InitStatus. Products run in parallel, each product's
+steps in order; a step that fails ends its product's run, and the steps after it are skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from apphub.audit.log import Actor, utc_now
+from apphub.core import Core
+from apphub.errors import ApphubError, NotFound
+from apphub.reload.docker import ContainerEngine
+from apphub.services.base import Check, CheckTimer, ContainerRunner, Product, ProductContext
+from apphub.services.cockpit import Cockpit
+from apphub.services.gitea import Gitea
+from apphub.services.http import ProductClient
+from apphub.services.npm import NginxProxyManager
+from apphub.services.portainer import Portainer
+from apphub.services.status import InitStatus, ProductRun
+from apphub.services.steps import RetryPolicy, StepResult, StepRunner
+from apphub.sync.settings import SyncSettings
+from apphub.sync.values import Values
+
+INIT_ACTOR = Actor("init", "init")
+PRODUCTS: dict[str, Callable[[ProductContext], Product]] = {
+    "nginx_proxy_manager": NginxProxyManager, "gitea": Gitea, "portainer": Portainer, "cockpit": Cockpit,
+}
+
+
+@dataclass(frozen=True)
+class ServicesSettings:
+    """system.ini [services]."""
+
+    enabled: tuple[str, ...]
+    check_interval_s: float
+    step_timeout_s: float
+    step_attempts: int
+    values: Mapping[str, Any]
+
+
+class ServiceManager:
+    """Initialises and checks the products of `core`'s data folder."""
+
+    def __init__(self, core: Core, status: InitStatus, *, transport: httpx.BaseTransport | None = None,
+                 run_in_container: ContainerRunner | None = None,
+                 cockpit_conf: Callable[[], tuple[bool | None, str]] | None = None) -> None:
+        """`transport`: how the HTTP clients connect (tests); `run_in_container`: default the engine of
+        system.ini [sync] docker_url; `cockpit_conf`: whether cockpit.conf is as apphub renders it."""
+        self.core = core
+        self.status = status
+        self.transport = transport
+        self._run_in_container = run_in_container
+        self.cockpit_conf = cockpit_conf
+        self.stop = threading.Event()
+        self._running: set[str] = set()
+        self._lock = threading.Lock()
+
+    # -- settings -----------------------------------------------------------------------------
+
+    def settings(self) -> ServicesSettings:
+        values = Values(self.core.system.snapshot(), environ={})
+        found = {key: values.get("services", key) for key in
+                 ("enabled", "check_interval_s", "step_timeout_s", "step_attempts", "gitea_container",
+                  "cockpit_host")}
+        found["history_remote_url"] = values.get("history", "remote_url")
+        enabled = found["enabled"]
+        names = tuple(enabled) if isinstance(enabled, list) else tuple(filter(None, str(enabled).split(",")))
+        return ServicesSettings(names, float(str(found["check_interval_s"])), float(str(found["step_timeout_s"])),
+                                int(str(found["step_attempts"])), found)
+
+    def sync_settings(self) -> SyncSettings:
+        return SyncSettings.from_system(self.core.system.snapshot())
+
+    def product(self, name: str, settings: ServicesSettings | None = None) -> Product:
+        if name not in PRODUCTS:
+            raise NotFound(f"no product named {name!r}: apphub knows {', '.join(PRODUCTS)}")
+        settings = settings or self.settings()
+        config = Values(self.core.config.snapshot(), environ=os.environ)
+        section = {key: config.get(name, key) for key in self.core.schema.for_file("config").sections[name].keys}
+        context = ProductContext(name, section, settings.values, self._client_factory(name, settings.step_timeout_s),
+                                 self._save, self._container_runner(), self.cockpit_conf)
+        return PRODUCTS[name](context)
+
+    def _client_factory(self, product: str, timeout: float) -> Callable[..., ProductClient]:
+        def client(base_url: str, secrets: Iterable[str] = ()) -> ProductClient:
+            return ProductClient(product, base_url, timeout=timeout, secrets=secrets, transport=self.transport)
+        return client
+
+    def _container_runner(self) -> ContainerRunner:
+        if self._run_in_container is not None:
+            return self._run_in_container
+        engine = ContainerEngine(self.sync_settings().docker_url)
+
+        def run(container: str, command: list[str], user: str, shown: str) -> tuple[int | None, str]:
+            exit_code, output = engine.run(container, command, 60.0, user=user, shown=shown)
+            return exit_code, output.decode("utf-8", "replace")
+        return run
+
+    def _save(self, file: str, values: Mapping[str, str]) -> None:
+        store = self.core.config if file == "config" else self.core.system
+        changes: dict[str, dict[str, Any]] = {}
+        for dotted, value in values.items():
+            section, key = dotted.split(".", 1)
+            changes.setdefault(section, {})[key] = value
+        store.update(changes, INIT_ACTOR, action="services.init",
+                     message=f"first-start initialisation: {', '.join(values)}")
+
+    # -- initialisation -----------------------------------------------------------------------
+
+    def initialise(self, names: Iterable[str] | None = None, *, trigger: str = "api") -> dict[str, ProductRun]:
+        """Run the initialisers of `names` (default: the enabled products) in parallel; their runs.
+        A product whose run is under way already is not started twice (its current run is returned)."""
+        settings = self.settings()
+        wanted = list(settings.enabled if names is None else names)
+        for name in wanted:
+            self.product(name, settings)  # NotFound for an unknown name, before anything starts
+        if not wanted:
+            return {}
+        with ThreadPoolExecutor(max_workers=len(wanted), thread_name_prefix="apphub-init") as pool:
+            runs = list(pool.map(lambda name: self._initialise_one(name, settings, trigger), wanted))
+        return {run.service: run for run in runs}
+
+    def _initialise_one(self, name: str, settings: ServicesSettings, trigger: str) -> ProductRun:
+        with self._lock:
+            if name in self._running:
+                return self.status.load().get(name) or ProductRun(name, name, trigger, [])
+            self._running.add(name)
+        try:
+            return self._run(name, settings, trigger)
+        finally:
+            with self._lock:
+                self._running.discard(name)
+
+    def _run(self, name: str, settings: ServicesSettings, trigger: str) -> ProductRun:
+        previous = self.status.load().get(name)
+        try:
+            product = self.product(name, settings)
+            steps = product.steps()
+        except ApphubError as exc:  # a secret that does not decrypt, a broken config.ini
+            run = ProductRun(name, name, trigger, [StepResult("settings", "read the product's settings",
+                                                              "failed", 1, str(exc))], "failed")
+            self.status.save(run)
+            return run
+        run = ProductRun(name, product.title, trigger, [StepResult(step.name, step.description) for step in steps],
+                         "running", utc_now())
+        if previous is not None and previous.state != "done" and trigger == "retry":
+            run.attempt = previous.attempt + 1
+        started = time.monotonic()
+        runner = StepRunner(RetryPolicy(attempts=settings.step_attempts,
+                                        budget=settings.step_timeout_s * settings.step_attempts * 2), self.stop)
+        self.status.save(run)
+        for step, result in zip(steps, run.steps, strict=True):
+            runner.run(step, result, product.secrets, lambda: self.status.save(run))
+            if result.state in ("failed", "manual"):
+                for skipped in run.steps[run.steps.index(result) + 1:]:
+                    skipped.state, skipped.detail = "skipped", f"not run: the step {result.name!r} did not succeed"
+                break
+        run.settle()
+        run.finished_at = utc_now()
+        run.duration_ms = round((time.monotonic() - started) * 1000, 1)
+        self.status.save(run)
+        return run
+
+    # -- connection tests ---------------------------------------------------------------------
+
+    def check_products(self, names: Iterable[str] | None = None) -> list[Check]:
+        settings = self.settings()
+        wanted = list(settings.enabled if names is None else names)
+        if not wanted:
+            return []
+        with ThreadPoolExecutor(max_workers=len(wanted), thread_name_prefix="apphub-check") as pool:
+            return list(pool.map(lambda name: self._check_one(name, settings), wanted))
+
+    def _check_one(self, name: str, settings: ServicesSettings) -> Check:
+        try:
+            return self.product(name, settings).check()
+        except ApphubError as exc:
+            return CheckTimer(name).result("unknown", reason=f"its settings cannot be read: {exc}")
