@@ -64,11 +64,21 @@ WEBSOFT9_SYSTEM: dict[str, dict[str, str | None]] = {
     },
     "webhook": {"wechat": "", "monitor_api": "https://monitor.service.websoft9.com"},
 }
-# What a fresh system.ini holds: Websoft9's sections, then apphub's own [sync].
+# What a fresh config.ini holds: Websoft9's keys, and after them apphub's own for the first-start
+# initialisers (Gitea's token, history repository and webhook; Portainer's setup token).
+FRESH_CONFIG: dict[str, dict[str, str | None]] = {
+    **WEBSOFT9_CONFIG,
+    "gitea": {**WEBSOFT9_CONFIG["gitea"], "api_token": "", "history_repo": "apphub-config", "webhook_url": "",
+              "webhook_secret": ""},
+    "portainer": {**WEBSOFT9_CONFIG["portainer"], "setup_token": ""},
+}
+# What a fresh system.ini holds: Websoft9's sections, then apphub's own.
 FRESH_SYSTEM: dict[str, dict[str, str | None]] = {
     **WEBSOFT9_SYSTEM,
     "history": {"remote_url": "", "remote_branch": "main", "remote_user": "", "remote_token": "",
                 "remote_create": "true"},
+    "services": {"enabled": "", "check_interval_s": "30", "step_timeout_s": "10", "step_attempts": "6",
+                 "gitea_container": "websoft9-git", "cockpit_host": "127.0.0.1"},
     "sync": {"roots": "", "supervisor_url": "unix:///var/run/supervisor.sock",
              "docker_url": "unix:///var/run/docker.sock", "debounce_ms": "50", "drift_interval_s": "60"},
 }
@@ -141,7 +151,7 @@ def test_first_start_creates_every_part_of_the_data_folder(tmp_path: Path) -> No
     assert data.is_initialised()
 
 
-@pytest.mark.parametrize(("name", "expected"), [("config", WEBSOFT9_CONFIG), ("system", FRESH_SYSTEM)])
+@pytest.mark.parametrize(("name", "expected"), [("config", FRESH_CONFIG), ("system", FRESH_SYSTEM)])
 def test_the_ini_files_hold_every_websoft9_section_and_key(
     fresh: DataDir, name: str, expected: dict[str, dict[str, str | None]]
 ) -> None:

@@ -74,8 +74,10 @@ def test_get_section_is_a_flat_object_of_strings(module_plugin: httpx.Client) ->
     npm = module_plugin.get("/settings/nginx_proxy_manager")
 
     assert gitea.status_code == cockpit.status_code == npm.status_code == 200
+    # Websoft9's keys, then apphub's own (an empty secret shows empty: nothing to mask)
     assert gitea.json() == {"base_url": "http://websoft9-git:3000/api/v1", "user_name": "websoft9",
-                            "user_email": "admin@mydomain.com", "user_pwd": MASK}
+                            "user_email": "admin@mydomain.com", "user_pwd": MASK, "api_token": "",
+                            "history_repo": "apphub-config", "webhook_url": "", "webhook_secret": ""}
     assert cockpit.json() == {"port": "9090"}
     assert npm.json()["listen_port"] == "9000"
     assert npm.json()["nike_name"] == "admin"
@@ -93,7 +95,8 @@ def test_put_updates_an_existing_key_and_returns_the_section(plugin: httpx.Clien
 
     assert response.status_code == 200, response.text
     assert response.json() == {"base_url": "http://websoft9-git:3000/api/v1", "user_name": "websoft9",
-                               "user_email": "ops@example.com", "user_pwd": MASK}
+                               "user_email": "ops@example.com", "user_pwd": MASK, "api_token": "",
+                               "history_repo": "apphub-config", "webhook_url": "", "webhook_secret": ""}
     assert b"\nuser_email = ops@example.com\n" in config_bytes(live_server)
     assert admin.get("/api/v1/settings/gitea").json()["settings"]["user_email"] == "ops@example.com"
 

@@ -78,6 +78,10 @@ def test_show_one_section_as_json(apphub: RunApphub) -> None:
         "user_name": "websoft9",
         "user_email": "admin@mydomain.com",
         "user_pwd": MASK,
+        "api_token": "",
+        "history_repo": "apphub-config",
+        "webhook_url": "",
+        "webhook_secret": "",
     }
 
 

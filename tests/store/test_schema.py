@@ -12,8 +12,10 @@ from apphub.store.schema import KeySpec, load_schema
 WEBSOFT9_CONFIG_SECTIONS = {
     "nginx_proxy_manager": ["base_url", "user_name", "user_pwd", "nike_name", "listen_port", "docker0_ip", "ssl_cert",
                             "ssl_key"],
-    "gitea": ["base_url", "user_name", "user_email", "user_pwd"],
-    "portainer": ["base_url", "user_name", "user_pwd"],
+    # after Websoft9's keys, apphub's own for the first-start initialisers
+    "gitea": ["base_url", "user_name", "user_email", "user_pwd", "api_token", "history_repo", "webhook_url",
+              "webhook_secret"],
+    "portainer": ["base_url", "user_name", "user_pwd", "setup_token"],
     "api_key": ["key"],
     "docker_mirror": ["url"],
     "domain": ["wildcard_domain"],
@@ -32,6 +34,7 @@ WEBSOFT9_SYSTEM_SECTIONS = {
     # apphub's own sections, after Websoft9's: where the history is pushed; where the sync engine
     # may write, how it reaches services
     "history": ["remote_url", "remote_branch", "remote_user", "remote_token", "remote_create"],
+    "services": ["enabled", "check_interval_s", "step_timeout_s", "step_attempts", "gitea_container", "cockpit_host"],
     "sync": ["roots", "supervisor_url", "docker_url", "debounce_ms", "drift_interval_s"],
 }
 
@@ -70,7 +73,10 @@ def test_builtin_schema_marks_the_credentials_secret() -> None:
     assert secret_config == {
         ("nginx_proxy_manager", "user_pwd"),
         ("gitea", "user_pwd"),
+        ("gitea", "api_token"),
+        ("gitea", "webhook_secret"),
         ("portainer", "user_pwd"),
+        ("portainer", "setup_token"),
         ("api_key", "key"),
     }
     assert secret_system == {("webhook", "wechat"), ("history", "remote_token")}
@@ -148,7 +154,8 @@ def test_a_file_adds_and_replaces_keys_of_a_builtin_section(schema_dir: Path) ->
     # A replaced key is the new spec as a whole, not a field-by-field merge.
     assert gitea.keys["user_name"] == KeySpec(type="string", max_length=20)
     assert gitea.keys["ssh_port"].default == 2222
-    assert list(gitea.keys) == ["base_url", "user_name", "user_email", "user_pwd", "ssh_port"]
+    assert list(gitea.keys) == ["base_url", "user_name", "user_email", "user_pwd", "api_token", "history_repo",
+                                "webhook_url", "webhook_secret", "ssh_port"]
     assert gitea.keys["user_pwd"].secret  # keys the file does not name are untouched
     assert gitea.description == "Gitea admin account apphub uses"
 

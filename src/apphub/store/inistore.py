@@ -431,6 +431,8 @@ class IniStore:
                         continue  # the client sent back what it was shown: keep the stored value
                     if stored is not None and is_encrypted(stored) and self._same_secret(current, section, key, text):
                         continue
+                    if text == "" and stored == "":  # an empty secret sent back as it is shown: no change
+                        continue
                     new_stored = self._box.encrypt(text) if text else ""
                     old_shown, new_shown = (mask(stored) if stored is not None else None), mask(text)
                 else:
