@@ -34,7 +34,12 @@ from tests.conftest import free_port
 
 IMAGE = "localhost/apphub-test-busybox:1"
 BUSYBOX = Path("/bin/busybox")
-APPLETS = ("sh", "sleep", "httpd", "env", "cat", "echo", "kill", "mkdir", "date", "tar")
+APPLETS = ("sh", "sleep", "httpd", "env", "cat", "echo", "kill", "mkdir", "date", "tar",
+           # and what init-config.sh needs besides (tests/containers/test_init_config.py); an image
+           # imported before these were added still runs it: Debian's busybox sh finds its applets
+           # without links (FEATURE_SH_STANDALONE)
+           "wget", "cp", "mv", "rm", "sed", "grep", "cut", "tr", "chmod", "chown", "stat", "mktemp", "printf",
+           "ls", "id")
 CONTAINERS_CONF = """\
 [containers]
 default_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]

@@ -8,7 +8,8 @@
 # command, unchanged). With no arguments it fetches, writes and exits 0.
 #
 # POSIX sh: runs under busybox sh and dash. Needs curl or wget (busybox's will do), tar, mkdir,
-# cp, mv, rm, sed, grep, date, sleep and mktemp.
+# cp, mv, rm, sed, grep, cut, tr, cat, date, sleep, mktemp, chmod, and stat and chown to keep
+# an existing file's owner.
 #
 # Environment:
 #   APPHUB_URL        required: apphub's address as the container reaches it, e.g. http://127.0.0.1:8080
@@ -61,8 +62,10 @@
 # The files: apphub answers GET /api/v1/services/SERVICE/config?format=tar with members
 # `files/PATH` (PATH: the file's absolute path inside the container without its leading slash)
 # and `env` (lines `export NAME='value'`). Each file is extracted into a private folder (0700),
-# copied next to its destination as DEST.init-config.tmp with its mode (and, when this runs as
-# root, its owner from the archive), then renamed onto DEST: a reader never sees half a file.
+# copied next to its destination as DEST.init-config.tmp with its mode, then renamed onto DEST:
+# a reader never sees half a file. A file that exists keeps its owner and group (as apphub's sync
+# does: Gitea's app.ini stays git's); a new one is owned as the archive says when this runs as
+# root, else by the user running it.
 
 set -u
 
@@ -400,6 +403,11 @@ write_files() {
         if ! cp -p "$w_source" "$w_staged" 2>"$work/stderr"; then
             rm -f "$w_staged"
             die 73 "cannot write $w_staged: $(sed -n '$p' "$work/stderr")"
+        fi
+        # A file that exists keeps its owner (Gitea's app.ini is git's), as apphub's own sync does;
+        # a new one is owned as the archive says (when root) or by whoever runs this.
+        if [ -e "$w_dest" ] && w_owner=$(stat -c '%u:%g' "$w_dest" 2>/dev/null); then
+            chown "$w_owner" "$w_staged" 2>/dev/null || :
         fi
         if ! mv -f "$w_staged" "$w_dest" 2>"$work/stderr"; then
             rm -f "$w_staged"
