@@ -3,6 +3,7 @@
 #   schema.d/websoft9-sync.yaml -> DATA/schema.d/       the [gitea_app] section, stricter ssl_* / docker0_ip
 #   templates/websoft9/         -> DATA/templates/websoft9/
 #   system-sync.ini roots       -> system.ini [sync] roots (with `apphub setsysconfig`)
+#   system-sync.ini enabled     -> system.ini [services] enabled: the products initialised and tested
 #   services.yaml               -> DATA/services.yaml   (last: a running apphub acts on it at once)
 # then runs `apphub check`. It touches nothing outside DATA.
 #
@@ -28,5 +29,7 @@ rm -rf "$data/templates/websoft9"
 cp -R "$here/templates/websoft9" "$data/templates/websoft9"
 roots=$(sed -n 's/^roots *= *//p' "$here/system-sync.ini")
 "$apphub" --data-dir "$data" setsysconfig --section sync --key roots --value "$roots"
+enabled=$(sed -n 's/^enabled *= *//p' "$here/system-sync.ini")
+"$apphub" --data-dir "$data" setsysconfig --section services --key enabled --value "$enabled"
 cp "$here/services.yaml" "$data/services.yaml"
 "$apphub" --data-dir "$data" check
