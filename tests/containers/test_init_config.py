@@ -11,8 +11,10 @@ what it sees (the files, their modes, the environment) to a mounted folder and e
 from __future__ import annotations
 
 import contextlib
+import shutil
 import socket
 import subprocess
+import tarfile
 import textwrap
 import threading
 import time
@@ -28,13 +30,23 @@ from apphub.bootstrap import initialise
 from apphub.core import Core
 from apphub.paths import DataDir
 from tests.conftest import free_port
-from tests.containers.conftest import Containers, containers, podman_environment, podman_service, test_image
+from tests.containers.conftest import (
+    BUSYBOX,
+    Containers,
+    containers,
+    podman_environment,
+    podman_service,
+    test_image,
+)
 from tests.integration.conftest import APPHUB, ServeProcess, _wait_until_healthy, cli_environment, run_cli
 from tests.sync.conftest import TEST_ACTOR
 
 __all__ = ["containers", "podman_environment", "podman_service", "test_image"]  # fixtures, used by name
 
 SCRIPT = Path(__file__).resolve().parents[2] / "src" / "apphub" / "services" / "init-config.sh"
+# What init-config.sh and ENTRYPOINT run, as busybox links (docs/init-config.md lists the same).
+INIT_CONFIG_APPLETS = ("wget", "tar", "mkdir", "cp", "mv", "rm", "sed", "grep", "cut", "tr", "cat", "date", "sleep",
+                       "mktemp", "chmod", "stat", "chown", "printf", "ls")
 # What the original entrypoint does: show what init-config.sh left it, then end.
 ENTRYPOINT = ["sh", "-c", textwrap.dedent("""\
     stat -c '%a' /etc/app/app.ini > /out/app.ini.mode
@@ -173,7 +185,9 @@ class Started:
     started: float
 
 
-def start(containers: Containers, hub: Hub, tmp_path: Path, key: str, **variables: str) -> Started:
+def start(containers: Containers, hub: Hub, tmp_path: Path, key: str, *, image: str | None = None,
+          entrypoint: tuple[str, ...] = ("/apphub/init-config.sh",), volumes: dict[str, Any] | None = None,
+          **variables: str) -> Started:
     """A container whose entrypoint is init-config.sh then ENTRYPOINT; the key as a mounted secret."""
     out = tmp_path / f"out-{len(containers.names)}"
     out.mkdir()
@@ -184,13 +198,13 @@ def start(containers: Containers, hub: Hub, tmp_path: Path, key: str, **variable
     containers.names.append(name)
     started = time.monotonic()
     containers.client.containers.run(
-        containers.image, ENTRYPOINT, entrypoint=["/apphub/init-config.sh"], name=name, detach=True,
+        image or containers.image, ENTRYPOINT, entrypoint=list(entrypoint), name=name, detach=True,
         network_mode="host",
         environment={"APPHUB_URL": hub.url, "APPHUB_SERVICE": "app", "APPHUB_KEY_FILE": "/run/secrets/apphub_key",
                      **variables},
         volumes={str(SCRIPT): {"bind": "/apphub/init-config.sh", "mode": "ro"},
                  str(key_file): {"bind": "/run/secrets/apphub_key", "mode": "ro"},
-                 str(out): {"bind": "/out", "mode": "rw"}})
+                 str(out): {"bind": "/out", "mode": "rw"}, **(volumes or {})})
     return Started(name, out, started)
 
 
@@ -306,3 +320,40 @@ def test_a_key_of_another_service_is_refused_with_77(containers: Containers, hub
     assert not (started.out / "args").exists()
     requests = server.logs().decode(errors="replace")
     assert requests.count("/api/v1/services/app/") == 1, requests  # refused once, not retried
+
+
+@pytest.fixture
+def shell_less_image(containers: Containers, tmp_path: Path) -> str:
+    """An image without a shell or any tool, as Portainer's (FROM scratch, one static binary): only /tmp."""
+    image = "localhost/apphub-test-no-shell:1"
+    if containers.podman("image", "exists", image).returncode != 0:
+        archive = tmp_path / "no-shell.tar"
+        with tarfile.open(archive, "w") as tar:
+            entry = tarfile.TarInfo("tmp")
+            entry.type, entry.mode = tarfile.DIRTYPE, 0o1777
+            tar.addfile(entry)
+        made = containers.podman("import", str(archive), image)
+        assert made.returncode == 0, made.stderr
+    return image
+
+
+def test_an_image_without_a_shell_runs_it_with_a_mounted_busybox(containers: Containers, hub: Hub, tmp_path: Path,
+                                                                 shell_less_image: str) -> None:
+    """docs/init-config.md's way for Portainer: a folder holding busybox and its links, mounted, on PATH."""
+    tools = tmp_path / "apphub-bin"
+    tools.mkdir()
+    shutil.copy(BUSYBOX, tools / "busybox")
+    for applet in ("sh", *INIT_CONFIG_APPLETS):
+        (tools / applet).symlink_to("busybox")
+    hub.dep.open()
+    hub.serve()
+    key = hub.key("services", "key", "app")
+    started = start(containers, hub, tmp_path, key, image=shell_less_image,
+                    entrypoint=("/apphub/bin/sh", "/apphub/init-config.sh"),
+                    volumes={str(tools): {"bind": "/apphub/bin", "mode": "ro"}},
+                    PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/apphub/bin")
+    status, log, _ = finish(containers, started, key, hub.password())
+
+    assert status == 0, log
+    assert (started.out / "app.ini.mode").read_text().strip() == "600"
+    assert (started.out / "env-seen").read_text() == hub.password()

@@ -42,16 +42,19 @@
 #       image: gitea/gitea:1.25.5
 #       entrypoint: ["/apphub/init-config.sh", "/usr/bin/entrypoint"]
 #       command: ["/usr/bin/s6-svscan", "/etc/s6"]
+#       extra_hosts: ["host.docker.internal:host-gateway"]
 #       environment:
-#         APPHUB_URL: http://websoft9-apphub:8080
-#         APPHUB_SERVICE: git
-#         APPHUB_KEY_FILE: /run/secrets/apphub_git_key
-#       secrets: [apphub_git_key]
+#         APPHUB_URL: http://host.docker.internal:8080
+#         APPHUB_SERVICE: gitea
+#         APPHUB_KEY_FILE: /run/secrets/apphub_gitea_key
+#       secrets: [apphub_gitea_key]
 #       volumes:
-#         - /usr/share/apphub/init-config.sh:/apphub/init-config.sh:ro
+#         - /usr/local/share/apphub/init-config.sh:/apphub/init-config.sh:ro
 #   secrets:
-#     apphub_git_key:
-#       file: /var/lib/apphub/keys/git.key
+#     apphub_gitea_key:
+#       file: /etc/apphub/keys/gitea.key       # apphub services key gitea > /etc/apphub/keys/gitea.key
+#
+# (docs/init-config.md: apphub's side, and Websoft9's proxy, git and deployment containers.)
 #
 # Example, a Dockerfile of one's own (ENTRYPOINT resets CMD: give it again):
 #
@@ -98,7 +101,7 @@ is_count() {
 # -- configuration ---------------------------------------------------------------------------
 
 [ -n "${APPHUB_URL:-}" ] || die 78 "APPHUB_URL is not set (apphub's address as this container reaches it," \
-    "e.g. http://websoft9-apphub:8080)"
+    "e.g. http://host.docker.internal:8080)"
 case $APPHUB_URL in
     http://?* | https://?*) ;;
     *) die 78 "APPHUB_URL '$APPHUB_URL' is not an http:// or https:// address" ;;
