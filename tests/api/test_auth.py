@@ -38,6 +38,9 @@ EXPECTED_OPERATIONS = {
     ("GET", "/api/v1/env"), ("GET", "/api/v1/env/{scope}"), ("PUT", "/api/v1/env/{scope}"),
     ("PUT", "/api/v1/env/{scope}/{name}"), ("DELETE", "/api/v1/env/{scope}/{name}"),
     ("POST", "/api/v1/env/{scope}/plan"),
+    ("GET", "/api/v1/services"), ("GET", "/api/v1/services/{name}/health"),
+    ("GET", "/api/v1/services/{name}/dependencies"), ("GET", "/api/v1/services/{name}/config"),
+    ("GET", "/api/v1/init/status"), ("POST", "/api/v1/init"),
 }
 
 
@@ -54,11 +57,16 @@ class Operation:
     def needs(self) -> str | None:
         if self.template == "/healthz":
             return None
+        if self.template in ADMIN_ONLY:
+            return "admin"
         # A plan changes nothing: a read key may ask what a change would do.
         return "read" if self.method == "GET" or self.template in READ_POSTS else "write"
 
 
 READ_POSTS = {"/api/v1/settings/plan", "/api/v1/settings/rollback/plan", "/api/v1/env/{scope}/plan"}
+# A service's bundle holds its secrets in plaintext (an admin or that service's own key); the
+# initialisers create accounts.
+ADMIN_ONLY = {"/api/v1/services/{name}/config", "/api/v1/init"}
 
 
 def client_with(server: LiveServer, headers: dict[str, str] | dict[bytes, bytes]) -> httpx.Client:
@@ -84,7 +92,12 @@ PATH_VALUES = {
     "/api/v1/env/{scope}": {"scope": "global"},
     "/api/v1/env/{scope}/{name}": {"scope": "global", "name": "TZ"},
     "/api/v1/env/{scope}/plan": {"scope": "global"},
+    "/api/v1/services/{name}/health": {"name": "docker"},
+    "/api/v1/services/{name}/dependencies": {"name": "app"},
+    "/api/v1/services/{name}/config": {"name": "app"},
 }
+# A manifest service for the services routes: no files, no reload, so the sync leaves it alone.
+MANIFEST = "services:\n  app:\n    description: the services routes' test service\n"
 BODIES: dict[tuple[str, str], Any] = {
     ("PUT", "/api/v1/settings"): {"gitea": {"user_email": "batch@example.com"}},
     ("PUT", "/api/v1/settings/{section}"): {"user_email": "section@example.com"},
@@ -140,6 +153,7 @@ def check(operation: Operation, credential: str, response: httpx.Response) -> No
 
 def run_matrix(live_server: LiveServer, admin: httpx.Client, key_for: Callable[[], list[str | None]],
                credential: str) -> None:
+    (live_server.data.root / "services.yaml").write_text(MANIFEST)
     found = operations(admin)
     assert {(o.method, o.template) for o in found} >= EXPECTED_OPERATIONS
     failures = []

@@ -33,6 +33,12 @@ ROUTES = {
     "/api/v1/env/{scope}": {"get", "put"},
     "/api/v1/env/{scope}/{name}": {"put", "delete"},
     "/api/v1/env/{scope}/plan": {"post"},
+    "/api/v1/services": {"get"},
+    "/api/v1/services/{name}/health": {"get"},
+    "/api/v1/services/{name}/dependencies": {"get"},
+    "/api/v1/services/{name}/config": {"get"},
+    "/api/v1/init/status": {"get"},
+    "/api/v1/init": {"post"},
 }
 
 

@@ -25,7 +25,14 @@ NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 ServiceName = Annotated[str, Path(description="A product (nginx_proxy_manager, gitea, portainer, cockpit), an engine "
                                               "(docker, supervisord) or a service of services.yaml",
                                   pattern=NAME_PATTERN, examples=["gitea"])]
+BASE: dict[int | str, dict[str, Any]] = {
+    **COMMON_RESPONSES,
+    400: problem_response("A malformed parameter (a name outside [A-Za-z0-9_.-]); `errors` names each"),
+}
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: problem_response("No such service")}
+MANIFEST_BROKEN: dict[int | str, dict[str, Any]] = {
+    503: problem_response("services.yaml is invalid, or the service's files do not render (the detail says which)"),
+}
 TAR = "application/x-tar"
 
 
@@ -94,7 +101,7 @@ def board_of(request: Request) -> ServiceBoard:
 
 
 @router.get("/services", summary="Every service with its health, version and last check",
-            response_model=None, responses={**COMMON_RESPONSES, **ok(ServiceList)})
+            response_model=None, responses={**BASE, **ok(ServiceList)})
 async def list_services(request: Request, _: Annotated[Principal, Depends(require_read)],
                         refresh: Annotated[bool, Query(description="Test every service now")] = False) -> Response:
     board = board_of(request)
@@ -103,7 +110,7 @@ async def list_services(request: Request, _: Annotated[Principal, Depends(requir
 
 
 @router.get("/services/{name}/health", summary="Test one service now", response_model=None,
-            responses={**COMMON_RESPONSES, **NOT_FOUND, **ok(ServiceHealth)})
+            responses={**BASE, **NOT_FOUND, **ok(ServiceHealth)})
 async def service_health(name: ServiceName, request: Request,
                          _: Annotated[Principal, Depends(require_read)]) -> Response:
     check = await run_in_threadpool(board_of(request).check, name)
@@ -111,7 +118,7 @@ async def service_health(name: ServiceName, request: Request,
 
 
 @router.get("/services/{name}/dependencies", summary="Whether the services it depends on are healthy now",
-            response_model=None, responses={**COMMON_RESPONSES, **NOT_FOUND, **ok(Dependencies)})
+            response_model=None, responses={**BASE, **NOT_FOUND, **MANIFEST_BROKEN, **ok(Dependencies)})
 async def service_dependencies(
         name: ServiceName, request: Request, _: Annotated[Principal, Depends(require_read)],
         format: Annotated[Literal["json", "text"], Query(description="text: `ready` or `waiting`, then a line "
@@ -127,10 +134,9 @@ async def service_dependencies(
 
 @router.get("/services/{name}/config", summary="The files and environment a service's container fetches at start",
             response_model=None,
-            responses={**COMMON_RESPONSES, **NOT_FOUND,
+            responses={**BASE, **NOT_FOUND, **MANIFEST_BROKEN,
                        403: problem_response("Neither an admin key nor this service's own key"),
                        409: problem_response("config.ini or env.ini does not parse"),
-                       422: problem_response("The service's files do not render"),
                        200: {"description": "JSON, or with format=tar a tar archive of `files/<path in the "
                                             "container>` and `env` (export lines)",
                              "content": {"application/json": {}, TAR: {}}}})
@@ -140,8 +146,10 @@ async def service_config(
 ) -> Response:
     # Secrets are in plaintext here: the service's own key, or an admin, and nobody else.
     if principal.service != name and (principal.service is not None or principal.role != "admin"):
-        raise Forbidden(f"the key '{principal.name}' may not read the configuration of the service '{name}': "
-                        "it takes an admin key or that service's own key (apphub services key NAME)")
+        raise Forbidden(f"the key '{principal.name}' has the role '{principal.role}'"
+                        + (f" of the service '{principal.service}'" if principal.service else "")
+                        + f"; the configuration of the service '{name}' (its secrets in plaintext) needs 'admin' "
+                        f"or that service's own key (apphub services key {name})")
     bundle = await run_in_threadpool(build_bundle, core_of(request), name)
     headers = {"X-Apphub-Version": bundle.version, "Cache-Control": "no-store"}
     if format == "tar":
@@ -150,7 +158,7 @@ async def service_config(
 
 
 @router.get("/init/status", summary="The products' first-start initialisation: per product, per step",
-            response_model=None, responses={**COMMON_RESPONSES, **ok(InitStatus)})
+            response_model=None, responses={**BASE, **ok(InitStatus)})
 async def init_status(request: Request, _: Annotated[Principal, Depends(require_read)]) -> Response:
     manager = manager_of(request)
     enabled = list(manager.settings().enabled)
@@ -159,7 +167,7 @@ async def init_status(request: Request, _: Annotated[Principal, Depends(require_
 
 
 @router.post("/init", summary="Run the initialisers again: every enabled product, or one", response_model=None,
-             responses={**COMMON_RESPONSES, **NOT_FOUND, **ok(InitStatus),
+             responses={**BASE, **NOT_FOUND, **ok(InitStatus),
                         403: problem_response("This needs an admin key")})
 async def run_init(
         request: Request, _: Annotated[Principal, Depends(require_admin)],
