@@ -7,7 +7,9 @@ stand-ins record what did not), and that no secret reached a recorded result.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+from apphub.services.bundle import build_bundle
 from apphub.services.manager import INIT_ACTOR
 from apphub.services.status import ProductRun
 from tests.services.conftest import Stage
@@ -203,3 +205,23 @@ def test_connection_tests_say_version_and_authentication(stage: Stage) -> None:
     assert down.health == "down"
     assert down.reason
     assert stage.violations() == []
+
+
+def test_cockpit_conf_is_checked_against_what_apphub_renders(stage: Stage, tmp_path: Path) -> None:
+    target = tmp_path / "cockpit" / "cockpit.conf"
+    stage.core.system.update({"sync": {"roots": str(tmp_path / "cockpit")}}, INIT_ACTOR)
+    (stage.core.data.root / "services.yaml").write_text(
+        "services:\n  cockpit:\n    files:\n"
+        f"      - path: {target}\n        format: ini\n        map:\n"
+        "          WebService.Origins: http://${nginx_proxy_manager.docker0_ip}:${nginx_proxy_manager.listen_port}\n")
+
+    [stale] = stage.manager.initialise(["cockpit"], trigger="cli").values()
+    [file] = build_bundle(stage.core, "cockpit").files
+    target.parent.mkdir()
+    target.write_bytes(file.content)  # what the sync would write
+    [applied] = stage.manager.initialise(["cockpit"], trigger="cli").values()
+
+    assert states(stale) == {"reach": "unchanged", "configuration": "failed"}
+    assert "does not hold what apphub renders" in (stale.steps[1].last_error or "")
+    assert states(applied) == {"reach": "unchanged", "configuration": "unchanged"}
+    assert f"{target} holds what apphub renders" in (applied.steps[1].detail or "")

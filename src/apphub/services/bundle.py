@@ -16,7 +16,7 @@ import os
 import tarfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from apphub.core import Core
@@ -87,6 +87,27 @@ def build_bundle(core: Core, service: str) -> Bundle:
     variables = service_env(service, spec, config, env, os.environ)
     return Bundle(service, config.version, env.version, files,
                   {name: variable.value for name, variable in variables.items()})
+
+
+def file_as_rendered(core: Core, file_name: str) -> tuple[bool | None, str]:
+    """Whether every manifest file named `file_name` (cockpit.conf) holds what apphub renders now:
+    None when the manifest renders none."""
+    settings = SyncSettings.from_system(core.system.snapshot())
+    manifest = load_manifest(core.data.root / "services.yaml", settings.roots, core.data.root)
+    services = [name for name, spec in manifest.services.items()
+                if any(PurePosixPath(file.path).name == file_name for file in spec.files)]
+    if not services:
+        return None, f"no service of the manifest renders a {file_name}"
+    plan = _planner(manifest, core.data.root).plan(core.config.snapshot(), services=services, env=core.env.snapshot())
+    if plan.failed:
+        return False, "; ".join(plan.failed.values())
+    files = [file for name in services for file in plan.services[name].files
+             if PurePosixPath(file.spec.path).name == file_name]
+    stale = [file.spec.path for file in files if file.changed]
+    if stale:
+        return False, (f"{', '.join(stale)} does not hold what apphub renders: the sync has not applied it "
+                       "(GET /api/v1/sync/status says why)")
+    return True, f"{', '.join(file.spec.path for file in files)} holds what apphub renders"
 
 
 def _planner(manifest: Manifest, root: Path) -> Planner:

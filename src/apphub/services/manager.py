@@ -23,6 +23,7 @@ from apphub.core import Core
 from apphub.errors import ApphubError, NotFound
 from apphub.reload.docker import ContainerEngine
 from apphub.services.base import Check, CheckTimer, ContainerRunner, Product, ProductContext
+from apphub.services.bundle import file_as_rendered
 from apphub.services.cockpit import Cockpit
 from apphub.services.gitea import Gitea
 from apphub.services.http import ProductClient
@@ -62,7 +63,7 @@ class ServiceManager:
         self.status = status
         self.transport = transport
         self._run_in_container = run_in_container
-        self.cockpit_conf = cockpit_conf
+        self.cockpit_conf = cockpit_conf or (lambda: file_as_rendered(core, "cockpit.conf"))
         self.stop = threading.Event()
         self._running: set[str] = set()
         self._lock = threading.Lock()
