@@ -187,7 +187,7 @@ class Started:
 
 def start(containers: Containers, hub: Hub, tmp_path: Path, key: str, *, image: str | None = None,
           entrypoint: tuple[str, ...] = ("/apphub/init-config.sh",), volumes: dict[str, Any] | None = None,
-          **variables: str) -> Started:
+          command: list[str] = ENTRYPOINT, **variables: str) -> Started:
     """A container whose entrypoint is init-config.sh then ENTRYPOINT; the key as a mounted secret."""
     out = tmp_path / f"out-{len(containers.names)}"
     out.mkdir()
@@ -198,7 +198,7 @@ def start(containers: Containers, hub: Hub, tmp_path: Path, key: str, *, image: 
     containers.names.append(name)
     started = time.monotonic()
     containers.client.containers.run(
-        image or containers.image, ENTRYPOINT, entrypoint=list(entrypoint), name=name, detach=True,
+        image or containers.image, command, entrypoint=list(entrypoint), name=name, detach=True,
         network_mode="host",
         environment={"APPHUB_URL": hub.url, "APPHUB_SERVICE": "app", "APPHUB_KEY_FILE": "/run/secrets/apphub_key",
                      **variables},
@@ -320,6 +320,26 @@ def test_a_key_of_another_service_is_refused_with_77(containers: Containers, hub
     assert not (started.out / "args").exists()
     requests = server.logs().decode(errors="replace")
     assert requests.count("/api/v1/services/app/") == 1, requests  # refused once, not retried
+
+
+def test_no_zombie_is_left_to_a_service_that_does_not_reap(containers: Containers, hub: Hub,
+                                                          tmp_path: Path) -> None:
+    """The script is PID 1 until it execs; what it started must be gone (or reaped) by then, since
+    a service as PID 1 may never reap a child it did not start (busybox `sleep` here; Portainer's Go
+    entrypoint waits for its own child only)."""
+    hub.dep.open()
+    hub.serve()
+    key = hub.key("services", "key", "app")
+    started = start(containers, hub, tmp_path, key, command=["sleep", "30"])
+    try:
+        wait_for_log(containers, started.name, "starting sleep")
+        time.sleep(1)  # anything left running has ended by now: a zombie, if nobody reaped it
+        table = containers.output(started.name, "sh", "-c", "cat /proc/[0-9]*/stat")
+    finally:
+        containers.client.api.kill(started.name)  # sleep as PID 1 ignores SIGTERM
+
+    zombies = [line for line in table.splitlines() if ") Z " in line]
+    assert zombies == [], table
 
 
 @pytest.fixture

@@ -173,8 +173,10 @@ fi
 # -- HTTP ------------------------------------------------------------------------------------
 
 # bounded SECONDS COMMAND...: COMMAND, killed when it runs longer (then $work/timed-out exists).
-# The watchdog naps in tenths and ends as soon as COMMAND has: a watchdog trapping TERM to kill
-# one long sleep races with its own start (a TERM before `$!` is known left it sleeping on).
+# The watchdog naps in short steps and ends as soon as COMMAND has. (A watchdog trapping TERM to
+# kill one long sleep raced with its own start: a TERM before `$!` was known left it sleeping on.
+# Killed, it leaves its current nap behind, so the first naps are 10 ms: an orphan that this
+# script, PID 1 of its container, has reaped before it execs a service that may not reap.)
 bounded() {
     b_limit=$1
     shift
@@ -182,9 +184,15 @@ bounded() {
     "$@" &
     b_job=$!
     (
-        b_left=$((b_limit * 10))
-        while [ "$b_left" -gt 0 ]; do
-            if sleep 0.1 2>/dev/null; then b_left=$((b_left - 1)); else sleep 1; b_left=$((b_left - 10)); fi
+        b_spent=0 b_end=$((b_limit * 100))  # hundredths of a second
+        while [ "$b_spent" -lt "$b_end" ]; do
+            if [ "$b_spent" -lt 10 ]; then b_tick=1; else b_tick=10; fi
+            if sleep "0.$(printf '%02d' "$b_tick")" 2>/dev/null; then
+                b_spent=$((b_spent + b_tick))
+            else
+                sleep 1
+                b_spent=$((b_spent + 100))
+            fi
             kill -0 "$b_job" 2>/dev/null || exit 0
         done
         : >"$work/timed-out"
