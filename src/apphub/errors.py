@@ -23,7 +23,8 @@ ApphubError
 │   └── BackendUnavailable       supervisord or the container engine cannot be reached
 ├── ServiceError                 a product's API (Gitea, Portainer, NPM, Cockpit) did not do what was asked
 │   ├── ServiceUnreachable       it cannot be reached, timed out or answered 5xx (worth retrying)
-│   └── ServiceRefused           it answered and refused (4xx: wrong credentials, one of its own rules)
+│   ├── ServiceRefused           it answered and refused (4xx: wrong credentials, one of its own rules)
+│   └── NeedsOperator            only a person can do the next step (the message says what to run)
 └── AuthError
     ├── Unauthenticated          no API key, or one that is not known
     └── Forbidden                the key's role is too weak for the action
@@ -220,6 +221,10 @@ class ServiceRefused(ServiceError):
     def __init__(self, message: str, status: int) -> None:
         super().__init__(message)
         self.status = status
+
+
+class NeedsOperator(ServiceError):
+    """A step apphub cannot do from outside the product; the message says what to run."""
 
 
 class AuthError(ApphubError):

@@ -1,15 +1,17 @@
 """A data folder whose config.ini points at the stand-ins, and the ServiceManager over it.
 
-Gitea's CLI runs "in its container" through `run_in_container`: here it forwards the argv to the
-stand-in's CLI route, as tests/standins/gitea-cli.sh does inside a real container.
+Gitea's CLI runs "in its container" through `run_in_container`: here a real `sh` runs apphub's command
+with tests/standins/gitea-cli.sh as `gitea`, which hands its argv to the stand-in, as it does in a
+busybox container.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import subprocess
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
-import httpx
 import pytest
 
 from apphub.core import Core
@@ -25,20 +27,32 @@ from tests.standins.portainer import PortainerStandIn
 __all__ = ["cockpit_standin", "gitea_standin", "npm_standin", "portainer_standin"]
 
 PRODUCTS = "nginx_proxy_manager,gitea,portainer,cockpit"
+GITEA_CLI = Path(__file__).resolve().parent.parent / "standins" / "gitea-cli.sh"
 
 
 @dataclass
 class GiteaContainer:
-    """What apphub ran in Gitea's container: (container, argv, user)."""
+    """Gitea's container, as far as apphub's exec sees it: the command runs in a real `sh` whose PATH has
+    a `gitea` that is tests/standins/gitea-cli.sh (busybox wget to the stand-in's CLI route)."""
 
     standin: GiteaStandIn
-    runs: list[tuple[str, list[str], str]] = field(default_factory=list)
+    bin_dir: Path
+    runs: list[tuple[str, list[str], str, dict[str, str]]] = field(default_factory=list)
 
-    def __call__(self, container: str, command: list[str], user: str, shown: str) -> tuple[int | None, str]:
-        self.runs.append((container, command, user))
-        assert command[0] == "gitea"
-        answer = httpx.post(f"{self.standin.url}/__standin/admin-user-create", json={"argv": command[1:]}).json()
-        return int(answer["exit_code"]), str(answer["output"])
+    def __post_init__(self) -> None:
+        self.bin_dir.mkdir(parents=True, exist_ok=True)
+        shims = {"gitea": f'exec /bin/busybox sh {GITEA_CLI} "$@"', "wget": 'exec /bin/busybox wget "$@"'}
+        for name, line in shims.items():
+            shim = self.bin_dir / name
+            shim.write_text(f"#!/bin/sh\n{line}\n")
+            shim.chmod(0o755)
+
+    def __call__(self, container: str, command: list[str], *, user: str, shown: str,
+                 environment: Mapping[str, str]) -> tuple[int | None, str]:
+        self.runs.append((container, command, user, dict(environment)))
+        done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False, env={
+            "PATH": f"{self.bin_dir}:/usr/bin:/bin", "GITEA_STANDIN_URL": self.standin.url, **environment})
+        return done.returncode, done.stdout + done.stderr
 
 
 @dataclass
@@ -77,7 +91,7 @@ def stage(core: Core, npm_standin: NpmStandIn, gitea_standin: GiteaStandIn, port
           cockpit_standin: CockpitStandIn) -> Iterator[Stage]:
     point_at_standins(core, npm_standin, gitea_standin, portainer_standin, cockpit_standin)
     database = Database(core.data.database)
-    container = GiteaContainer(gitea_standin)
+    container = GiteaContainer(gitea_standin, core.data.root.parent / "gitea-bin")
     manager = ServiceManager(core, InitStatus(database), run_in_container=container)
     try:
         yield Stage(core, manager, npm_standin, gitea_standin, portainer_standin, cockpit_standin, container)

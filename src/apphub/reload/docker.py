@@ -37,7 +37,7 @@ import shlex
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -178,13 +178,16 @@ class ContainerEngine:
                               f"{_tail(output)}")
 
     def run(self, container: str, command: list[str], timeout: float, *, user: str | None = None,
-            shown: str | None = None) -> tuple[int | None, bytes]:
-        """Run `command` in the container as `user`; its exit code and its output (stdout and stderr).
-        `shown`: how messages name the command (one holding a password must not be quoted)."""
+            shown: str | None = None, environment: Mapping[str, str] | None = None) -> tuple[int | None, bytes]:
+        """Run `command` in the container as `user`, with `environment` added; its exit code and its
+        output (stdout and stderr). A secret goes in `environment`, never in `command`: an exec's
+        argv is in the engine's events and in the container's process list. `shown`: how messages
+        name the command."""
         shown = shown or shlex.join(command)
         with self._api(timeout) as api, self._translate(f"`{shown}` in container {container}", container,
                                                         waited=timeout):
-            exec_id = api.exec_create(container, command, stdout=True, stderr=True, user=user or "")["Id"]
+            exec_id = api.exec_create(container, command, stdout=True, stderr=True, user=user or "",
+                                      environment=dict(environment) if environment else None)["Id"]
             # The SDK's own exec_start blocks in poll() without a timeout until the command ends;
             # read the attached stream ourselves against the deadline instead.
             stream = api.exec_start(exec_id, socket=True)

@@ -20,9 +20,13 @@ from apphub.services.steps import Step
 
 Health = Literal["healthy", "unhealthy", "down", "unknown"]
 
-# Runs a command in a container as a user: (exit code, output). Raises BackendUnavailable when
-# there is no engine to ask, ReloadError when the engine refuses (no such container).
-ContainerRunner = Callable[[str, list[str], str, str], tuple[int | None, str]]
+class ContainerRunner(Protocol):
+    """Runs `command` in `container` as `user`, with `environment` added (how a password reaches a
+    command without being in its argv): (exit code, output). `shown` is how messages name it.
+    Raises BackendUnavailable when there is no engine to ask, ReloadError when the engine refuses."""
+
+    def __call__(self, container: str, command: list[str], *, user: str, shown: str,
+                 environment: Mapping[str, str]) -> tuple[int | None, str]: ...
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,10 @@ import secrets
 import shlex
 from typing import Any
 
-from apphub.errors import ApphubError, ServiceError, ServiceRefused
+from apphub.errors import ApphubError, NeedsOperator, ServiceError, ServiceRefused
 from apphub.services.base import Check, CheckTimer, ProductContext, web_root
-from apphub.services.http import ProductClient
-from apphub.services.steps import Done, NeedsOperator, Step
+from apphub.services.http import ProductClient, mask
+from apphub.services.steps import Done, Step
 
 TOKEN_NAME = "apphub"  # noqa: S105 - the token's name in Gitea, not a secret
 # What apphub's token does: create and read its repository and hooks (repository), read the
@@ -78,8 +78,11 @@ class Gitea:
             return self._create_admin()
 
     def _create_admin(self) -> Done:
-        command = ["gitea", "admin", "user", "create", "--admin", "--username", self.user, "--password",
-                   self.password, "--email", self.context.text("user_email"), "--must-change-password=false"]
+        # The password reaches the CLI through the exec's environment: an argv is in the engine's
+        # events and in the container's process list.
+        command = ["sh", "-c", 'exec gitea admin user create --admin --username "$1" --password "$APPHUB_PASSWORD" '
+                   '--email "$2" --must-change-password=false', "gitea-admin", self.user,
+                   self.context.text("user_email")]
         shown = ("gitea admin user create --admin --username " + shlex.quote(self.user) + " --password "
                  "\"$(apphub getconfig --section gitea --key user_pwd)\" --email "
                  + shlex.quote(self.context.text("user_email")) + " --must-change-password=false")
@@ -89,7 +92,8 @@ class Gitea:
             raise NeedsOperator("gitea: Gitea has no API that creates its first admin, and no container to run its "
                                 f"CLI in is configured (system.ini [services] gitea_container); run: {by_hand}")
         try:
-            exit_code, output = self.context.run_in_container(container, command, "git", shown)
+            exit_code, output = self.context.run_in_container(container, command, user="git", shown=shown,
+                                                              environment={"APPHUB_PASSWORD": self.password})
         except ApphubError as exc:
             raise NeedsOperator(f"gitea: its CLI could not be run in the container {container} ({exc}); "
                                 f"run: {by_hand}") from None
@@ -100,8 +104,8 @@ class Gitea:
                 f"gitea: the user {self.user} exists, but the configured password is not its password; set it with "
                 f"docker exec -u git {container} gitea admin user change-password --username {shlex.quote(self.user)} "
                 "--password \"$(apphub getconfig --section gitea --key user_pwd)\" --must-change-password=false", 409)
-        raise ServiceRefused(f"gitea: `{shown}` in the container {container} exited with {exit_code}: "
-                             f"{output.strip()[-300:]}", 500)
+        said = mask(output.strip(), self.secrets())[-300:]  # masked whole, then shortened
+        raise ServiceRefused(f"gitea: `{shown}` in the container {container} exited with {exit_code}: {said}", 500)
 
     def _token(self) -> Done:
         with self._client() as client:
@@ -125,6 +129,8 @@ class Gitea:
             raise ServiceRefused("gitea: the created token came back without its sha1", 201)
         self.token = token
         self.context.save("config", {"gitea.api_token": token})
+        if self._history_is_ours():  # the push used the token just replaced
+            self.context.save("system", {"history.remote_token": token})
         return Done(True, f"created the token {TOKEN_NAME!r} ({', '.join(TOKEN_SCOPES)}) and stored it in "
                           "config.ini [gitea] api_token")
 
@@ -139,16 +145,24 @@ class Gitea:
                             expect=(201,), json_body={
                                 "name": repo, "private": True, "auto_init": False, "default_branch": "main",
                                 "description": "Configuration history of apphub (each version is a commit)"})
-        pointed = self._point_history_at(repo)
+        pointed = self._point_history_at()
         what = f"created the private repository {self.user}/{repo}" if created \
             else f"the repository {self.user}/{repo} exists"
         return Done(created or pointed, what + ("; the history is pushed to it" if pointed else ""))
 
-    def _point_history_at(self, repo: str) -> bool:
+    def _history_url(self) -> str:
+        root = web_root(self.context.text("base_url"), API_SUFFIX)
+        return f"{root}/{self.user}/{self.context.text('history_repo')}.git"
+
+    def _history_is_ours(self) -> bool:
+        return (self.context.system.get("history_remote_url") == self._history_url()
+                and self.context.system.get("history_remote_user") == self.user)
+
+    def _point_history_at(self) -> bool:
         """Push the history to the repository when system.ini names no remote yet."""
         if self.context.system.get("history_remote_url"):
             return False
-        url = f"{web_root(self.context.text('base_url'), API_SUFFIX)}/{self.user}/{repo}.git"
+        url = self._history_url()
         self.context.save("system", {"history.remote_url": url, "history.remote_user": self.user,
                                      "history.remote_token": self.token})
         return True

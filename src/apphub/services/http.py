@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import http.cookiejar
 import json
+import threading
+import time
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
-from apphub.errors import ServiceRefused, ServiceUnreachable
+from apphub.errors import Interrupted, ServiceRefused, ServiceUnreachable
 
 MASK = "********"
 
@@ -39,10 +42,15 @@ class ProductClient:
     """Calls one product's API under `base_url`; `secrets` are masked in every error message."""
 
     def __init__(self, product: str, base_url: str, *, timeout: float, secrets: Iterable[str] = (),
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None, stop: threading.Event | None = None) -> None:
+        """`timeout`: what all the calls of this client may take together (one attempt of one step);
+        `stop`: set when apphub is stopping, and no call starts after it is."""
         self.product = product
         self.base_url = base_url.rstrip("/")
         self._secrets = list(secrets)
+        self._timeout = timeout
+        self._deadline = time.monotonic() + timeout
+        self._stop = stop
         self._http = httpx.Client(timeout=timeout, transport=transport, follow_redirects=False,
                                   cookies=http.cookiejar.CookieJar(_NoCookies()))
 
@@ -65,18 +73,24 @@ class ProductClient:
              params: Mapping[str, str] | None = None) -> httpx.Response:
         """`method` `base_url + path`; returns the response when its status is in `expect`."""
         url = self.base_url + path
-        where = f"{self.product}: {what} ({method} {url})"
+        where = f"{self.product}: {what} ({method} {_without_userinfo(url)})"
+        if self._stop is not None and self._stop.is_set():
+            raise Interrupted(f"{where}: apphub is stopping")
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise ServiceUnreachable(f"{where}: the step's {self._timeout:g} s were used up before this call")
         try:
+            # Each call may wait what is left of the attempt's time for each read (httpx's timeouts are
+            # per phase); no call starts once it is used up.
             response = self._http.request(method, url, auth=auth, headers=headers, json=json_body, files=files,
-                                          params=params)
+                                          params=params, timeout=left)
         except httpx.TimeoutException as exc:
-            raise ServiceUnreachable(f"{where}: no answer within {self._http.timeout.read:g} s "
-                                     f"({type(exc).__name__})") from None
+            raise ServiceUnreachable(f"{where}: no answer within {self._timeout:g} s ({type(exc).__name__})") from None
         except httpx.HTTPError as exc:
-            raise ServiceUnreachable(f"{where}: {self._masked(str(exc)) or type(exc).__name__}") from None
+            raise ServiceUnreachable(f"{where}: {self._masked(str(exc))[:300] or type(exc).__name__}") from None
         if response.status_code in expect:
             return response
-        reason = self._masked(_reason(response))
+        reason = self._masked(_reason(response))[:300]  # masked whole, then shortened: no piece of a secret
         if response.status_code >= 500:
             raise ServiceUnreachable(f"{where}: {response.status_code} {reason}")
         raise ServiceRefused(f"{where}: {response.status_code} {reason}", response.status_code)
@@ -100,12 +114,20 @@ def _reason(response: httpx.Response) -> str:
         body = response.json()
     except (ValueError, json.JSONDecodeError):
         text = response.text.strip().splitlines()
-        return (text[0][:200] if text else response.reason_phrase) or str(response.status_code)
+        return (text[0] if text else response.reason_phrase) or str(response.status_code)
     if isinstance(body, dict):
         error = body.get("error")
         if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])[:300]
+            return str(error["message"])
         parts = [str(body[field]) for field in ("message", "details") if body.get(field)]
         if parts:
-            return ": ".join(parts)[:300]
+            return ": ".join(parts)
     return response.reason_phrase or str(response.status_code)
+
+
+def _without_userinfo(url: str) -> str:
+    """The URL as messages show it: a `user:password@` in it is dropped."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]).geturl()

@@ -8,12 +8,15 @@ steps in order; a step that fails ends its product's run, and the steps after it
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -76,6 +79,7 @@ class ServiceManager:
                  ("enabled", "check_interval_s", "step_timeout_s", "step_attempts", "gitea_container",
                   "cockpit_host")}
         found["history_remote_url"] = values.get("history", "remote_url")
+        found["history_remote_user"] = values.get("history", "remote_user")
         enabled = found["enabled"]
         names = tuple(enabled) if isinstance(enabled, list) else tuple(filter(None, str(enabled).split(",")))
         return ServicesSettings(names, float(str(found["check_interval_s"])), float(str(found["step_timeout_s"])),
@@ -96,16 +100,20 @@ class ServiceManager:
 
     def _client_factory(self, product: str, timeout: float) -> Callable[..., ProductClient]:
         def client(base_url: str, secrets: Iterable[str] = ()) -> ProductClient:
-            return ProductClient(product, base_url, timeout=timeout, secrets=secrets, transport=self.transport)
+            return ProductClient(product, base_url, timeout=timeout, secrets=secrets, transport=self.transport,
+                                 stop=self.stop)
         return client
 
     def _container_runner(self) -> ContainerRunner:
         if self._run_in_container is not None:
             return self._run_in_container
         engine = ContainerEngine(self.sync_settings().docker_url)
+        timeout = self.settings().step_timeout_s
 
-        def run(container: str, command: list[str], user: str, shown: str) -> tuple[int | None, str]:
-            exit_code, output = engine.run(container, command, 60.0, user=user, shown=shown)
+        def run(container: str, command: list[str], *, user: str, shown: str,
+                environment: Mapping[str, str]) -> tuple[int | None, str]:
+            exit_code, output = engine.run(container, command, timeout, user=user, shown=shown,
+                                           environment=environment)
             return exit_code, output.decode("utf-8", "replace")
         return run
 
@@ -125,8 +133,9 @@ class ServiceManager:
         A product whose run is under way already is not started twice (its current run is returned)."""
         settings = self.settings()
         wanted = list(settings.enabled if names is None else names)
-        for name in wanted:
-            self.product(name, settings)  # NotFound for an unknown name, before anything starts
+        unknown = [name for name in wanted if name not in PRODUCTS]
+        if unknown:  # before anything starts; a product whose settings do not read fails alone
+            raise NotFound(f"no product named {', '.join(map(repr, unknown))}: apphub knows {', '.join(PRODUCTS)}")
         if not wanted:
             return {}
         with ThreadPoolExecutor(max_workers=len(wanted), thread_name_prefix="apphub-init") as pool:
@@ -134,22 +143,30 @@ class ServiceManager:
         return {run.service: run for run in runs}
 
     def _initialise_one(self, name: str, settings: ServicesSettings, trigger: str) -> ProductRun:
+        """One product's run, unless one is under way already in this process or another (a CLI
+        beside the server): then that run's current state."""
         with self._lock:
-            if name in self._running:
-                return self.status.load().get(name) or ProductRun(name, name, trigger, [])
-            self._running.add(name)
+            busy = name in self._running
+            if not busy:
+                self._running.add(name)
+        if busy:
+            return self._current(name, trigger)
         try:
-            return self._run(name, settings, trigger)
+            with _product_lock(self.core.data.lock_dir / f"init-{name}.lock") as held:
+                return self._run(name, settings, trigger) if held else self._current(name, trigger)
         finally:
             with self._lock:
                 self._running.discard(name)
+
+    def _current(self, name: str, trigger: str) -> ProductRun:
+        return self.status.load().get(name) or ProductRun(name, name, trigger, [], "running")
 
     def _run(self, name: str, settings: ServicesSettings, trigger: str) -> ProductRun:
         previous = self.status.load().get(name)
         try:
             product = self.product(name, settings)
             steps = product.steps()
-        except ApphubError as exc:  # a secret that does not decrypt, a broken config.ini
+        except ApphubError as exc:  # a secret that does not decrypt, a key missing from config.ini
             run = ProductRun(name, name, trigger, [StepResult("settings", "read the product's settings",
                                                               "failed", 1, str(exc))], "failed")
             self.status.save(run)
@@ -161,17 +178,23 @@ class ServiceManager:
         started = time.monotonic()
         runner = StepRunner(RetryPolicy(attempts=settings.step_attempts,
                                         budget=settings.step_timeout_s * settings.step_attempts * 2), self.stop)
-        self.status.save(run)
-        for step, result in zip(steps, run.steps, strict=True):
-            runner.run(step, result, product.secrets, lambda: self.status.save(run))
-            if result.state in ("failed", "manual"):
-                for skipped in run.steps[run.steps.index(result) + 1:]:
-                    skipped.state, skipped.detail = "skipped", f"not run: the step {result.name!r} did not succeed"
-                break
-        run.settle()
-        run.finished_at = utc_now()
-        run.duration_ms = round((time.monotonic() - started) * 1000, 1)
-        self.status.save(run)
+        try:
+            self.status.save(run)
+            for step, result in zip(steps, run.steps, strict=True):
+                runner.run(step, result, product.secrets, lambda: self.status.save(run))
+                if result.state in ("failed", "manual"):
+                    for skipped in run.steps[run.steps.index(result) + 1:]:
+                        skipped.state = "skipped"
+                        skipped.detail = f"not run: the step {result.name!r} did not succeed"
+                    break
+        finally:  # whatever happened, the run is never left `running`
+            for result in run.steps:
+                if result.state in ("pending", "running"):
+                    result.state, result.detail = "skipped", "not run: the run was cut short"
+            run.settle()
+            run.finished_at = utc_now()
+            run.duration_ms = round((time.monotonic() - started) * 1000, 1)
+            self.status.save(run)
         return run
 
     # -- connection tests ---------------------------------------------------------------------
@@ -189,3 +212,19 @@ class ServiceManager:
             return self.product(name, settings).check()
         except ApphubError as exc:
             return CheckTimer(name).result("unknown", reason=f"its settings cannot be read: {exc}")
+
+
+@contextlib.contextmanager
+def _product_lock(path: Path) -> Iterator[bool]:
+    """An exclusive lock on `path` if nobody holds it (True), else False at once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from apphub.errors import ServiceError, ServiceRefused
+from apphub.errors import NeedsOperator, ServiceError, ServiceRefused
 from apphub.services.base import Check, CheckTimer, ProductContext
 from apphub.services.http import ProductClient
-from apphub.services.steps import Done, NeedsOperator, Step
+from apphub.services.steps import Done, Step
 
 LEGACY_ADMIN = ("admin@example.com", "changeme")  # NPM 2.12 and older, on a fresh install
 

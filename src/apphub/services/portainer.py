@@ -12,10 +12,10 @@ from typing import Any
 
 import httpx
 
-from apphub.errors import ServiceError, ServiceRefused
+from apphub.errors import NeedsOperator, ServiceError, ServiceRefused
 from apphub.services.base import Check, CheckTimer, ProductContext
 from apphub.services.http import ProductClient
-from apphub.services.steps import Done, NeedsOperator, Step
+from apphub.services.steps import Done, Step
 
 LOCAL_DOCKER = 1  # EndpointCreationType and Endpoint.Type of a local Docker environment
 ENVIRONMENT_NAME = "local"

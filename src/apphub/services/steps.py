@@ -17,15 +17,11 @@ from typing import Any, Literal
 import tenacity
 
 from apphub.audit.log import utc_now
-from apphub.errors import ApphubError, Interrupted, ServiceUnreachable
+from apphub.errors import ApphubError, Interrupted, NeedsOperator, ServiceUnreachable
 from apphub.services.http import mask
 
 StepState = Literal["pending", "running", "done", "unchanged", "failed", "manual", "skipped"]
 ENDED: frozenset[str] = frozenset({"done", "unchanged", "failed", "manual", "skipped"})
-
-
-class NeedsOperator(ApphubError):
-    """A step apphub cannot do from outside the product; the message says what to run."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +103,9 @@ class StepRunner:
             result.state, result.detail = "manual", mask(str(exc), secrets())
         except ApphubError as exc:
             result.state, result.last_error = "failed", mask(str(exc), secrets())
+        except Exception as exc:  # an answer of a shape the product's module did not expect
+            result.state = "failed"
+            result.last_error = mask(f"{step.name}: unexpected {type(exc).__name__}: {exc}", secrets())[:500]
         else:
             result.state = "done" if done.changed else "unchanged"
             result.detail = mask(done.detail, secrets())
