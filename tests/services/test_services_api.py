@@ -8,6 +8,7 @@ files and environment only to that service's key (or an admin).
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 import time
 from collections.abc import Iterator
@@ -159,3 +160,21 @@ def test_a_service_key_fetches_its_own_config_and_nothing_else(stage: Stage, ser
     assert "dep-config" in refused.json()["detail"]
     assert plain_reader.status_code == 403  # secrets in plaintext: not for any reader
     assert admin_api.get("/api/v1/services/app/config").status_code == 200
+    # Each fetch is a reveal in the audit log: which secret keys, by which key, never the values.
+    reveals = admin_api.get("/api/v1/audit", params={"action": "secrets.reveal", "actor": "app-config"}).json()
+    assert reveals["entries"], reveals
+    assert {(c["section"], c["key"]) for e in reveals["entries"] for c in e["changes"]} == {("gitea", "user_pwd")}
+    assert password not in json.dumps(reveals)
+
+
+def test_post_init_without_waiting_answers_202_and_the_status_follows(stage: Stage, admin_api: httpx.Client) -> None:
+    wait_for_init(admin_api)
+
+    response = admin_api.post("/api/v1/init", params={"service": "cockpit", "wait": "false"})
+
+    assert response.status_code == 202
+    assert response.json()["started"] == ["cockpit"]
+    deadline = time.monotonic() + 10
+    while admin_api.get("/api/v1/init/status").json()["services"][0]["trigger"] != "api":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)

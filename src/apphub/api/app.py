@@ -66,6 +66,7 @@ def start_services(app: FastAPI, core: Core) -> ServicesWorker:
     """The products' initialisation and every service's connection tests, in a thread of their own:
     serving never waits for them."""
     manager = ServiceManager(core, InitStatus(Database(core.data.database)))
+    app.state.services_database = manager.status.database
     board = ServiceBoard(manager, core.data.root / "services.yaml", core.data.root)
     worker = ServicesWorker(manager, board)
     app.state.services, app.state.services_board, app.state.services_worker = manager, board, worker
@@ -98,6 +99,7 @@ def create_app(data: DataDir, *, sync: bool = True, backends: BackendFactory | N
             yield
         finally:
             services_worker.stop()
+            app.state.services_database.close()
             if engine is not None:
                 engine.stop()
             history_worker.stop()

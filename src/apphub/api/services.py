@@ -3,6 +3,7 @@ initialisation, and what a service's container fetches at start (init-config.sh)
 
 from __future__ import annotations
 
+import threading
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -13,7 +14,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from apphub.api.auth import Principal, core_of, require_admin, require_read
 from apphub.api.models import ok
 from apphub.api.problems import COMMON_RESPONSES, problem_response
-from apphub.errors import Forbidden
+from apphub.api.settings import actor_of
+from apphub.errors import Forbidden, NotFound
 from apphub.services.board import ServiceBoard
 from apphub.services.bundle import build_bundle
 from apphub.services.manager import PRODUCTS, ServiceManager
@@ -150,7 +152,12 @@ async def service_config(
                         + (f" of the service '{principal.service}'" if principal.service else "")
                         + f"; the configuration of the service '{name}' (its secrets in plaintext) needs 'admin' "
                         f"or that service's own key (apphub services key {name})")
-    bundle = await run_in_threadpool(build_bundle, core_of(request), name)
+    core = core_of(request)
+    bundle = await run_in_threadpool(build_bundle, core, name)
+    # Handing out secrets in plaintext is a reveal: audited, by key name, never by value.
+    actor = actor_of(request, principal)
+    await run_in_threadpool(core.audit.record_reveal, actor, "config.ini", bundle.version, bundle.config_secrets)
+    await run_in_threadpool(core.audit.record_reveal, actor, "env.ini", bundle.env_version, bundle.env_secrets)
     headers = {"X-Apphub-Version": bundle.version, "Cache-Control": "no-store"}
     if format == "tar":
         return Response(bundle.to_tar(), media_type=TAR, headers=headers)
@@ -161,26 +168,40 @@ async def service_config(
             response_model=None, responses={**BASE, **ok(InitStatus)})
 async def init_status(request: Request, _: Annotated[Principal, Depends(require_read)]) -> Response:
     manager = manager_of(request)
-    enabled = list(manager.settings().enabled)
+    enabled = await run_in_threadpool(lambda: list(manager.settings().enabled))
     runs = await run_in_threadpool(manager.status.load)
     return JSONResponse({"enabled": enabled, "services": [run.to_dict() for run in runs.values()]})
 
 
 @router.post("/init", summary="Run the initialisers again: every enabled product, or one", response_model=None,
              responses={**BASE, **NOT_FOUND, **ok(InitStatus),
+                        202: {"description": "wait=false: the runs started; follow them at /api/v1/init/status",
+                              "content": {"application/json": {}}},
                         403: problem_response("This needs an admin key")})
 async def run_init(
         request: Request, _: Annotated[Principal, Depends(require_admin)],
         service: Annotated[str | None, Query(description="One product", pattern=NAME_PATTERN,
                                              examples=list(PRODUCTS))] = None,
+        wait: Annotated[bool, Query(description="Answer once the runs end (a product that is down is retried "
+                                                "first); false: at once, with 202")] = True,
 ) -> Response:
     manager = manager_of(request)
-    runs = await run_in_threadpool(manager.initialise, [service] if service else None, trigger="api")
+    names = [service] if service else None
+    if service is not None and service not in PRODUCTS:
+        raise NotFound(f"no product named {service!r}: apphub knows {', '.join(PRODUCTS)}")
     worker: ServicesWorker | None = getattr(request.app.state, "services_worker", None)
-    if worker is not None:
-        worker.wake()  # the connection tests follow what the run changed
-    return JSONResponse({"enabled": list(manager.settings().enabled),
-                         "services": [run.to_dict() for run in runs.values()]})
+
+    def run() -> dict[str, Any]:
+        runs = manager.initialise(names, trigger="api")
+        if worker is not None:
+            worker.wake()  # the connection tests follow what the run changed
+        return {"enabled": list(manager.settings().enabled), "services": [run.to_dict() for run in runs.values()]}
+
+    if not wait:
+        threading.Thread(target=run, name="apphub-init-api", daemon=True).start()
+        return JSONResponse({"started": names or list(manager.settings().enabled),
+                             "status": "/api/v1/init/status"}, status_code=202)
+    return JSONResponse(await run_in_threadpool(run))
 
 
 def _one_line(text: str | None) -> str | None:

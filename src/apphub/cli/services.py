@@ -16,6 +16,8 @@ from apphub.db import Database
 from apphub.services.board import ServiceBoard
 from apphub.services.manager import PRODUCTS, ServiceManager
 from apphub.services.status import InitStatus, ProductRun
+from apphub.sync.manifest import load_manifest
+from apphub.sync.settings import SyncSettings
 
 MARKS = {"done": "+", "unchanged": "=", "failed": "!", "manual": "?", "skipped": "-", "pending": " ", "running": "~"}
 
@@ -66,7 +68,8 @@ def _print_run(run: ProductRun) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def services(ctx: click.Context, as_json: bool) -> None:
-    """Every service apphub knows with its health, tested now: the products, the engines, the manifest's."""
+    """Every service apphub knows with its health, tested now: the products, the engines, the manifest's.
+    Exit 1 when a product or a manifest service is down or unhealthy."""
     if ctx.invoked_subcommand is not None:
         return
     with _manager(ctx) as manager:
@@ -86,7 +89,8 @@ def services(ctx: click.Context, as_json: bool) -> None:
         if check.reason:
             columns.append(check.reason)
         click.echo("  ".join(columns))
-    if any(check.health in ("down", "unhealthy") for check in checks):
+    # An engine this host does not use (no Docker on a supervisord-only host) is shown, not a failure.
+    if any(check.health in ("down", "unhealthy") for check in checks if check.kind != "engine"):
         raise click.exceptions.Exit(1)
 
 
@@ -97,6 +101,11 @@ def services(ctx: click.Context, as_json: bool) -> None:
 def service_key(ctx: click.Context, service: str, name: str | None) -> None:
     """Create and print a read-only key that sees only SERVICE's configuration (for its init-config.sh)."""
     with open_core(ctx) as core:
+        settings = SyncSettings.from_system(core.system.snapshot())
+        manifest = load_manifest(core.data.root / "services.yaml", settings.roots, core.data.root)
+        if service not in manifest.services:
+            raise click.ClickException(f"services.yaml has no service {service!r} (it has: "
+                                       f"{', '.join(manifest.services) or 'none'})")
         click.echo(create_key(core, name or f"{service}-config", "read", service))
 
 

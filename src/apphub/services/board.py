@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -25,6 +26,7 @@ from apphub.sync.plan import resolve_health
 from apphub.sync.values import Values
 
 ENGINES = ("docker", "supervisord")
+DEPENDENCY_MAX_AGE = 2.0
 _RANK = {"healthy": 0, "unknown": 1, "unhealthy": 2, "down": 3}
 
 
@@ -36,6 +38,7 @@ class ServiceBoard:
         self.manifest_path = manifest_path
         self.data_root = data_root
         self._latest: dict[str, Check] = {}
+        self._tested_at: dict[str, float] = {}
         self._lock = threading.Lock()
         self._checker: tuple[tuple[str, str], HealthChecker] | None = None
 
@@ -59,23 +62,33 @@ class ServiceBoard:
             raise NotFound(f"no service named {name!r}: apphub knows {', '.join(self.names()) or 'none'}")
         return self.check_all([name])[0]
 
-    def check_all(self, names: Iterable[str] | None = None) -> list[Check]:
+    def check_all(self, names: Iterable[str] | None = None, *, max_age: float = 0.0) -> list[Check]:
+        """Test `names` (default: every service) now, in parallel; a result younger than `max_age`
+        seconds is used as it is."""
         wanted = list(self.names() if names is None else names)
-        if not wanted:
-            return []
-        with ThreadPoolExecutor(max_workers=min(len(wanted), 16), thread_name_prefix="apphub-check") as pool:
-            found = list(pool.map(self._check_now, wanted))
+        now = time.monotonic()
         with self._lock:
-            self._latest.update({check.name: check for check in found})
-        return found
+            fresh = {name: self._latest[name] for name in wanted
+                     if name in self._latest and now - self._tested_at.get(name, -1e9) < max_age}
+        stale = [name for name in wanted if name not in fresh]
+        if stale:
+            with ThreadPoolExecutor(max_workers=min(len(stale), 16), thread_name_prefix="apphub-check") as pool:
+                found = list(pool.map(self._check_now, stale))
+            with self._lock:
+                self._latest.update({check.name: check for check in found})
+                self._tested_at.update(dict.fromkeys(stale, now))
+            fresh.update({check.name: check for check in found})
+        return [fresh[name] for name in wanted]
 
     def dependencies(self, service: str) -> tuple[bool, list[Check]]:
-        """Whether every service `service` depends on (the manifest's depends_on) is healthy now."""
-        manifest, problem = self._manifest()
+        """Whether every service `service` depends on (the manifest's depends_on) is healthy now.
+        Every container's init-config.sh asks this about once a second while it waits: a product's
+        result younger than DEPENDENCY_MAX_AGE is not logged in again."""
+        manifest = load_manifest(self.manifest_path, self.manager.sync_settings().roots, self.data_root)
         spec = manifest.services.get(service)
         if spec is None:
-            raise NotFound(f"no service named {service!r} in the manifest" + (f" ({problem})" if problem else ""))
-        checks = self.check_all(spec.depends_on) if spec.depends_on else []
+            raise NotFound(f"no service named {service!r} in the manifest (services.yaml)")
+        checks = self.check_all(spec.depends_on, max_age=DEPENDENCY_MAX_AGE) if spec.depends_on else []
         return all(check.health == "healthy" for check in checks), checks
 
     def _check_now(self, name: str) -> Check:

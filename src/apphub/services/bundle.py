@@ -44,6 +44,10 @@ class Bundle:
     env_version: str
     files: list[BundleFile]
     env: dict[str, str]
+    # What it shows in plaintext, for the audit log: config.ini's secret keys and env.ini's secret
+    # variables (scope, name) that the files and the environment hold.
+    config_secrets: list[tuple[str, str]]
+    env_secrets: list[tuple[str, str]]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -56,7 +60,8 @@ class Bundle:
     def to_tar(self) -> bytes:
         buffer = io.BytesIO()
         now = time.time()
-        with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as archive:
+        # GNU format: a path over ustar's 100 bytes is a long-name member, which busybox tar reads too.
+        with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as archive:
             for file in self.files:
                 _add(archive, "files/" + file.path.lstrip("/"), file.content, file.mode, now)
             _add(archive, "env", env_script(self.env).encode("utf-8"), SECRET_FILE_MODE, now)
@@ -75,7 +80,9 @@ def build_bundle(core: Core, service: str) -> Bundle:
     spec = manifest.services.get(service)
     if spec is None:
         raise NotFound(f"no service named {service!r} in the manifest (services.yaml)")
-    config, env = core.config.snapshot(), core.env.snapshot()
+    # A hand edit that does not parse leaves the last version that did in force, as the sync does.
+    config = core.config.last_good() or core.config.snapshot()
+    env = core.env.store.last_good() or core.env.snapshot()
     plan = _planner(manifest, core.data.root).plan(config, services=[service], env=env)
     if service in plan.failed:
         raise RenderError(plan.failed[service])
@@ -85,8 +92,13 @@ def build_bundle(core: Core, service: str) -> Bundle:
             SECRET_FILE_MODE if file.holds_secret else PLAIN_FILE_MODE
         files.append(BundleFile(file.spec.container_path or file.spec.path, mode, file.after))
     variables = service_env(service, spec, config, env, os.environ)
+    config_secrets = set(config.secret_keys())
+    read = set(plan.services[service].reads) | {key for variable in variables.values() for key in variable.keys}
+    env_secrets = {(variable.source.removeprefix("env.ini [").rstrip("]"), variable.name)
+                   for variable in variables.values() if variable.secret and variable.kind == "independent"}
     return Bundle(service, config.version, env.version, files,
-                  {name: variable.value for name, variable in variables.items()})
+                  {name: variable.value for name, variable in variables.items()},
+                  sorted(read & config_secrets), sorted(env_secrets))
 
 
 def file_as_rendered(core: Core, file_name: str) -> tuple[bool | None, str]:

@@ -89,7 +89,9 @@ class Portainer:
         with self._client() as client:
             listed = client.json(client.call("GET", "/endpoints", what="listing the environments", headers=bearer),
                                  what="listing the environments")
-            local = [endpoint for endpoint in listed if endpoint.get("Type") == LOCAL_DOCKER]
+            # Type 1 is any Docker API environment; the local one is the engine's socket (or pipe).
+            local = [endpoint for endpoint in listed if endpoint.get("Type") == LOCAL_DOCKER
+                     and str(endpoint.get("URL", "")).startswith(("unix://", "npipe://"))]
             if local:
                 return Done(False, f"the local Docker environment {local[0].get('Name')!r} is registered")
             form = {"Name": (None, ENVIRONMENT_NAME), "EndpointCreationType": (None, str(LOCAL_DOCKER))}

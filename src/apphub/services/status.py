@@ -51,7 +51,9 @@ class ProductRun:
 
     @classmethod
     def from_dict(cls, found: dict[str, Any]) -> ProductRun:
-        steps = [StepResult(**step) for step in found.get("steps", [])]
+        known = set(StepResult.__dataclass_fields__)  # a row written by another version of apphub reads too
+        steps = [StepResult(**{key: value for key, value in step.items() if key in known})
+                 for step in found.get("steps", []) if isinstance(step, dict) and "name" in step]
         return cls(found["service"], found.get("title", found["service"]), found.get("trigger", "?"), steps,
                    found.get("state", "pending"), found.get("started_at"), found.get("finished_at"),
                    found.get("duration_ms"), found.get("attempt", 1))

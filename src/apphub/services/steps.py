@@ -35,7 +35,7 @@ class Done:
 @dataclass
 class StepResult:
     name: str
-    description: str
+    description: str = ""
     state: StepState = "pending"
     attempts: int = 0
     last_error: str | None = None

@@ -1,9 +1,10 @@
 """The thread that initialises the products when apphub starts, then keeps testing every service.
 
-Serving never waits for it. A product whose run did not end `done` is run again, later each
-time (the check interval, doubled per run in a row that failed, at most 10 minutes), so a product
-that comes up late is initialised once it does; one that needs a person (`manual`) waits for
-`POST /api/v1/init`, since repeating cannot help it.
+Serving never waits for it. A product whose run failed is run again, later each time (the check
+interval, doubled per run in a row that failed, at most 4 minutes: within Portainer's 5-minute
+window for its first admin), and at once when its connection test finds it reachable again. A
+product whose run was done but whose credentials stop working (config.ini changed) is run again
+too. One that needs a person (`manual`) waits for `POST /api/v1/init`: repeating cannot help it.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import threading
 import time
 
 from apphub.errors import ApphubError
-from apphub.services.board import ServiceBoard
+from apphub.services.base import Check
+from apphub.services.board import ENGINES, ServiceBoard
 from apphub.services.manager import ServiceManager
 
 logger = logging.getLogger("apphub.services")
-MAX_RETRY_WAIT_S = 600.0
+MAX_RETRY_WAIT_S = 240.0
 
 
 class ServicesWorker:
@@ -27,8 +29,8 @@ class ServicesWorker:
         self._thread = threading.Thread(target=self._loop, name="apphub-services", daemon=True)
         self._wake = threading.Event()
         self._retry_at: dict[str, float] = {}
-        self.started_at = time.monotonic()
-        self.first_run_done = threading.Event()
+        self._checks: dict[str, Check] = {}
+        self._came_up: set[str] = set()
 
     def start(self) -> None:
         self._thread.start()
@@ -51,7 +53,6 @@ class ServicesWorker:
                 logger.error("services: %s", exc)
             except Exception:  # the thread must outlive any one product's bug
                 logger.exception("services: a round of initialisation and checks failed")
-            self.first_run_done.set()
             trigger = "retry"
             try:
                 interval = self.manager.settings().check_interval_s
@@ -70,7 +71,11 @@ class ServicesWorker:
                 if run.state == "failed":
                     wait = min(self.manager.settings().check_interval_s * 2 ** (run.attempt - 1), MAX_RETRY_WAIT_S)
                     self._retry_at[run.service] = time.monotonic() + wait
-        self.board.check_all()
+        enabled = list(self.manager.settings().enabled)
+        checks = {check.name: check for check in self.board.check_all([*enabled, *ENGINES])}
+        self._came_up = {name for name, check in checks.items()
+                         if check.health != "down" and name in self._checks and self._checks[name].health == "down"}
+        self._checks = checks
 
     def _due(self, trigger: str) -> list[str]:
         enabled = self.manager.settings().enabled
@@ -78,5 +83,15 @@ class ServicesWorker:
             return list(enabled)
         runs = self.manager.status.load()
         now = time.monotonic()
-        return [name for name in enabled
-                if (run := runs.get(name)) is None or (run.state == "failed" and now >= self._retry_at.get(name, 0))]
+        due = []
+        for name in enabled:
+            run, check = runs.get(name), self._checks.get(name)
+            if run is None:
+                due.append(name)
+            elif run.state == "failed" and (now >= self._retry_at.get(name, 0) or name in self._came_up):
+                due.append(name)  # its time came, or it answers again
+            elif run.state == "done" and check is not None and check.authenticated is False \
+                    and now >= self._retry_at.get(name, 0):
+                self._retry_at[name] = now + MAX_RETRY_WAIT_S  # once per wait, if it keeps refusing
+                due.append(name)  # its credentials changed since
+        return due
