@@ -82,9 +82,10 @@ def describe_http_error(exc: httpx.HTTPError, timeout: float) -> str:
 
 
 @functools.cache
-def _tls_context() -> ssl.SSLContext:
-    """httpx's default TLS context (certifi's roots), made once: making one loads the CA bundle,
-    about 19 ms of CPU, which every probe of a health gate paid before (issue 10's benchmark)."""
+def tls_context() -> ssl.SSLContext:
+    """httpx's default TLS context (certifi's roots), made once for every client apphub opens:
+    making one loads the CA bundle, about 19 ms of CPU, which every probe of a health gate paid
+    before (issue 10's benchmark), and every product client of the initialisers (issue 11's)."""
     return httpx.create_ssl_context()
 
 
@@ -94,7 +95,7 @@ def http_client(client: httpx.Client | None) -> Iterator[httpx.Client]:
     if client is not None:
         yield client
         return
-    with httpx.Client(follow_redirects=False, trust_env=False, verify=_tls_context()) as own:
+    with httpx.Client(follow_redirects=False, trust_env=False, verify=tls_context()) as own:
         yield own
 
 

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from apphub.errors import Interrupted, ServiceRefused, ServiceUnreachable
+from apphub.reload.httphook import tls_context
 
 MASK = "********"
 
@@ -51,8 +52,8 @@ class ProductClient:
         self._timeout = timeout
         self._deadline = time.monotonic() + timeout
         self._stop = stop
-        self._http = httpx.Client(timeout=timeout, transport=transport, follow_redirects=False,
-                                  cookies=http.cookiejar.CookieJar(_NoCookies()))
+        self._http = httpx.Client(timeout=timeout, transport=transport, follow_redirects=False, trust_env=False,
+                                  verify=tls_context(), cookies=http.cookiejar.CookieJar(_NoCookies()))
 
     def close(self) -> None:
         self._http.close()
