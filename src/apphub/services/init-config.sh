@@ -151,8 +151,11 @@ if command -v curl >/dev/null 2>&1; then
 elif command -v wget >/dev/null 2>&1; then
     client=wget
     # busybox builds without FEATURE_WGET_TIMEOUT lack -T (Debian's busybox-static 1.35 even
-    # crashes on it), so ask the help text; without -T a watchdog bounds each request.
-    if wget --help 2>&1 | grep -q -e '-T[ ,]'; then wget_timeout=yes; else wget_timeout=no; fi
+    # crashes on it), so ask the help text; without -T a watchdog bounds each request. GNU wget
+    # retries a timed-out request 20 times by itself: once (-t 1), since this script retries.
+    wget_help=$(wget --help 2>&1)
+    case $wget_help in *-T[\ ,]*) wget_timeout=yes ;; *) wget_timeout=no ;; esac
+    case $wget_help in *"GNU Wget"*) wget_gnu=yes ;; *) wget_gnu=no ;; esac
 else
     die 69 "neither curl nor wget is installed in this container: init-config.sh needs one of them"
 fi
@@ -221,6 +224,7 @@ http_get() {
     else
         # -S: the status line goes to stderr, also for an error status (whose body is not kept)
         set -- -S -O "$h_out"
+        [ "$wget_gnu" = yes ] && set -- "$@" -t 1
         [ "$h_keyed" = yes ] && set -- "$@" --header "x-api-key: $key"
         if [ "$wget_timeout" = yes ]; then
             wget "$@" -T "$h_limit" "$h_url" 2>"$work/stderr"
@@ -242,11 +246,12 @@ http_get() {
         http_why="HTTP $http_status"
         h_detail=$(problem_detail "$h_out")
         [ -n "$h_detail" ] && http_why="$http_why: $h_detail"
-    elif [ -e "$work/timed-out" ] || [ "$h_rc" = 28 ]; then
+    elif [ -e "$work/timed-out" ] || [ "$h_rc" = 28 ] || grep -qi 'timed out' "$work/stderr"; then
         http_why="no answer within $h_limit s"
     else
-        http_why=$(sed -n -e '/[^[:space:]]/h' -e '${x;s/^curl: ([0-9]*) //;s/^wget: //;p;}' "$work/stderr" |
-            cut -c1-200)
+        # the last line that says something (GNU wget ends with "Giving up.")
+        http_why=$(sed -n -e '/^Giving up/!{/[^[:space:]]/h;}' -e '${x;s/^curl: ([0-9]*) //;s/^wget: //;p;}' \
+            "$work/stderr" | cut -c1-200)
         [ -n "$http_why" ] || http_why="$client failed with status $h_rc"
     fi
 }
