@@ -68,7 +68,7 @@ class SupervisorSignalAction(ActionSpec):
     signal: str = "HUP"
 
 
-class _UnixHTTPConnection(http.client.HTTPConnection):
+class UnixHTTPConnection(http.client.HTTPConnection):
     """An HTTP connection over a unix stream socket (the Host header says `localhost`)."""
 
     def __init__(self, path: str, timeout: float) -> None:
@@ -101,7 +101,7 @@ class _Transport(xmlrpc.client.Transport):
         # get_host_info takes `user:pass@` off the host and turns it into an Authorization header.
         chost, self._extra_headers, _x509 = self.get_host_info(host)
         if self._socket_path is not None:
-            connection: http.client.HTTPConnection = _UnixHTTPConnection(self._socket_path, self._timeout)
+            connection: http.client.HTTPConnection = UnixHTTPConnection(self._socket_path, self._timeout)
         else:
             connection = http.client.HTTPConnection(chost, timeout=self._timeout)
         self._connection = host, connection
