@@ -38,7 +38,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -664,18 +664,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    result = run(args)
+def report(result: dict[str, Any], output: Path | None, log: Callable[[str], None]) -> int:
+    """Every benchmark's end: the JSON on stdout (and in `output`), exit 1 when the run is not valid."""
     document = json.dumps(result, indent=2)
     print(document)
-    if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(document + "\n")
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(document + "\n")
     if not result["summary"]["valid"]:
         log("INVALID RUN: " + "; ".join(result["summary"]["problems"]))
         return 1
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    result = run(args)
+    return report(result, args.output, log)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import secrets
 import shutil
 import signal
@@ -278,15 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # SIGTERM as an exception, so that the clean-up in the finally blocks runs.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     result = run(args)
-    document = json.dumps(result, indent=2)
-    print(document)
-    if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(document + "\n")
-    if not result["summary"]["valid"]:
-        log("INVALID RUN: " + "; ".join(result["summary"]["problems"]))
-        return 1
-    return 0
+    return api_settings.report(result, args.output, log)
 
 
 if __name__ == "__main__":

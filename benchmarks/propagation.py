@@ -1236,15 +1236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.floor_worker is not None:
         return floor_worker(args.floor_worker)
     result = run(args)
-    document = json.dumps(result, indent=2)
-    print(document)
-    if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(document + "\n")
-    if not result["summary"]["valid"]:
-        log("INVALID RUN: " + "; ".join(result["summary"]["problems"]))
-        return 1
-    return 0
+    return api_settings.report(result, args.output, log)
 
 
 if __name__ == "__main__":
