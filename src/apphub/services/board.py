@@ -22,7 +22,7 @@ from apphub.services.base import Check, CheckTimer
 from apphub.services.engines import check_engine, check_service, check_supervisor
 from apphub.services.manager import ServiceManager
 from apphub.sync.manifest import Manifest, load_manifest
-from apphub.sync.plan import resolve_health
+from apphub.sync.plan import resolve_health, secret_texts, spellings
 from apphub.sync.values import Values
 
 ENGINES = ("docker", "supervisord")
@@ -117,9 +117,7 @@ class ServiceBoard:
             snapshot = self.manager.core.config.snapshot()
             values = Values(snapshot, os.environ)
             health = resolve_health(name, spec.health, values) if spec.health is not None else None
-            masks = [secret.reveal() for section, key in snapshot.secret_keys()
-                     if (secret := snapshot.secret(section, key)) is not None]
-            checks.append(check_service(name, health, self._health_checker(), masks))
+            checks.append(check_service(name, health, self._health_checker(), spellings(secret_texts(snapshot))))
         if not checks:
             raise NotFound(f"no service named {name!r}")
         return checks

@@ -23,8 +23,7 @@ import httpx
 
 from apphub.errors import Interrupted, ServiceRefused, ServiceUnreachable
 from apphub.reload.httphook import tls_context
-
-MASK = "********"
+from apphub.sync.values import mask_secrets
 
 
 class _NoCookies(http.cookiejar.DefaultCookiePolicy):
@@ -33,10 +32,9 @@ class _NoCookies(http.cookiejar.DefaultCookiePolicy):
 
 
 def mask(text: str, secrets: Iterable[str]) -> str:
-    """`text` with every secret's plaintext replaced by the mask (longest first)."""
-    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
-        text = text.replace(secret, MASK)
-    return text
+    """`text` with every secret's plaintext replaced by the mask, longest first (so that a secret
+    holding a shorter one is masked whole); an empty one masks nothing."""
+    return mask_secrets(text, sorted({secret for secret in secrets if secret}, key=len, reverse=True))
 
 
 class ProductClient:

@@ -161,7 +161,7 @@ class Planner:
         """
         if changed is None and previous is not None:
             changed = changed_keys(previous, snapshot)
-        texts = _secret_texts(snapshot) + (_secret_texts(previous) if previous is not None else [])
+        texts = secret_texts(snapshot) + (secret_texts(previous) if previous is not None else [])
         if env is not None:
             texts += _env_secret_texts(env)
         self.known_secrets.update(texts)
@@ -333,7 +333,7 @@ def _env_secret_texts(env: Snapshot) -> list[str]:
     return [text for text in found if text]
 
 
-def _secret_texts(snapshot: Snapshot) -> list[str]:
+def secret_texts(snapshot: Snapshot) -> list[str]:
     """Every secret of a version in plaintext, schema defaults of secret keys included."""
     found = []
     for section, key in snapshot.secret_keys():
