@@ -203,12 +203,6 @@ class ContainerEngine:
                 exit_code = api.exec_inspect(exec_id).get("ExitCode")
         return exit_code, output
 
-    def version(self) -> dict[str, Any]:
-        """The engine's `GET /version`: Version, ApiVersion, Components, ..."""
-        with self._api(self.timeout) as api, self._translate("version query"):
-            found: dict[str, Any] = api.version(api_version=False)
-        return found
-
     def environment(self, container: str) -> ContainerEnv | None:
         """The environment the container was created with (`Config.Env`, the image's included) and
         the names apphub manages in it; None when there is no such container."""
@@ -284,8 +278,7 @@ class ContainerEngine:
             offered = str(info.get("ApiVersion") or docker.constants.DEFAULT_DOCKER_API_VERSION)
             known = docker.constants.DEFAULT_DOCKER_API_VERSION
             self._version = min(offered, known, key=_version_key)
-            names = [str(part.get("Name", "")) for part in info.get("Components") or [] if isinstance(part, dict)]
-            self._engine_name = " ".join(names)
+            self._engine_name = engine_name(info)
             return self._version
 
     @contextlib.contextmanager
@@ -391,6 +384,11 @@ def _for_service(service: str, strategy: str) -> Iterator[None]:
         raise ReloadError(f"service {service}: {strategy}: {exc}") from exc
     except BackendUnavailable as exc:
         raise BackendUnavailable(f"service {service}: {strategy}: {exc}") from exc
+
+
+def engine_name(version: dict[str, Any]) -> str:
+    """The names of the engine's components in its `GET /version` ("Podman Engine", "Engine", ...)."""
+    return " ".join(str(part.get("Name", "")) for part in version.get("Components") or [] if isinstance(part, dict))
 
 
 def env_of(attrs: dict[str, Any]) -> dict[str, str]:

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from apphub.errors import ApphubError, BackendUnavailable
+from apphub.reload.docker import engine_name
 from apphub.reload.health import PROBE_KINDS, HealthChecker, HealthSpec
 from apphub.reload.supervisor import SupervisorClient, UnixHTTPConnection
 from apphub.services.base import Check, CheckTimer
@@ -27,8 +28,7 @@ def check_engine(url: str) -> Check:
     except (OSError, http.client.HTTPException, ValueError) as exc:
         return timer.result("down", reason=f"the container engine at {url} cannot be reached: "
                                            f"{type(exc).__name__}: {exc}"[:300], url=url)
-    names = [str(part.get("Name")) for part in info.get("Components") or [] if isinstance(part, dict)]
-    engine = "Podman" if any("podman" in name.lower() for name in names) else "Docker"
+    engine = "Podman" if "podman" in engine_name(info).lower() else "Docker"
     return timer.result("healthy", version=f"{engine} {info.get('Version', '?')} (API {info.get('ApiVersion', '?')})",
                         url=url)
 
