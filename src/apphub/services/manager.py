@@ -95,7 +95,7 @@ class ServiceManager:
         config = Values(self.core.config.snapshot(), environ=os.environ)
         section = {key: config.get(name, key) for key in self.core.schema.for_file("config").sections[name].keys}
         context = ProductContext(name, section, settings.values, self._client_factory(name, settings.step_timeout_s),
-                                 self._save, self._container_runner(), self.cockpit_conf)
+                                 self._save, self._container_runner(settings.step_timeout_s), self.cockpit_conf)
         return PRODUCTS[name](context)
 
     def _client_factory(self, product: str, timeout: float) -> Callable[..., ProductClient]:
@@ -104,14 +104,14 @@ class ServiceManager:
                                  stop=self.stop)
         return client
 
-    def _container_runner(self) -> ContainerRunner:
+    def _container_runner(self, timeout: float) -> ContainerRunner:
         if self._run_in_container is not None:
             return self._run_in_container
-        engine = ContainerEngine(self.sync_settings().docker_url)
-        timeout = self.settings().step_timeout_s
 
         def run(container: str, command: list[str], *, user: str, shown: str,
                 environment: Mapping[str, str]) -> tuple[int | None, str]:
+            # The engine is looked up when a step runs a command (Gitea's admin), not for every product.
+            engine = ContainerEngine(self.sync_settings().docker_url)
             exit_code, output = engine.run(container, command, timeout, user=user, shown=shown,
                                            environment=environment)
             return exit_code, output.decode("utf-8", "replace")
