@@ -15,7 +15,7 @@ from apphub.api.auth import Principal, core_of, require_admin, require_read
 from apphub.api.models import ok
 from apphub.api.problems import COMMON_RESPONSES, problem_response
 from apphub.api.settings import actor_of
-from apphub.errors import Forbidden, NotFound
+from apphub.errors import Forbidden
 from apphub.services.board import ServiceBoard
 from apphub.services.bundle import build_bundle
 from apphub.services.manager import PRODUCTS, ServiceManager
@@ -187,8 +187,7 @@ async def run_init(
 ) -> Response:
     manager = manager_of(request)
     names = [service] if service else None
-    if service is not None and service not in PRODUCTS:
-        raise NotFound(f"no product named {service!r}: apphub knows {', '.join(PRODUCTS)}")
+    manager.check_known(names or ())  # a 404 before a run starts in the background
     worker: ServicesWorker | None = getattr(request.app.state, "services_worker", None)
 
     def run() -> dict[str, Any]:

@@ -88,9 +88,15 @@ class ServiceManager:
     def sync_settings(self) -> SyncSettings:
         return SyncSettings.from_system(self.core.system.snapshot())
 
+    @staticmethod
+    def check_known(names: Iterable[str]) -> None:
+        """NotFound naming every name that is no product apphub knows."""
+        unknown = [name for name in names if name not in PRODUCTS]
+        if unknown:
+            raise NotFound(f"no product named {', '.join(map(repr, unknown))}: apphub knows {', '.join(PRODUCTS)}")
+
     def product(self, name: str, settings: ServicesSettings | None = None) -> Product:
-        if name not in PRODUCTS:
-            raise NotFound(f"no product named {name!r}: apphub knows {', '.join(PRODUCTS)}")
+        self.check_known([name])
         settings = settings or self.settings()
         config = Values(self.core.config.snapshot(), environ=os.environ)
         section = {key: config.get(name, key) for key in self.core.schema.for_file("config").sections[name].keys}
@@ -133,9 +139,7 @@ class ServiceManager:
         A product whose run is under way already is not started twice (its current run is returned)."""
         settings = self.settings()
         wanted = list(settings.enabled if names is None else names)
-        unknown = [name for name in wanted if name not in PRODUCTS]
-        if unknown:  # before anything starts; a product whose settings do not read fails alone
-            raise NotFound(f"no product named {', '.join(map(repr, unknown))}: apphub knows {', '.join(PRODUCTS)}")
+        self.check_known(wanted)  # before anything starts; a product whose settings do not read fails alone
         if not wanted:
             return {}
         with ThreadPoolExecutor(max_workers=len(wanted), thread_name_prefix="apphub-init") as pool:
