@@ -90,6 +90,23 @@ class World:
         names = {n.lstrip("/") for entry in found for n in entry["Names"]}
         return sorted(names & {name, name + ASIDE_SUFFIX, name + DISCARD_SUFFIX})
 
+    def settled(self, name: str) -> dict[str, str]:
+        """The state of `name` and its aside containers once the engine has finished what it was
+        doing. A killed client's last request (a rename, a stop) goes on in the engine after the
+        client is gone, so a name listed a moment ago may be renamed before it is inspected."""
+        before: dict[str, str] | None = None
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                now = {each: self.api.inspect_container(each)["State"]["Status"] for each in self.names(name)}
+            except docker.errors.NotFound:
+                now = None
+            if now is not None and now == before and "stopping" not in now.values():
+                return now
+            before = now
+            time.sleep(0.2)
+        raise AssertionError(f"the containers of {name} did not settle in 15 s: {before}")
+
     def cleanup(self) -> None:
         anonymous: set[str] = set()
         for name in self.containers.names:
@@ -461,7 +478,7 @@ def test_recover_after_sigkill_at_random_moments(engine: ContainerEngine, world:
             child.wait(timeout=10)
             finished = child.stdout.read().strip() == "done"
 
-        left = {each: world.api.inspect_container(each)["State"]["Status"] for each in world.names(name)}
+        left = world.settled(name)
         lines = Recreator(engine).recover(only=[name])
 
         acted = [line for line in lines if line.startswith(f"container {name}:")]

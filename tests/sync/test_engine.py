@@ -341,6 +341,54 @@ def test_a_change_plans_only_the_services_that_read_it(world: SyncWorld) -> None
             f"a change of web.port rendered {sorted(report.outcomes)}; only web reads it")
 
 
+def test_a_write_whose_request_comes_after_the_watcher_gets_the_round_that_applied_it(
+        world: SyncWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The watcher sees a write before the writer asks for its sync: the round the watcher starts
+    reads the new version, and the writer's wait must get that round's report (the next round
+    finds nothing left to do and reports no service)."""
+    world.standard()
+    with world.engine(watch=False) as engine:
+        world.settle(engine)
+        tickets: list[int] = []
+        recover = engine._recover_backends
+
+        def write_and_ask_meanwhile() -> None:
+            if not tickets:  # between the round's start and its reading of config.ini
+                world.set("web", title="Asked Late")
+                tickets.append(engine.request(immediate=True))
+            recover()
+
+        monkeypatch.setattr(engine, "_recover_backends", write_and_ask_meanwhile)
+        engine.request(immediate=True)  # the watcher's request: it starts the round
+        wait_until(lambda: tickets, 5, "the write during the round")
+        report = engine.wait(tickets[0], 10)
+        assert report is not None
+        assert report.outcomes["web"].result == "applied", report
+        assert "Asked Late" in world.path("web/app.json").read_text()
+
+
+def test_a_full_sync_asked_for_during_a_round_gets_a_full_round_of_its_own(
+        world: SyncWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    world.standard()
+    with world.engine(watch=False) as engine:
+        world.settle(engine)
+        tickets: list[int] = []
+        recover = engine._recover_backends
+
+        def ask_for_a_full_sync_meanwhile() -> None:
+            if not tickets:
+                tickets.append(engine.request(immediate=True, full=True))
+            recover()
+
+        monkeypatch.setattr(engine, "_recover_backends", ask_for_a_full_sync_meanwhile)
+        world.set("web", title="Only Web")
+        engine.request(immediate=True)
+        wait_until(lambda: tickets, 5, "the request during the round")
+        report = engine.wait(tickets[0], 10)
+        assert report is not None
+        assert set(report.outcomes) == {"web", "db"}, "a full sync plans every service"
+
+
 def test_a_reported_drift_is_not_overwritten_by_an_unrelated_change(world: SyncWorld) -> None:
     world.standard()  # db: drift report
     db = world.path("db/db.ini")

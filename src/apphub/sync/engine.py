@@ -71,9 +71,11 @@ class SyncEngine(EngineInputs):
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._watcher: Watcher | None = None
-        # requests and their completion: a caller waits until a round that began after its request ends
+        # Requests and their completion: a caller waits until a round that read the files after its
+        # request ends. `_served`: the last request the running round answers (known once it reads).
         self._requested = 0
         self._completed = 0
+        self._served = 0
         self._immediate = False
         self._full = True
         self._reports: dict[int, ApplyReport] = {}
@@ -154,7 +156,7 @@ class SyncEngine(EngineInputs):
         return ticket
 
     def wait(self, ticket: int, timeout: float) -> ApplyReport | None:
-        """The report of the first round that began after `ticket` was taken, or None on timeout."""
+        """The report of the first round that read the files after `ticket` was taken, or None on timeout."""
         with self._cond:
             self._cond.wait_for(lambda: self._completed >= ticket or self._stop.is_set(), timeout)
             if self._completed < ticket:
@@ -181,7 +183,7 @@ class SyncEngine(EngineInputs):
                 self._watcher.start()
         while not self._stop.is_set():
             with self._cond:
-                begun = self._requested
+                self._served = self._requested
                 full, self._full = self._full, False
                 explicit, self._explicit = self._explicit, False
                 noticed, self._noticed_at = self._noticed_at, None
@@ -193,9 +195,9 @@ class SyncEngine(EngineInputs):
                 report = ApplyReport(self._applied.version if self._applied else "")
                 report.refused = ["internal error in the sync engine; see the apphub log"]
             with self._cond:
-                self._completed = begun
-                self._reports[begun] = report
-                for old in [t for t in self._reports if t < begun - 64]:
+                served = self._completed = self._served
+                self._reports[served] = report
+                for old in [t for t in self._reports if t < served - 64]:
                     del self._reports[old]
                 self._cond.notify_all()
             self._sleep()
@@ -265,6 +267,18 @@ class SyncEngine(EngineInputs):
 
     # -- one round -------------------------------------------------------------------------------
 
+    def _serve_requests_made_so_far(self) -> None:
+        """Count the requests made since the round began as served by it: each was made after its
+        write, and the round reads the files after this. (A watcher's request can come first and
+        start the round; the writer's own request must get this round's report, not the next
+        round's, which finds nothing left to do.) Not when one asked for a full or explicit
+        round: that takes the round it asked for."""
+        with self._cond:
+            if not (self._full or self._explicit):
+                self._served = self._requested
+                self._immediate = False
+                self._noticed_at = None
+
     def _round(self, full: bool, explicit: bool = False, noticed: float | None = None) -> ApplyReport:
         """One round. `noticed`: when the first request it serves came (a file event, a write, an
         explicit sync); the `detect` stage runs from then to the plan (debounce, reading, validating
@@ -282,6 +296,7 @@ class SyncEngine(EngineInputs):
         if self._first:
             self._remove_leftovers()
         self._recover_backends()
+        self._serve_requests_made_so_far()
         try:
             snapshot = self._accepted_snapshot()
             env = self._accepted_env()
