@@ -9,10 +9,13 @@ from apphub.db import Database
 from apphub.envvars.service import EnvVars
 from apphub.envvars.store import SCHEMA as ENV_SCHEMA
 from apphub.envvars.store import EnvStore, ensure_file
-from apphub.errors import DataDirError
+from apphub.errors import DataDirError, FieldError, IniParseError
 from apphub.history.service import History
 from apphub.keys import KeyStore
 from apphub.paths import DataDir
+from apphub.rules.base import CONFIG, SYSTEM
+from apphub.rules.book import standard_rules
+from apphub.store.check import field_errors
 from apphub.store.inistore import IniStore
 from apphub.store.schema import FileName, FileSchema, Schema, SchemaSource
 from apphub.store.secrets import SecretBox
@@ -43,10 +46,29 @@ class Core:
         stores = (self.config, self.system, self.env.store)
         for store in stores:
             store.settle()  # what a writer killed between its audit event and its replace left
+        self.rules = standard_rules(data)
+        self.config.rules = self.rules.hook(CONFIG, {SYSTEM: self.system.last_good})
+        self.system.rules = self.rules.hook(SYSTEM, {CONFIG: self.config.last_good})
         self.envvars = EnvVars(self.env, self.config, self.system, data.root / "services.yaml", data.root)
         self.history = History(data, self.audit, {store.name: store for store in stores})
         for store in stores:
             store.after_write.append(self.history.notify)
+
+    def findings(self) -> list[FieldError]:
+        """Every problem of config.ini and system.ini as they are now: the schema's, then the
+        rules' judged on every key (warnings included). What `apphub check` and
+        POST /api/v1/settings/validate without a proposal list."""
+        found: list[FieldError] = []
+        files = {}
+        for store in (self.config, self.system):
+            try:
+                snapshot = store.snapshot()
+            except IniParseError as exc:
+                found.append(FieldError("*", None, "parse", exc.public, file=store.name, line=exc.line))
+                continue
+            files[store.name] = snapshot
+            found += field_errors(snapshot.document, snapshot.schema, self.box, store.name, plaintext_secrets=False)
+        return found + self.rules.judge(files)
 
     @property
     def schema(self) -> Schema:

@@ -127,6 +127,10 @@ _MIGRATIONS: list[str] = [
     );
     ALTER TABLE api_keys ADD COLUMN service TEXT;
     """,
+    # The warnings of the rules (rules/) a write was accepted with, as a JSON list of lines
+    """
+    ALTER TABLE audit_events ADD COLUMN warnings TEXT;
+    """,
 ]
 
 

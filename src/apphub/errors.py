@@ -82,6 +82,8 @@ class FieldError:
     value: str | None = None
     file: str = "config.ini"
     line: int | None = None
+    # "error" refuses a write; "warning" (a rule of rules/ declared so) is accepted and reported
+    severity: str = "error"
 
     def location(self) -> str:
         where = f"[{self.section}]" + (f" {self.key}" if self.key is not None else "")
@@ -90,7 +92,8 @@ class FieldError:
 
     def __str__(self) -> str:
         shown = f" = {self.value!r}" if self.value is not None else ""
-        return f"{self.location()}{shown}: {self.message} (rule: {self.rule})"
+        warning = "warning: " if self.severity == "warning" else ""
+        return f"{self.location()}{shown}: {warning}{self.message} (rule: {self.rule})"
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -101,6 +104,7 @@ class FieldError:
             "rule": self.rule,
             "message": self.message,
             "line": self.line,
+            "severity": self.severity,
         }
 
 

@@ -20,6 +20,7 @@ ROUTES = {
     "/api/settings": {"get"},
     "/api/settings/{section}": {"get", "put"},
     "/api/v1/settings/plan": {"post"},
+    "/api/v1/settings/validate": {"post"},
     "/api/v1/settings/reload": {"post"},
     "/api/v1/sync/status": {"get"},
     "/metrics": {"get"},

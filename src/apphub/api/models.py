@@ -53,6 +53,27 @@ class SyncReport(BaseModel):
     services: list[dict[str, Any]] | None = None
 
 
+class Finding(BaseModel):
+    """One problem a rule or the schema finds: where, the value (masked if secret), why, how bad."""
+
+    file: str
+    section: str
+    key: str | None
+    value: str | None
+    rule: str = Field(examples=["port_conflict", "credential_strength", "type"])
+    message: str
+    line: int | None
+    severity: str = Field(examples=["error", "warning"])
+
+
+class Validation(BaseModel):
+    """POST /settings/validate: would the proposal be accepted, and every problem it has."""
+
+    valid: bool = Field(description="True when no problem is an error (warnings do not refuse a write)")
+    errors: list[Finding]
+    warnings: list[Finding]
+
+
 class WriteAnswer(BaseModel):
     """A write's answer: the new version, what changed, the sections written as they are now."""
 
@@ -60,6 +81,7 @@ class WriteAnswer(BaseModel):
     previous_version: str = version_field("The version the write replaced")
     changed: list[KeyChange]
     settings: dict[str, Values]
+    warnings: list[Finding] = Field(default_factory=list, description="What the rules warn of: accepted all the same")
     sync: SyncReport | None = Field(default=None, description="Only with wait=true")
 
 
@@ -79,6 +101,7 @@ class AuditEntry(BaseModel):
     commit: str | None = Field(description="The history's commit of the version this event made (null until "
                                            "committed, within a second, or for events that made no version)")
     changes: list[KeyChange]
+    warnings: list[str] = Field(default_factory=list, description="The rules' warnings the write was accepted with")
 
 
 class AuditPage(BaseModel):

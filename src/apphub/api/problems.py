@@ -271,6 +271,8 @@ class FieldProblem(BaseModel):
     rule: str = Field(examples=["type", "required", "min_length", "unknown_key"])
     message: str
     line: int | None = Field(description="Line of the key in the file, when it is already there")
+    severity: str = Field(default="error", description="error: refuses the write; warning: accepted, reported",
+                          examples=["error", "warning"])
 
 
 class RequestProblem(BaseModel):

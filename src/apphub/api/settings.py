@@ -40,19 +40,21 @@ IfNoneMatch = Annotated[str | None, Header(description="Answer 304 with no body 
 Message = Annotated[str | None, Query(max_length=1000, description="Why: kept in the audit log and as the "
                                                                   "history's commit message")]
 Reveal = Annotated[bool, Query(description="Show secrets in plaintext (admin keys only; audited)")]
-Section = Annotated[str, Path(description="A section of config.ini (not plan, reload, history, diff, rollback: "
+Section = Annotated[str, Path(description="A section of config.ini (not plan, reload, history, diff, rollback, "
+                                          "validate: "
                                           "those are routes)",
                               examples=["gitea"])]
 
 
 class SectionConvertor(StringConvertor):
     """A section name in a path, but not `plan`, `reload` (POST routes of api/sync.py), `history`,
-    `diff` nor `rollback` (api/history.py): those paths belong to their routes for every method.
+    `diff`, `rollback` (api/history.py) nor `validate` (api/rules.py): those paths belong to their
+    routes for every method.
     Else `GET /api/v1/settings/plan` read a section named `plan`, and the 405 of `DELETE` there
     listed the GET and PUT of the section routes as allowed (issue 8).
     """
 
-    regex = "(?!(?:plan|reload|history|diff|rollback)(?:/|$))[^/]+"
+    regex = "(?!(?:plan|reload|history|diff|rollback|validate)(?:/|$))[^/]+"
 
 
 register_url_convertor("apphub_section", SectionConvertor())
@@ -82,6 +84,7 @@ def write_response(result: WriteResult, sections: Iterable[str], sync: dict[str,
         "changed": [change.__dict__ for change in result.changes],
         "settings": {section: snapshot.public_section(section) for section in dict.fromkeys(sections)
                      if snapshot.document.has_section(section)},
+        "warnings": [warning.as_dict() for warning in result.warnings],
     }
     if sync is not None:
         body["sync"] = sync

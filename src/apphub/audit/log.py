@@ -6,6 +6,7 @@ Values of secret keys never reach this module in plaintext: callers pass them ma
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -47,9 +48,9 @@ class Actor:
     request_id: str | None = None
 
 
-# AuditEvent's fields, in order
+# AuditEvent's fields, in order (the warnings last, as JSON)
 _EVENT_COLUMNS = ("e.id, e.at, e.actor, e.source, e.request_id, e.action, e.file, e.version_before, "
-                  "e.version_after, e.message, e.commit_id")
+                  "e.version_after, e.message, e.commit_id, e.warnings")
 
 
 @dataclass
@@ -66,6 +67,7 @@ class AuditEvent:
     message: str | None
     commit: str | None = None  # the history's commit of the version it made, once committed
     changes: list[Change] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # the rules' warnings the write was accepted with
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -81,7 +83,15 @@ class AuditEvent:
             "message": self.message,
             "commit": self.commit,
             "changes": [change.__dict__ for change in self.changes],
+            "warnings": self.warnings,
         }
+
+
+def _event(row: Sequence[Any]) -> AuditEvent:
+    *fields, warnings = row
+    event = AuditEvent(*fields)
+    event.warnings = json.loads(warnings) if warnings else []
+    return event
 
 
 class PendingWrite(NamedTuple):
@@ -165,11 +175,12 @@ class AuditLog:
         version_after: str | None = None,
         message: str | None = None,
         content: bytes | None = None,
+        warnings: Sequence[str] = (),
     ) -> int:
         """Record an event of something already done. `content`: the bytes of the version it left
         `file` at, for the history (see versions_to_record); none if they hold a secret in plaintext."""
         return self._insert("done", actor, action, changes, file, version_before, version_after, message,
-                            content=content)
+                            content=content, warnings=warnings)
 
     def begin(
         self,
@@ -184,6 +195,7 @@ class AuditLog:
         message: str | None = None,
         complete: Sequence[int] = (),
         content: bytes | None = None,
+        warnings: Sequence[str] = (),
     ) -> int:
         """Record, durably, the event of a write about to be made: pending until `complete` or `abandon`.
 
@@ -196,7 +208,7 @@ class AuditLog:
         `content`: the new version's bytes, kept with the event until the history has them.
         """
         return self._insert("pending", actor, action, changes, file, version_before, version_after, message,
-                            marker=marker, complete=complete, content=content)
+                            marker=marker, complete=complete, content=content, warnings=warnings)
 
     def complete(self, event_ids: Sequence[int]) -> None:
         """The writes of these pending events were made."""
@@ -280,15 +292,16 @@ class AuditLog:
 
     def _insert(self, state: str, actor: Actor, action: str, changes: Sequence[Change], file: str | None,
                 version_before: str | None, version_after: str | None, message: str | None, *,
-                marker: str | None = None, complete: Sequence[int] = (), content: bytes | None = None) -> int:
+                marker: str | None = None, complete: Sequence[int] = (), content: bytes | None = None,
+                warnings: Sequence[str] = ()) -> int:
         # The event of a write to be made is flushed to disk before the write (it must survive a
         # power loss that the write survives); any other commit is left to the OS (README).
         with self._db.transaction(durable=marker is not None) as connection:
             cursor = connection.execute(
                 "INSERT INTO audit_events (at, actor, source, request_id, action, file, version_before,"
-                " version_after, message, state, marker) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " version_after, message, state, marker, warnings) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (utc_now(), actor.name, actor.source, actor.request_id, action, file, version_before,
-                 version_after, message, state, marker),
+                 version_after, message, state, marker, json.dumps(list(warnings)) if warnings else None),
             )
             event_id = int(cursor.lastrowid or 0)
             connection.executemany(
@@ -357,7 +370,7 @@ class AuditLog:
             f"SELECT {_EVENT_COLUMNS} FROM audit_events e {where} ORDER BY e.id DESC LIMIT ?",  # noqa: S608
             (*parameters, query.limit),
         )
-        events = [AuditEvent(*row) for row in rows]
+        events = [_event(row) for row in rows]
         if events:
             by_id = {event.id: event for event in events}
             marks = ",".join("?" * len(by_id))

@@ -11,8 +11,9 @@ import click
 from apphub.cli.context import CLI_ACTOR, data_of, open_core
 from apphub.envvars.check import env_problems
 from apphub.envvars.store import SCHEMA as ENV_SCHEMA
-from apphub.errors import ApphubError, IniParseError, SchemaError, SecretError
+from apphub.errors import ApphubError, FieldError, IniParseError, SchemaError, SecretError
 from apphub.paths import DataDir
+from apphub.rules.book import standard_rules
 from apphub.store.check import file_problems
 from apphub.store.inidoc import IniDocument
 from apphub.store.schema import FileSchema, Schema, load_schema
@@ -102,7 +103,8 @@ def set_(ctx: click.Context, section: str, key: str, value: str, message: str | 
 def check(ctx: click.Context) -> None:
     """Validate config.ini and system.ini against the schema (and env.ini's names), offline; list every problem.
 
-    Exit status 1 when there is any problem (each printed as FILE:LINE: [section] key = value: why).
+    Exit status 1 when there is any problem (each printed as FILE:LINE: [section] key = value: why);
+    the rules' warnings are printed too, and leave the status 0.
     """
     data = data_of(ctx)
     problems: list[str] = []
@@ -127,12 +129,26 @@ def check(ctx: click.Context) -> None:
         if summary:
             counts.append(summary)
     problems += _manifest_problems(data, box, schema)
-    for problem in problems:
+    warnings: list[str] = []
+    if not problems and box is not None:  # the rules judge values the schema accepted
+        for finding in _rule_findings(data, schema, box):
+            (problems if finding.severity == "error" else warnings).append(str(finding))
+    for problem in problems + warnings:
         click.echo(problem, err=True)
     if problems:
         raise click.exceptions.Exit(1)
     for summary in counts:
         click.echo(summary)
+
+
+def _rule_findings(data: DataDir, schema: Schema, box: SecretBox) -> list[FieldError]:
+    """The rules beyond the schema (ports, credentials, the schema's cross-key rules), every key."""
+    files = {}
+    for path, file_schema in ((data.config_ini, schema.config), (data.system_ini, schema.system)):
+        raw = path.read_bytes()
+        files[path.name] = Snapshot(path.name, raw, IniDocument(raw.decode("utf-8").removeprefix("\ufeff"), path.name),
+                                    file_schema, box)
+    return standard_rules(data).judge(files)
 
 
 def _manifest_problems(data: DataDir, box: SecretBox | None, schema: Schema) -> list[str]:

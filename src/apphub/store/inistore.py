@@ -13,9 +13,10 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from apphub.audit.log import Actor, AuditLog, Change
 from apphub.errors import (
@@ -55,11 +56,13 @@ def _stat_key(status: os.stat_result) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class WriteResult:
-    """What a write did: the new snapshot, the changes (masked) and whether the file changed."""
+    """What a write did: the new snapshot, the changes (masked) and whether the file changed, and
+    the warnings of the rules it was accepted with."""
 
     snapshot: Snapshot
     changes: list[Change]
     previous_version: str
+    warnings: list[FieldError] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -70,6 +73,17 @@ Changes = Mapping[str, Mapping[str, object]]
 # What a write would do: the edits, their audit entries, the plaintext of every touched key
 # (None: deleted), and the problems found while working that out.
 Plan = tuple[list[Edit], list[Change], dict[tuple[str, str], str | None], list[FieldError]]
+# The rules beyond the schema (rules/): the findings, errors and warnings, of a version to be
+# written, judged on the (section, key)s it touches (None: all). The store knows no more of them.
+RuleHook = Callable[[Snapshot, frozenset[tuple[str, str]] | None], list[FieldError]]
+
+
+class Edited(NamedTuple):
+    """A version a write would make: its snapshot, audit changes and the rules' warnings."""
+
+    snapshot: Snapshot
+    changes: list[Change]
+    warnings: list[FieldError]
 
 
 class IniStore:
@@ -98,6 +112,7 @@ class IniStore:
         self._cache_stat: tuple[int, ...] | None = None  # set only when the stat alone proves the bytes unchanged
         self._cache_lock = threading.Lock()
         self.after_write: list[Callable[[], None]] = []  # told after each write made (the history wakes)
+        self.rules: RuleHook | None = None
 
     @property
     def schema(self) -> FileSchema:
@@ -213,7 +228,7 @@ class IniStore:
         byte for byte. The whole file is checked against today's schema, every problem at once
         (ValidationFailed), unless `force`; its secrets must decrypt with today's keys even so."""
 
-        def make(current: Snapshot) -> tuple[Snapshot, list[Change]]:
+        def make(current: Snapshot) -> Edited:
             target = self._parse(raw, current.schema)
             errors = field_errors(target.document, current.schema, self._box, self.name)
             if force:
@@ -221,9 +236,11 @@ class IniStore:
             if errors:
                 raise ValidationFailed(errors)
             changes = version_changes(current, target)
+            warnings = [] if force else self._judged(
+                target, frozenset((c.section, c.key) for c in changes if c.key is not None))
             if not changes and target.raw != current.raw:  # comments or layout only: still that version's bytes
                 changes = [Change("*", None, "layout")]
-            return target, changes
+            return Edited(target, changes, warnings)
 
         return self._write(make, actor, if_match=if_match, action=action, message=message)
 
@@ -243,14 +260,14 @@ class IniStore:
                     plain = stored  # typed by hand: nothing to decrypt, however damaged the others are
                 edits.append(SetValue(section, key, self._box.encrypt(plain)))
                 audit.append(Change(section, key, "encrypt", MASK, MASK))
-            return edits, audit, {}, []
+            return edits, audit, {}, []  # no value changes: nothing for the rules to judge
 
         action = "secrets.encrypt" if only_plaintext else "secrets.rotate"
         return self._write(lambda current: self._edited(current, plan), actor, if_match=None, action=action)
 
     def _write(
         self,
-        make: Callable[[Snapshot], tuple[Snapshot, list[Change]]],
+        make: Callable[[Snapshot], Edited],
         actor: Actor,
         *,
         if_match: Collection[str] | None,
@@ -265,7 +282,7 @@ class IniStore:
             current = cached if same and cached is not None else self._parse(raw, schema)
             if if_match is not None and current.version not in if_match:
                 raise VersionConflict(", ".join(sorted(if_match)) or "(none)", current.version, self.name)
-            written, audit_changes = make(current)
+            written, audit_changes, warnings = make(current)
             if not audit_changes:
                 return WriteResult(current, [], current.version)
             written, audit_changes = self._plaintext_encrypted(written, audit_changes)
@@ -276,13 +293,13 @@ class IniStore:
             self._versions.account_for(current, made=made)
             self._versions.replace(current, written, actor, action, audit_changes,
                                    lambda: Replacement.prepare(self.path, written.raw, current.raw, mode=self._mode),
-                                   made=made, message=message)
+                                   made=made, message=message, warnings=[str(w) for w in warnings])
             with self._cache_lock:
                 self._cache = written
                 self._cache_stat = None
         for listener in self.after_write:
             listener()
-        return WriteResult(written, audit_changes, current.version)
+        return WriteResult(written, audit_changes, current.version, warnings)
 
     def write_lock(self, wait: float = 10.0) -> contextlib.AbstractContextManager[None]:
         """The file's write lock (no write is in flight while it is held); LockTimeout after `wait`."""
@@ -341,17 +358,34 @@ class IniStore:
         def plan(snapshot: Snapshot) -> Plan:
             return self._plan(snapshot, changes, list(deletes), existing_only=False, secret_keys=frozenset(secret))
 
-        return self._edited(current, plan)[0]
+        return self._edited(current, plan).snapshot
 
-    def _edited(self, current: Snapshot, plan: Callable[[Snapshot], Plan]) -> tuple[Snapshot, list[Change]]:
-        """The new version a plan makes of `current`, with its audit changes; ValidationFailed if invalid."""
+    def judge(self, changes: Changes, *, deletes: Iterable[tuple[str, str]] = ()) -> list[FieldError]:
+        """Every problem `update` would find in these changes (errors, and the rules' warnings),
+        writing nothing: POST /settings/validate."""
+        try:
+            return self.preview_edited(changes, deletes=deletes).warnings
+        except ValidationFailed as exc:
+            return exc.errors
+
+    def preview_edited(self, changes: Changes, *, deletes: Iterable[tuple[str, str]] = ()) -> Edited:
+        current = self.snapshot()
+
+        def plan(snapshot: Snapshot) -> Plan:
+            return self._plan(snapshot, changes, list(deletes), existing_only=False)
+
+        return self._edited(current, plan)
+
+    def _edited(self, current: Snapshot, plan: Callable[[Snapshot], Plan]) -> Edited:
+        """The new version a plan makes of `current`, with its audit changes and the rules'
+        warnings; ValidationFailed if invalid (the schema's problems, else the rules' errors)."""
         edits, audit_changes, proposed, errors = plan(current)
         if proposed:
             errors += self._validate(current, proposed)
         if errors:
             raise ValidationFailed(errors)
         if not edits:
-            return current, []
+            return Edited(current, [], [])
         try:
             document = current.document.with_edits(edits)
         except ValueError as exc:  # the validation above should have caught it; never write
@@ -359,9 +393,19 @@ class IniStore:
         data = document.text.encode("utf-8")
         if current.raw.startswith(_BOM.encode("utf-8")):
             data = _BOM.encode("utf-8") + data
-        return Snapshot(self.name, data, document, current.schema, self._box), audit_changes
+        written = Snapshot(self.name, data, document, current.schema, self._box)
+        return Edited(written, audit_changes, self._judged(written, frozenset(proposed)))
 
-    def account_for_outside_change(self, previous: Snapshot | None) -> Snapshot:
+    def _judged(self, written: Snapshot, touched: frozenset[tuple[str, str]]) -> list[FieldError]:
+        """The rules' warnings for `written`; ValidationFailed with every finding if one is an error."""
+        if self.rules is None or not touched:
+            return []
+        findings = self.rules(written, touched)
+        if any(finding.severity == "error" for finding in findings):
+            raise ValidationFailed(findings)
+        return findings
+
+    def account_for_outside_change(self, previous: Snapshot | None, warnings: Sequence[str] = ()) -> Snapshot:
         """Under the write lock, record the version on disk if no audit event produced it: a hand
         edit, with its per-key changes against `previous` (the last version the caller knew).
 
@@ -371,7 +415,8 @@ class IniStore:
         with exclusive_lock(self._lock_path, what=self.name):
             current = self.snapshot()
             self._versions.settle()
-            self._versions.account_for(current, previous, "settings.file", f"{self.name} edited by hand")
+            self._versions.account_for(current, previous, "settings.file", f"{self.name} edited by hand",
+                                       warnings=warnings)
             return current
 
     def _plan(

@@ -44,6 +44,16 @@ FileName = Literal["config", "system"]
 APPLY_STRENGTH: dict[str, int] = {"hot": 0, "reload": 1, "restart": 2}
 
 
+def compiling(pattern: str | None) -> str | None:
+    """`pattern` if it is a valid regular expression; else ValueError naming it."""
+    if pattern is not None:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"pattern {pattern!r} is not a valid regular expression: {exc}") from exc
+    return pattern
+
+
 class KeySpec(BaseModel):
     """The rules for one key."""
 
@@ -63,16 +73,16 @@ class KeySpec(BaseModel):
     schemes: list[str] = Field(default_factory=lambda: ["http", "https"])
     apply: ApplyMode = "restart"
     generate: Generator | None = None
+    # A password: its strength estimate (zxcvbn's 0-4) must reach this (see rules/strength.py).
+    min_score: int | None = Field(default=None, ge=0, le=4)
+    # A port key: a port the service binds on this host (checked against the others and what holds
+    # it now, see rules/ports.py); false for a port inside a container's own network.
+    host_port: bool = True
 
     @field_validator("pattern")
     @classmethod
     def _pattern_compiles(cls, pattern: str | None) -> str | None:
-        if pattern is not None:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"pattern {pattern!r} is not a valid regular expression: {exc}") from exc
-        return pattern
+        return compiling(pattern)
 
     @model_validator(mode="after")
     def _consistent(self) -> KeySpec:
@@ -86,6 +96,8 @@ class KeySpec(BaseModel):
             raise ValueError(f"min {self.min} is greater than max {self.max}")
         if self.generate is not None and self.default is not None:
             raise ValueError("a key has either a 'default' or a 'generate', not both")
+        if self.min_score is not None and not (self.secret and self.type == "string"):
+            raise ValueError("'min_score' applies to secret string keys (passwords) only")
         return self
 
 
@@ -99,6 +111,91 @@ class SectionSpec(BaseModel):
     keys: dict[str, KeySpec] = Field(default_factory=dict)
 
 
+class Condition(BaseModel):
+    """What a key's value must be: set (non-empty) or empty, equal to a value, one of some, or
+    matching a pattern. With no test given, the key must be set."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    key: str
+    set: bool | None = None
+    equals: str | None = None
+    one_of: list[str] | None = Field(default=None, alias="in")
+    pattern: str | None = None
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern_compiles(cls, pattern: str | None) -> str | None:
+        return compiling(pattern)
+
+    @field_validator("key")
+    @classmethod
+    def _key_reference(cls, key: str) -> str:
+        return check_reference(key)
+
+
+class CrossRule(BaseModel):
+    """A rule about several keys of one file, declared in the schema (see rules/crosskey.py):
+
+        - id: npm_ssl_pair
+          when: {key: nginx_proxy_manager.ssl_cert}        # only while the cert is set...
+          require: [nginx_proxy_manager.ssl_key]          # ...the key must be set too
+        - id: admin_passwords_differ
+          severity: warning
+          distinct: [gitea.user_pwd, portainer.user_pwd]  # no two of them equal ("*.port" globs)
+        - id: https_when_tls
+          when: {key: gitea.tls, equals: "true"}
+          then: {key: gitea.base_url, pattern: "^https://"}
+
+    A key is `section.key`; `[a.b].c` names a section whose name holds a dot.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
+    severity: Literal["error", "warning"] = "error"
+    message: str | None = None
+    when: Condition | None = None
+    require: list[str] | None = None
+    forbid: list[str] | None = None
+    distinct: list[str] | None = None
+    then: Condition | None = None
+
+    @field_validator("require", "forbid", "distinct")
+    @classmethod
+    def _references(cls, keys: list[str] | None) -> list[str] | None:
+        return [check_reference(key, globs=True) for key in keys] if keys is not None else None
+
+    @model_validator(mode="after")
+    def _one_check(self) -> CrossRule:
+        checks = [name for name in ("require", "forbid", "distinct", "then") if getattr(self, name) is not None]
+        if len(checks) != 1:
+            raise ValueError(f"rule {self.id!r} needs exactly one of require, forbid, distinct, then "
+                             f"(it has {', '.join(checks) or 'none'})")
+        if self.distinct is not None and self.when is not None:
+            raise ValueError(f"rule {self.id!r}: a distinct rule holds always; it takes no 'when'")
+        return self
+
+
+_REFERENCE = re.compile(r"^(?:\[(?P<bracketed>[^\]]+)\]|(?P<section>[^.\[\]]+))\.(?P<key>[^\[\]]+)$")
+
+
+def check_reference(text: str, *, globs: bool = False) -> str:
+    """`text` if it names a key as `section.key` (or `[sec.tion].key`); else ValueError."""
+    if parse_reference(text) is None or (not globs and any(c in text for c in "*?")):
+        raise ValueError(f"{text!r} does not name a key as section.key" + (" (globs * and ? allowed)" if globs
+                                                                             else ""))
+    return text
+
+
+def parse_reference(text: str) -> tuple[str, str] | None:
+    """(section, key) of `section.key` or `[sec.tion].key`, or None."""
+    found = _REFERENCE.match(text)
+    if found is None:
+        return None
+    return found["bracketed"] or found["section"], found["key"]
+
+
 class FileSchema(BaseModel):
     """The rules for one INI file."""
 
@@ -106,6 +203,7 @@ class FileSchema(BaseModel):
 
     extra_sections: bool = False
     sections: dict[str, SectionSpec] = Field(default_factory=dict)
+    rules: list[CrossRule] = Field(default_factory=list)
 
     def key(self, section: str, key: str) -> KeySpec | None:
         spec = self.sections.get(section)
@@ -161,6 +259,9 @@ def merge_schemas(documents: Iterable[tuple[str, Any]]) -> Schema:
             target = merged[file_name]
             if "extra_sections" in part:
                 target["extra_sections"] = part["extra_sections"]
+            rules = target.setdefault("rules", {})
+            for rule in part.get("rules") or []:  # a later file's rule of the same id replaces it
+                rules[rule.get("id") if isinstance(rule, dict) else None] = rule
             for name, section in (part.get("sections") or {}).items():
                 section = section or {}
                 existing = target["sections"].setdefault(name, {"keys": {}})
@@ -169,6 +270,8 @@ def merge_schemas(documents: Iterable[tuple[str, Any]]) -> Schema:
                         existing[flag] = section[flag]
                 existing["keys"].update(section.get("keys") or {})
         sources.append(source)
+    for part in merged.values():
+        part["rules"] = list(part.get("rules", {}).values())
     try:
         return Schema.model_validate({**merged, "sources": tuple(sources)})
     except ValidationError as exc:

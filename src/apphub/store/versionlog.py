@@ -74,7 +74,7 @@ class VersionLog:
 
     def replace(self, current: Snapshot, written: Snapshot, actor: Actor, action: str,
                 audit_changes: list[Change], prepare: Callable[[], Replacement], *, made: Sequence[int] = (),
-                message: str | None = None) -> None:
+                message: str | None = None, warnings: Sequence[str] = ()) -> None:
         """Replace the file with `written` (staged by `prepare`), its audit event recorded first.
 
         The new file is staged and the event flushed to disk (pending, naming the staged file)
@@ -88,20 +88,20 @@ class VersionLog:
         still there.
         """
         try:
-            self._replace(current, written, actor, action, audit_changes, prepare, made, message)
+            self._replace(current, written, actor, action, audit_changes, prepare, made, message, warnings)
         except BaseException:
             self._leftovers = True  # a staged file the failure could not remove: the next settle does
             raise
 
     def _replace(self, current: Snapshot, written: Snapshot, actor: Actor, action: str,
                  audit_changes: list[Change], prepare: Callable[[], Replacement], made: Sequence[int],
-                 message: str | None) -> None:
+                 message: str | None, warnings: Sequence[str]) -> None:
         replacement = prepare()
         marker = replacement.staged.name
         try:
             event = self._audit.begin(actor, action, audit_changes, file=self.name, version_before=current.version,
                                       version_after=written.version, marker=marker, complete=made,
-                                      message=message, content=recordable(written))
+                                      message=message, content=recordable(written), warnings=warnings)
         except BaseException as exc:
             # Committed or not (Ctrl-C may come right after the commit), an event naming the staged
             # file says "not made" while the file is there: abandon it before the file goes.
@@ -169,7 +169,8 @@ class VersionLog:
         return made
 
     def account_for(self, current: Snapshot, previous: Snapshot | None = None, action: str = "settings.unaudited",
-                    message: str | None = None, *, made: Sequence[int] | None = None) -> None:
+                    message: str | None = None, *, made: Sequence[int] | None = None,
+                    warnings: Sequence[str] = ()) -> None:
         """Record a version on disk that no audit event produced, so the chain has no gap: a hand
         edit (or a writer of an apphub older than the pending events). Call `settle` first; `made`:
         what it returned, if it did not mark them.
@@ -186,4 +187,5 @@ class VersionLog:
                 version_after=current.version,
                 message=message or f"{self.name} changed outside apphub (a hand edit)",
                 content=recordable(current),
+                warnings=warnings,
             )

@@ -22,6 +22,7 @@ from apphub.core import Core
 from apphub.envvars.check import env_problems
 from apphub.errors import ApphubError, IniParseError, LockTimeout, ManifestError
 from apphub.reload.base import Backends
+from apphub.rules.base import CONFIG, SYSTEM, KeyRef
 from apphub.store.check import located_problems
 from apphub.store.secrets import is_encrypted
 from apphub.store.snapshot import Snapshot, changed_keys
@@ -130,7 +131,7 @@ class EngineInputs:
                 self.status.update(config_error=None)
                 self._refused_version = None
             return snapshot
-        problems = self._new_problems(snapshot)
+        problems, warnings = self._new_problems(snapshot)
         if problems:
             self._refuse(snapshot.version, "config.ini is refused, the last good version stays applied: "
                          + "; ".join(problems))
@@ -139,7 +140,9 @@ class EngineInputs:
         self._refused_version = None
         if self.core.audit.last_version("config.ini") != snapshot.version:
             # maybe a hand edit; the store decides under its lock (a write in flight is not one)
-            self.core.config.account_for_outside_change(self._last_good)
+            self.core.config.account_for_outside_change(self._last_good, warnings)
+            for warning in warnings:
+                logger.warning("hand edit of config.ini accepted with a warning: %s", warning)
         if any(not is_encrypted(snapshot.document.get(s, k) or "") for s, k in snapshot.secret_keys()):
             snapshot = self.core.config.reencrypt_secrets(FILE_ACTOR, only_plaintext=True).snapshot
         self._last_good = snapshot
@@ -214,20 +217,29 @@ class EngineInputs:
             return
         self._recovered = True
 
-    def _new_problems(self, snapshot: Snapshot) -> list[str]:
-        """What makes a hand edit unacceptable: the problems it brings. A version written through
-        apphub was validated when written; a problem that was already in the last good version
-        (an adopted file's unknown section) does not block a valid edit of something else."""
+    def _new_problems(self, snapshot: Snapshot) -> tuple[list[str], list[str]]:
+        """What makes a hand edit unacceptable: the problems it brings; and the rules' warnings it
+        is accepted with. A version written through apphub was validated when written; a problem
+        that was already in the last good version (an adopted file's unknown section) does not
+        block a valid edit of something else. The rules judge the keys it changed, as for a write."""
         if self.core.audit.last_version("config.ini") == snapshot.version:
-            return []
+            return [], []
         located = located_problems(snapshot.document, snapshot.schema, self.core.box, "config.ini",
                                    plaintext_secrets=False)
-        if self._last_good is None:
-            return [text for _, text in located]
-        changed = changed_keys(self._last_good, snapshot) or set()
-        sections = {section for section, _ in changed}
-        return [text for (section, key), text in located
-                if (section, key) in changed or (key is None and section in sections)]
+        changed = changed_keys(self._last_good, snapshot) if self._last_good is not None else None
+        if changed is None:
+            problems = [text for _, text in located]
+        else:
+            sections = {section for section, _ in changed}
+            problems = [text for (section, key), text in located
+                        if (section, key) in changed or (key is None and section in sections)]
+        if problems or changed == set():
+            return problems, []
+        touched = None if changed is None else [KeyRef(CONFIG, section, key) for section, key in changed]
+        system = self.core.system.last_good()
+        findings = self.core.rules.judge({CONFIG: snapshot, **({SYSTEM: system} if system else {})}, touched)
+        return ([str(f) for f in findings if f.severity == "error"],
+                [str(f) for f in findings if f.severity != "error"])
 
     def _busy(self, exc: LockTimeout) -> ApplyReport:
         """A writer holds config.ini's lock for long (stopped with Ctrl-Z, say): nothing is wrong

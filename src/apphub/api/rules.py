@@ -1,0 +1,43 @@
+"""`POST /api/v1/settings/validate`: would a proposal be accepted, with every problem the schema
+and the rules find, writing nothing."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Request
+
+from apphub.api.auth import Principal, core_of, require_write
+from apphub.api.models import Validation, ok
+from apphub.api.problems import COMMON_RESPONSES, problem_response
+from apphub.errors import FieldError
+
+router = APIRouter(prefix="/api/v1", tags=["settings"])
+
+VALIDATE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **ok(Validation),
+    **COMMON_RESPONSES,
+    400: problem_response("The request cannot be read: malformed JSON, a body that is not an object of sections"),
+    403: problem_response("The key's role is too weak (write needed)"),
+    409: problem_response("config.ini does not parse (a hand edit to fix)"),
+    413: problem_response("The body is over 1 MiB"),
+}
+
+
+@router.post("/settings/validate", summary="Check a proposed change (or the files as they are), writing nothing",
+             responses=VALIDATE_RESPONSES)
+def validate(request: Request, _: Annotated[Principal, Depends(require_write)],
+             body: Annotated[dict[str, dict[str, Any]] | None,
+                             Body(description="Proposed {section: {key: value}} for config.ini, judged as a write "
+                                              "would be (on the keys it sets); none: config.ini and system.ini "
+                                              "as they are, every key",
+                                  examples=[{"gitea": {"user_pwd": "admin123"}}])] = None) -> dict[str, Any]:
+    core = core_of(request)
+    findings = core.config.judge(body) if body else core.findings()
+    return answer(findings)
+
+
+def answer(findings: list[FieldError]) -> dict[str, Any]:
+    errors = [finding.as_dict() for finding in findings if finding.severity == "error"]
+    warnings = [finding.as_dict() for finding in findings if finding.severity != "error"]
+    return {"valid": not errors, "errors": errors, "warnings": warnings}
