@@ -90,11 +90,13 @@ def test_a_key_that_requires_another(core: Core) -> None:
     with pytest.raises(ValidationFailed) as caught:
         core.config.update({section: {"ssl_key": ""}}, ACTOR)
     error = caught.value.errors[0]
-    assert error.line is not None and error.file == "config.ini"
+    assert error.line is not None
+    assert error.file == "config.ini"
     assert "must be set while [nginx_proxy_manager] ssl_cert is set" in error.message
     # both empty: the rule's condition does not hold
     result = core.config.update({section: {"ssl_key": "", "ssl_cert": ""}}, ACTOR)
-    assert result.changed and result.warnings == []
+    assert result.changed
+    assert result.warnings == []
 
 
 def test_a_condition_on_another_keys_value(core: Core) -> None:
@@ -109,7 +111,8 @@ def test_a_key_that_must_stay_empty_while_another_has_a_value(core: Core) -> Non
     with pytest.raises(ValidationFailed) as caught:
         core.config.update({"shop": {"demo_token": "tok-Qx81"}}, ACTOR)
     assert "a demo token has no business in a live shop" in str(caught.value)
-    assert "tok-Qx81" not in str(caught.value) and caught.value.errors[0].value == MASK
+    assert "tok-Qx81" not in str(caught.value)
+    assert caught.value.errors[0].value == MASK
     assert core.config.update({"shop": {"mode": "demo", "demo_token": "tok-Qx81"}}, ACTOR).changed
 
 
@@ -127,7 +130,8 @@ def test_a_warning_is_accepted_reported_and_audited_without_the_secret(core: Cor
     assert "must differ from [gitea] user_pwd" in result.warnings[0].message
     assert result.warnings[0].value == MASK
     row = audit_rows(core.data, "SELECT warnings FROM audit_events ORDER BY id DESC LIMIT 1")[0]
-    assert "admin_passwords_differ" in row["warnings"] and SHARED_PASSWORD not in row["warnings"]
+    assert "admin_passwords_differ" in row["warnings"]
+    assert SHARED_PASSWORD not in row["warnings"]
     assert core.audit.query(AuditQuery(limit=1))[0].warnings == json.loads(row["warnings"])
     # different passwords: nothing to warn of
     assert core.config.update({"portainer": {"user_pwd": "Other-Lantern-Pine-77"}}, ACTOR).warnings == []
@@ -172,7 +176,8 @@ def test_a_malformed_rule_is_refused_naming_it(tmp_path: pytest.TempPathFactory,
     (folder / "bad.yaml").write_text(f"config:\n  rules:\n    - {rule}\n", encoding="utf-8")
     with pytest.raises(SchemaError) as caught:
         load_schema(folder)
-    assert "bad.yaml" in str(caught.value) and mentions in str(caught.value)
+    assert "bad.yaml" in str(caught.value)
+    assert mentions in str(caught.value)
 
 
 # -- the API and the CLI ------------------------------------------------------------------------
@@ -214,13 +219,14 @@ def test_a_write_answers_its_warnings_and_a_refusal_every_finding(operator_dir: 
     assert {e["rule"] for e in refused_answer.json()["errors"]} == {"https_when_tls", "one_port_each"}
 
 
-def test_check_lists_rule_errors_and_warnings(operator_dir: DataDir, apphub: RunApphub) -> None:  # noqa: F811
+def test_check_lists_rule_errors_and_warnings(operator_dir: DataDir, apphub: RunApphub) -> None:
     with opened(operator_dir) as core:
         core.config.update({"gitea": {"user_pwd": SHARED_PASSWORD}}, ACTOR)
         core.config.update({"portainer": {"user_pwd": SHARED_PASSWORD}}, ACTOR)
     done: subprocess.CompletedProcess[str] = apphub("check")
     assert done.returncode == 0, done.stderr
-    assert "warning: must differ from [gitea] user_pwd" in done.stderr and SHARED_PASSWORD not in done.stderr
+    assert "warning: must differ from [gitea] user_pwd" in done.stderr
+    assert SHARED_PASSWORD not in done.stderr
 
     text = operator_dir.config_ini.read_text(encoding="utf-8")
     operator_dir.config_ini.write_text(text.replace("port = 8102", "port = 8101"), encoding="utf-8")

@@ -103,6 +103,10 @@ class Candidate:
         except SecretError:
             return None
 
+    def switched_on(self, ref: KeyRef) -> bool:
+        """A bool key's value (its default if absent); on unless it says false."""
+        return (self.value(ref) or "true").lower() not in ("false", "no", "off", "0")
+
     def touched(self, *refs: KeyRef) -> bool:
         """Whether the write touches any of `refs` (always, for a whole-file check)."""
         return self._touched is None or any(ref in self._touched for ref in refs)

@@ -9,13 +9,15 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 
 from apphub.errors import FieldError
 from apphub.paths import DataDir
-from apphub.rules.base import Candidate, KeyRef, Rule, sorted_findings
+from apphub.rules.base import SYSTEM, Candidate, KeyRef, Rule, sorted_findings
 from apphub.rules.crosskey import CrossKeyRule
 from apphub.rules.strength import StrengthRule
 from apphub.store.inistore import RuleHook
 from apphub.store.snapshot import Snapshot
 
 logger = logging.getLogger("apphub.rules")
+
+ENABLED = KeyRef(SYSTEM, "rules", "enabled")  # system.ini's switch for them all
 
 
 def standard_rules(data: DataDir) -> RuleBook:
@@ -34,6 +36,8 @@ class RuleBook:
     def judge(self, files: Mapping[str, Snapshot], touched: Collection[KeyRef] | None = None) -> list[FieldError]:
         """Every finding of every rule for `files` ({"config.ini": snapshot, ...}), errors first."""
         candidate = Candidate(files, touched)
+        if not candidate.switched_on(ENABLED):
+            return []
         findings: list[FieldError] = []
         for rule in self.rules:
             try:
