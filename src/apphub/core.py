@@ -46,7 +46,7 @@ class Core:
         stores = (self.config, self.system, self.env.store)
         for store in stores:
             store.settle()  # what a writer killed between its audit event and its replace left
-        self.rules = standard_rules(data)
+        self.rules = standard_rules(data, self.system.last_good, self.config.last_good)
         self.config.rules = self.rules.hook(CONFIG, {SYSTEM: self.system.last_good})
         self.system.rules = self.rules.hook(SYSTEM, {CONFIG: self.config.last_good})
         self.envvars = EnvVars(self.env, self.config, self.system, data.root / "services.yaml", data.root)

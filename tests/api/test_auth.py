@@ -87,6 +87,7 @@ def operations(admin: httpx.Client) -> list[Operation]:
 PATH_VALUES = {
     "/api/v1/settings/{section}": {"section": "gitea"},
     "/api/v1/settings/{section}/{key}": {"section": "nginx_proxy_manager", "key": "nike_name"},
+    "/api/v1/settings/{section}/{key}/explain": {"section": "gitea", "key": "user_email"},
     "/api/v1/system/{section}": {"section": "volume_backup"},
     "/api/settings/{section}": {"section": "gitea"},
     "/api/v1/env/{scope}": {"scope": "global"},

@@ -21,6 +21,7 @@ ROUTES = {
     "/api/settings/{section}": {"get", "put"},
     "/api/v1/settings/plan": {"post"},
     "/api/v1/settings/validate": {"post"},
+    "/api/v1/settings/{section}/{key}/explain": {"get"},
     "/api/v1/settings/reload": {"post"},
     "/api/v1/sync/status": {"get"},
     "/metrics": {"get"},

@@ -74,6 +74,30 @@ class Validation(BaseModel):
     warnings: list[Finding]
 
 
+class Reference(BaseModel):
+    """A key a value was made with (`${section.key}`)."""
+
+    section: str
+    key: str
+    origin: str | None = Field(description="config.ini, or default (the schema's)")
+    secret: bool
+
+
+class Explanation(BaseModel):
+    """Where a key's effective value comes from (secrets, and values made with one, masked)."""
+
+    section: str
+    key: str
+    raw: str = Field(description="The value as written, before ${...} substitution")
+    value: str | None = Field(description="The value the services get; null when it cannot be resolved")
+    secret: bool = Field(description="A secret, or made with one")
+    origin: str = Field(description="config.ini, or default (the schema's)", examples=["config.ini", "default"])
+    line: int | None
+    references: list[Reference] = Field(description="Every key it was made of, at any depth, in order")
+    env: list[str] = Field(description="Every environment variable it was made of")
+    error: str | None = Field(description="Why it cannot be resolved (a cycle, a missing key), naming the chain")
+
+
 class WriteAnswer(BaseModel):
     """A write's answer: the new version, what changed, the sections written as they are now."""
 

@@ -1,16 +1,18 @@
 """`POST /api/v1/settings/validate`: would a proposal be accepted, with every problem the schema
-and the rules find, writing nothing."""
+and the rules find, writing nothing; `GET .../{key}/explain`: where a key's value comes from."""
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Request
 
-from apphub.api.auth import Principal, core_of, require_write
-from apphub.api.models import Validation, ok
+from apphub.api.auth import Principal, core_of, require_read, require_write
+from apphub.api.models import Explanation, Validation, ok
 from apphub.api.problems import COMMON_RESPONSES, problem_response
-from apphub.errors import FieldError
+from apphub.errors import FieldError, KeyNotFound
+from apphub.store.substitution import explain
 
 router = APIRouter(prefix="/api/v1", tags=["settings"])
 
@@ -41,3 +43,15 @@ def answer(findings: list[FieldError]) -> dict[str, Any]:
     errors = [finding.as_dict() for finding in findings if finding.severity == "error"]
     warnings = [finding.as_dict() for finding in findings if finding.severity != "error"]
     return {"valid": not errors, "errors": errors, "warnings": warnings}
+
+
+@router.get("/settings/{section}/{key}/explain", summary="Where a key's effective value comes from",
+            responses={**ok(Explanation), **COMMON_RESPONSES, 404: problem_response("No such key, and no default"),
+                       409: problem_response("config.ini does not parse (a hand edit to fix)")})
+def explain_key(section: str, key: str, request: Request,
+                _: Annotated[Principal, Depends(require_read)]) -> dict[str, Any]:
+    snapshot = core_of(request).config.snapshot()
+    try:
+        return explain(snapshot, section, key, os.environ).as_dict()
+    except KeyError:
+        raise KeyNotFound(section, key, "config.ini") from None

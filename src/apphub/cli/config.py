@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +14,14 @@ from apphub.envvars.check import env_problems
 from apphub.envvars.store import SCHEMA as ENV_SCHEMA
 from apphub.errors import ApphubError, FieldError, IniParseError, SchemaError, SecretError
 from apphub.paths import DataDir
+from apphub.rules.base import CONFIG, SYSTEM
 from apphub.rules.book import standard_rules
 from apphub.store.check import file_problems
 from apphub.store.inidoc import IniDocument
 from apphub.store.schema import FileSchema, Schema, load_schema
 from apphub.store.secrets import SecretBox, mask
 from apphub.store.snapshot import Snapshot
+from apphub.store.substitution import explain
 from apphub.sync.manifest import load_manifest
 from apphub.sync.settings import SyncSettings
 
@@ -96,6 +99,38 @@ def set_(ctx: click.Context, section: str, key: str, value: str, message: str | 
         click.echo(f"[{section}] {key} = {shown}  (version {result.snapshot.version})")
     else:
         click.echo(f"[{section}] {key} unchanged  (version {result.snapshot.version})")
+    for warning in result.warnings:
+        click.echo(str(warning), err=True)
+
+
+@config.command("explain")
+@click.argument("section")
+@click.argument("key")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (as the API's .../explain answers).")
+@click.pass_context
+def explain_(ctx: click.Context, section: str, key: str, as_json: bool) -> None:
+    """Where a key's effective value comes from: as written, after ${...} substitution, the layer
+    it came from, the keys and environment variables it was made of (secrets masked)."""
+    with open_core(ctx) as core:
+        try:
+            answer = explain(core.config.snapshot(), section, key, os.environ)
+        except KeyError:
+            raise click.ClickException(f"config.ini has no key '{key}' in [{section}], and the schema gives no "
+                                       "default") from None
+    if as_json:
+        click.echo(json.dumps(answer.as_dict(), indent=2))
+        return
+    where = f"config.ini:{answer.line}" if answer.line else answer.origin
+    click.echo(f"[{section}] {key} = {answer.value if answer.error is None else '(unresolved)'}")
+    click.echo(f"  written:    {answer.raw}  ({where})")
+    for ref in answer.references:
+        secret = ", secret" if ref.secret else ""
+        click.echo(f"  refers to:  [{ref.section}] {ref.key}  ({ref.origin}{secret})")
+    for name in answer.env:
+        click.echo(f"  env:        {name}")
+    if answer.error:
+        click.echo(f"  error:      {answer.error}", err=True)
+        raise click.exceptions.Exit(1)
 
 
 @click.command()
@@ -148,7 +183,7 @@ def _rule_findings(data: DataDir, schema: Schema, box: SecretBox) -> list[FieldE
         raw = path.read_bytes()
         files[path.name] = Snapshot(path.name, raw, IniDocument(raw.decode("utf-8").removeprefix("\ufeff"), path.name),
                                     file_schema, box)
-    return standard_rules(data).judge(files)
+    return standard_rules(data, lambda: files[SYSTEM], lambda: files[CONFIG]).judge(files)
 
 
 def _manifest_problems(data: DataDir, box: SecretBox | None, schema: Schema) -> list[str]:

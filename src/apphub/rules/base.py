@@ -18,7 +18,7 @@ from apphub.errors import FieldError, SecretError
 from apphub.store.schema import FileSchema, KeySpec
 from apphub.store.secrets import MASK
 from apphub.store.snapshot import Snapshot
-from apphub.store.validate import shown_value
+from apphub.store.validate import default_text, shown_value
 
 CONFIG = "config.ini"
 SYSTEM = "system.ini"
@@ -87,7 +87,9 @@ class Candidate:
         if snapshot is None:
             return False
         stored = snapshot.document.get(ref.section, ref.key)
-        return stored is not None and snapshot.holds_secret(ref.section, ref.key, stored)
+        if stored is None:  # its default, if any: a secret if the schema says so
+            return snapshot.schema.is_secret(ref.section, ref.key)
+        return snapshot.holds_secret(ref.section, ref.key, stored)
 
     def value(self, ref: KeyRef) -> str | None:
         """The key's plaintext: the file's, else the schema's default (what the services get); None
@@ -97,7 +99,7 @@ class Candidate:
             return None
         if snapshot.document.get(ref.section, ref.key) is None:
             spec = snapshot.schema.key(ref.section, ref.key)
-            return _default_text(spec.default) if spec is not None and spec.default is not None else None
+            return default_text(spec.default) if spec is not None and spec.default is not None else None
         try:
             return snapshot.section_plaintext_value(ref.section, ref.key)
         except SecretError:
@@ -136,12 +138,6 @@ class Rule(Protocol):
     name: str
 
     def check(self, candidate: Candidate) -> list[FieldError]: ...
-
-
-def _default_text(default: str | int | bool | list[str]) -> str:
-    if isinstance(default, bool):
-        return "true" if default else "false"
-    return ",".join(default) if isinstance(default, list) else str(default)
 
 
 def sorted_findings(findings: Iterable[FieldError]) -> list[FieldError]:

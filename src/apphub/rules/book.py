@@ -11,6 +11,8 @@ from apphub.errors import FieldError
 from apphub.paths import DataDir
 from apphub.rules.base import SYSTEM, Candidate, KeyRef, Rule, sorted_findings
 from apphub.rules.crosskey import CrossKeyRule
+from apphub.rules.ports import port_rule
+from apphub.rules.references import ReferenceRule
 from apphub.rules.strength import StrengthRule
 from apphub.store.inistore import RuleHook
 from apphub.store.snapshot import Snapshot
@@ -20,10 +22,12 @@ logger = logging.getLogger("apphub.rules")
 ENABLED = KeyRef(SYSTEM, "rules", "enabled")  # system.ini's switch for them all
 
 
-def standard_rules(data: DataDir) -> RuleBook:
-    """The rules of a data folder: the schema's cross-key rules, credential strength, port conflicts."""
-    del data  # the port rule reads the folder's services.yaml and system.ini (next)
-    return RuleBook([CrossKeyRule(), StrengthRule()])
+def standard_rules(data: DataDir, system: Callable[[], Snapshot | None],
+                   config: Callable[[], Snapshot | None]) -> RuleBook:
+    """The rules of a data folder: the schema's cross-key rules, credential strength, references,
+    port conflicts (which read the folder's services.yaml, and `system` and `config` as they are
+    now, to tell whose port is whose)."""
+    return RuleBook([CrossKeyRule(), StrengthRule(), ReferenceRule(), port_rule(data.root, system, config)])
 
 
 class RuleBook:

@@ -213,6 +213,13 @@ def to_json_value(spec: KeySpec | None, text: str) -> JsonValue:
     return text
 
 
+def default_text(default: str | int | bool | list[str]) -> str:
+    """A schema default as the INI text a file would hold."""
+    if isinstance(default, bool):
+        return "true" if default else "false"
+    return ",".join(default) if isinstance(default, list) else str(default)
+
+
 def _json_kind(spec: KeySpec) -> str:
     return {"int": "number", "port": "port number", "bool": "boolean", "list": "list of strings"}.get(
         spec.type, "string"

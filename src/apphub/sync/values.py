@@ -17,6 +17,7 @@ from urllib.parse import quote, quote_plus
 from apphub.errors import RenderError, SecretError
 from apphub.store.secrets import MASK, is_encrypted
 from apphub.store.snapshot import Snapshot
+from apphub.store.substitution import SubstitutionError, has_references, resolver_for
 from apphub.store.validate import JsonValue, to_json_value
 
 # ${section.key}, ${env:NAME}; $${...} is a literal ${...}
@@ -42,6 +43,8 @@ class Values:
         self.read: set[Key] = set()
         self.env_read: set[str] = set()
         self._cache: dict[Key, JsonValue] = {}
+        self._resolver = resolver_for(snapshot, environ)
+        self._made_with_secrets: set[Key] = set()  # plain values that refer to a secret
 
     def get(self, section: str, key: str) -> JsonValue:
         """The typed plaintext value of a key, or its schema default; MissingValue if neither."""
@@ -61,16 +64,36 @@ class Values:
                 value = self.snapshot.section_plaintext_value(section, key)
             except SecretError as exc:
                 raise RenderError(str(exc)) from exc
+        elif has_references(stored):
+            value = to_json_value(spec, self._substituted(section, key))
         else:
             value = to_json_value(spec, stored)
         self._cache[(section, key)] = value
         return value
 
-    def env(self, name: str) -> str:
+    def _substituted(self, section: str, key: str) -> str:
+        """A value with `${...}` in it, resolved; what it read counts as read by the render (a
+        change of a key it refers to re-renders the service)."""
+        try:
+            found = self._resolver.resolve(section, key)
+        except (SubstitutionError, SecretError) as exc:
+            raise RenderError(str(exc)) from exc
+        self.read.update(found.references)
+        self.env_read.update(found.env)
+        if found.secret:
+            self._made_with_secrets.add((section, key))
+        return found.value
+
+    def env(self, spec: str) -> str:
+        """`NAME`, or `NAME:-default` (the default when it is unset or empty)."""
+        name, has_default, default = spec.partition(":-")
         self.env_read.add(name)
+        value = self.environ.get(name, "")
+        if value == "" and has_default:
+            return default
         if name not in self.environ:
             raise MissingValue(f"${{env:{name}}}: the environment variable {name} is not set")
-        return self.environ[name]
+        return value
 
     def has_section(self, section: str) -> bool:
         return self.snapshot.document.has_section(section) or section in self.snapshot.schema.sections
@@ -120,7 +143,8 @@ class Values:
         found = set()
         for (section, key), value in self._cache.items():  # the keys read successfully
             stored = self.snapshot.document.get(section, key)
-            if self.snapshot.schema.is_secret(section, key) or (stored is not None and is_encrypted(stored)):
+            if (self.snapshot.schema.is_secret(section, key) or (stored is not None and is_encrypted(stored))
+                    or (section, key) in self._made_with_secrets):
                 found.add(_text(value))  # a secret's schema default is a secret too
         return sorted((text for text in found if text), key=len, reverse=True)
 

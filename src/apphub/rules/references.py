@@ -1,0 +1,65 @@
+"""References between values (`${section.key}`, `${env:NAME:-default}`, store/substitution.py)
+must resolve: a cycle, a key that does not exist, a malformed reference refuse the write, naming
+the chain. An environment variable this process lacks (with no default) is a warning only: the
+server's environment, which the services are rendered with, may differ from a CLI's.
+
+A write is judged on the values that refer to what it touches: deleting a key another refers to
+is refused as surely as writing a reference to a key that is not there.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from apphub.errors import FieldError, SecretError
+from apphub.rules.base import Candidate, KeyRef
+from apphub.store.substitution import Resolver, Stored, SubstitutionError, has_references
+
+
+class ReferenceRule:
+    name = "references"
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self._environ = os.environ if environ is None else environ
+
+    def check(self, candidate: Candidate) -> list[FieldError]:
+        findings: list[FieldError] = []
+        for file in candidate.file_names():
+            resolver = _resolver(candidate, file, self._environ)
+            for ref in candidate.keys(file):
+                if candidate.is_secret(ref):
+                    continue  # a secret's value is never read for references (and not decrypted here)
+                value = candidate.value(ref)
+                if value is None or not has_references(value):
+                    continue
+                findings += self._judge(candidate, resolver, ref)
+        return findings
+
+    def _judge(self, candidate: Candidate, resolver: Resolver, ref: KeyRef) -> list[FieldError]:
+        try:
+            resolver.resolve(ref.section, ref.key)
+        except SubstitutionError as exc:
+            chain = [KeyRef(ref.file, section, key) for section, key in exc.chain]
+            if not candidate.touched(*chain):
+                return []
+            if exc.variable is not None:  # the server, which renders the services, may have it
+                return [candidate.finding(ref, "reference", f"{exc}; apphub's server fails to render it too "
+                                          "unless its environment has it", "warning", show=False)]
+            return [candidate.finding(ref, "reference", str(exc), show=False)]
+        except (KeyError, SecretError):
+            pass  # no value, or a secret that does not decrypt: the schema's check says so
+        return []
+
+
+def _resolver(candidate: Candidate, file: str, environ: Mapping[str, str]) -> Resolver:
+    def lookup(section: str, key: str) -> Stored | None:
+        ref = KeyRef(file, section, key)
+        value = candidate.value(ref)
+        return None if value is None else Stored(value, candidate.is_secret(ref), file)
+
+    def has_section(section: str) -> bool:
+        schema = candidate.schema(file)
+        return candidate.has_section(file, section) or (schema is not None and section in schema.sections)
+
+    return Resolver(lookup, has_section, environ)

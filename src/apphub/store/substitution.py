@@ -1,0 +1,218 @@
+"""`${section.key}` and `${env:NAME:-default}` inside config.ini's values, resolved.
+
+A value may refer to another key (`base_url = http://${server.host}:${gitea.port}`) or to the
+process environment, with a default for when the variable is unset or empty (the shell's `:-`).
+`$${` is a literal `${`. A secret's own value is never read for references (a password may hold
+`${`); a plain value that refers to a secret becomes a secret itself (masked wherever it is
+shown). References resolve recursively; a cycle or a key that does not exist is an error naming
+the whole chain (`[a] x -> [b] y -> [a] x`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+
+from apphub.errors import ApphubError
+from apphub.store.secrets import MASK
+from apphub.store.snapshot import Snapshot
+from apphub.store.validate import default_text
+
+# ${section.key}, ${env:NAME}, ${env:NAME:-default}; $${ is a literal ${
+REFERENCE = re.compile(r"\$\$\{|\$\{([^}]*)\}")
+ENV_PREFIX = "env:"
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_DEPTH = 32  # a chain this long is a mistake, not a configuration
+
+Key = tuple[str, str]
+
+
+class SubstitutionError(ApphubError, ValueError):
+    """A reference that cannot be resolved: a cycle, a missing key or variable, a malformed one.
+    `chain`: the keys from the one asked for to where it broke."""
+
+    def __init__(self, message: str, chain: list[Key], variable: str | None = None) -> None:
+        self.chain = chain
+        self.variable = variable  # an environment variable that is not set (and has no default)
+        super().__init__(f"{' -> '.join(f'[{s}] {k}' for s, k in chain)}: {message}")
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A key's value before substitution, where it came from, and whether it is a secret."""
+
+    text: str
+    secret: bool
+    origin: str  # "config.ini", "default", or an overlay's file name
+
+
+@dataclass
+class Resolution:
+    """A key's effective value and what it was made of."""
+
+    value: str
+    secret: bool  # a secret itself, or made with one
+    origin: str
+    references: list[Key] = field(default_factory=list)  # every key it read, at any depth, in order
+    env: list[str] = field(default_factory=list)  # every environment variable it read
+
+
+# (section, key) -> its stored value, or None when there is neither a value nor a default
+Lookup = Callable[[str, str], Stored | None]
+HasSection = Callable[[str], bool]
+
+
+def has_references(text: str) -> bool:
+    return "${" in text
+
+
+class Resolver:
+    """Resolves the values of one version (`lookup`) against `environ`; results are cached, so
+    that each key is worked out once however many refer to it."""
+
+    def __init__(self, lookup: Lookup, has_section: HasSection, environ: Mapping[str, str]) -> None:
+        self._lookup = lookup
+        self._has_section = has_section
+        self._environ = environ
+        self._done: dict[Key, Resolution] = {}
+
+    def stored(self, section: str, key: str) -> Stored | None:
+        """A key's value before substitution, or None when it has no value and no default."""
+        return self._lookup(section, key)
+
+    def resolve(self, section: str, key: str) -> Resolution:
+        """The effective value of a key; SubstitutionError if it cannot be worked out, KeyError if
+        the key has no value at all."""
+        return self._resolve((section, key), [])
+
+    def _resolve(self, wanted: Key, chain: list[Key]) -> Resolution:
+        done = self._done.get(wanted)
+        if done is not None:
+            return done
+        path = [*chain, wanted]
+        if wanted in chain:
+            raise SubstitutionError("the references make a cycle", path)
+        if len(path) > MAX_DEPTH:
+            raise SubstitutionError(f"the references are more than {MAX_DEPTH} deep", path)
+        stored = self._lookup(*wanted)
+        if stored is None:
+            if chain:
+                raise SubstitutionError(f"[{wanted[0]}] {wanted[1]} has no value and no default", path)
+            raise KeyError(wanted)
+        result = Resolution(stored.text, stored.secret, stored.origin)
+        if not stored.secret and has_references(stored.text):
+            result.value = REFERENCE.sub(lambda match: self._fill(match, result, path), stored.text)
+        self._done[wanted] = result
+        return result
+
+    def _fill(self, match: re.Match[str], result: Resolution, path: list[Key]) -> str:
+        inner = match.group(1)
+        if inner is None:
+            return "${"  # $${ escapes
+        inner = inner.strip()
+        if inner.startswith(ENV_PREFIX):
+            return self._env(inner[len(ENV_PREFIX):], result, path)
+        section, key = self.split(inner, path)
+        found = self._resolve((section, key), path)
+        result.references += [ref for ref in [(section, key), *found.references] if ref not in result.references]
+        result.env += [name for name in found.env if name not in result.env]
+        result.secret |= found.secret
+        return found.value
+
+    def _env(self, spec: str, result: Resolution, path: list[Key]) -> str:
+        name, has_default, default = spec.partition(":-")
+        if not _ENV_NAME.match(name):
+            raise SubstitutionError(f"${{env:{spec}}} does not name an environment variable", path)
+        if name not in result.env:
+            result.env.append(name)
+        value = self._environ.get(name, "")
+        if value == "" and has_default:
+            return default
+        if name not in self._environ:
+            raise SubstitutionError(f"the environment variable {name} is not set, and ${{env:{name}}} gives no "
+                                    f"default (write ${{env:{name}:-default}})", path, variable=name)
+        return value
+
+    def split(self, reference: str, path: list[Key]) -> Key:
+        """`section.key`, where a section name may itself hold dots (the longest known one wins)."""
+        parts = reference.split(".")
+        if len(parts) < 2 or not all(parts):
+            raise SubstitutionError(f"${{{reference}}} is not a reference: write ${{section.key}} or "
+                                    "${env:NAME:-default}", path)
+        for cut in range(len(parts) - 1, 0, -1):
+            section = ".".join(parts[:cut])
+            if self._has_section(section):
+                return section, ".".join(parts[cut:])
+        return ".".join(parts[:-1]), parts[-1]
+
+
+def resolver_for(snapshot: Snapshot, environ: Mapping[str, str]) -> Resolver:
+    """A Resolver of one version of a file: its values, else the schema's defaults (a secret is
+    decrypted when a reference reads it; SecretError if it cannot be)."""
+
+    def lookup(section: str, key: str) -> Stored | None:
+        stored = snapshot.document.get(section, key)
+        if stored is None:
+            spec = snapshot.schema.key(section, key)
+            if spec is None or spec.default is None:
+                return None
+            return Stored(default_text(spec.default), spec.secret, "default")
+        if snapshot.holds_secret(section, key, stored):
+            return Stored(snapshot.section_plaintext_value(section, key), True, snapshot.name)
+        return Stored(stored, False, snapshot.name)
+
+    def has_section(section: str) -> bool:
+        return snapshot.document.has_section(section) or section in snapshot.schema.sections
+
+    return Resolver(lookup, has_section, environ)
+
+
+@dataclass(frozen=True)
+class ReferenceOrigin:
+    section: str
+    key: str
+    origin: str | None
+    secret: bool
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Where a key's effective value comes from (see `explain`)."""
+
+    section: str
+    key: str
+    raw: str  # as written, before substitution (masked if secret)
+    value: str | None  # after (masked if a secret or made with one); None when it cannot be resolved
+    secret: bool
+    origin: str  # the file, or "default"
+    line: int | None
+    references: list[ReferenceOrigin]
+    env: list[str]
+    error: str | None  # why it cannot be resolved, naming the chain
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def explain(snapshot: Snapshot, section: str, key: str, environ: Mapping[str, str]) -> Explanation:
+    """Where a key's effective value comes from: its text before substitution, its value after,
+    the layer it came from (the file, or the schema's default), and every key and environment
+    variable it was made of. A secret, or a value made with one, is masked; KeyError if the key
+    has neither a value nor a default."""
+    resolver = resolver_for(snapshot, environ)
+    found = resolver.stored(section, key)
+    if found is None:
+        raise KeyError((section, key))
+    raw = MASK if found.secret and found.text else found.text
+    line = snapshot.document.line_of(section, key) if snapshot.document.get(section, key) is not None else None
+    try:
+        resolved = resolver.resolve(section, key)
+    except SubstitutionError as exc:
+        return Explanation(section, key, raw, None, found.secret, found.origin, line, [], [], str(exc))
+    references = []
+    for ref_section, ref_key in resolved.references:
+        ref = resolver.stored(ref_section, ref_key)
+        references.append(ReferenceOrigin(ref_section, ref_key, ref.origin if ref else None, bool(ref and ref.secret)))
+    value = MASK if resolved.secret and resolved.value else resolved.value
+    return Explanation(section, key, raw, value, resolved.secret, found.origin, line, references, resolved.env, None)
