@@ -6,6 +6,8 @@ from pathlib import Path
 
 from apphub.audit.log import AuditLog
 from apphub.db import Database
+from apphub.environments.judging import config_hook, overlay_hook, system_hook
+from apphub.environments.overlays import Environments, merged
 from apphub.envvars.service import EnvVars
 from apphub.envvars.store import SCHEMA as ENV_SCHEMA
 from apphub.envvars.store import EnvStore, ensure_file
@@ -13,7 +15,6 @@ from apphub.errors import DataDirError, FieldError, IniParseError
 from apphub.history.service import History
 from apphub.keys import KeyStore
 from apphub.paths import DataDir
-from apphub.rules.base import CONFIG, SYSTEM
 from apphub.rules.book import standard_rules
 from apphub.store.check import field_errors
 from apphub.store.inistore import IniStore
@@ -47,8 +48,11 @@ class Core:
         for store in stores:
             store.settle()  # what a writer killed between its audit event and its replace left
         self.rules = standard_rules(data, self.system.last_good, self.config.last_good)
-        self.config.rules = self.rules.hook(CONFIG, {SYSTEM: self.system.last_good})
-        self.system.rules = self.rules.hook(SYSTEM, {CONFIG: self.config.last_good})
+        self.environments = Environments(data, self.config, self.system, self.box, self.audit)
+        self.config.rules = config_hook(self.rules, self.environments, self.system.last_good)
+        self.system.rules = system_hook(self.rules, self.environments, self.config.last_good)
+        self.environments.rules_for = lambda name: overlay_hook(self.rules, self.config.last_good,
+                                                                self.system.last_good)
         self.envvars = EnvVars(self.env, self.config, self.system, data.root / "services.yaml", data.root)
         self.history = History(data, self.audit, {store.name: store for store in stores})
         for store in stores:
@@ -68,6 +72,10 @@ class Core:
                 continue
             files[store.name] = snapshot
             found += field_errors(snapshot.document, snapshot.schema, self.box, store.name, plaintext_secrets=False)
+        overlay = self.environments.overlay(self.environments.active())
+        if overlay is not None and self.config.name in files:  # the rules judge what the services get
+            found += field_errors(overlay.document, overlay.schema, self.box, overlay.name, plaintext_secrets=False)
+            files[self.config.name] = merged(files[self.config.name], overlay)
         return found + self.rules.judge(files)
 
     @property

@@ -79,7 +79,7 @@ class Reference(BaseModel):
 
     section: str
     key: str
-    origin: str | None = Field(description="config.ini, or default (the schema's)")
+    origin: str | None = Field(description="config.ini, an environment's overlay (config.prod.ini), or default")
     secret: bool
 
 
@@ -91,7 +91,8 @@ class Explanation(BaseModel):
     raw: str = Field(description="The value as written, before ${...} substitution")
     value: str | None = Field(description="The value the services get; null when it cannot be resolved")
     secret: bool = Field(description="A secret, or made with one")
-    origin: str = Field(description="config.ini, or default (the schema's)", examples=["config.ini", "default"])
+    origin: str = Field(description="config.ini, the environment's overlay, or default (the schema's)",
+                        examples=["config.ini", "config.prod.ini", "default"])
     line: int | None
     references: list[Reference] = Field(description="Every key it was made of, at any depth, in order")
     env: list[str] = Field(description="Every environment variable it was made of")

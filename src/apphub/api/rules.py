@@ -6,11 +6,12 @@ from __future__ import annotations
 import os
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Body, Depends, Query, Request
 
 from apphub.api.auth import Principal, core_of, require_read, require_write
 from apphub.api.models import Explanation, Validation, ok
 from apphub.api.problems import COMMON_RESPONSES, problem_response
+from apphub.environments.overlays import BASE
 from apphub.errors import FieldError, KeyNotFound
 from apphub.store.substitution import explain
 
@@ -48,10 +49,15 @@ def answer(findings: list[FieldError]) -> dict[str, Any]:
 @router.get("/settings/{section}/{key}/explain", summary="Where a key's effective value comes from",
             responses={**ok(Explanation), **COMMON_RESPONSES, 404: problem_response("No such key, and no default"),
                        409: problem_response("config.ini does not parse (a hand edit to fix)")})
-def explain_key(section: str, key: str, request: Request,
-                _: Annotated[Principal, Depends(require_read)]) -> dict[str, Any]:
-    snapshot = core_of(request).config.snapshot()
+def explain_key(section: str, key: str, request: Request, _: Annotated[Principal, Depends(require_read)],
+                environment: Annotated[str | None, Query(description="As this environment sees it (`base`: "
+                                                                     "config.ini alone); default: the one running")]
+                = None) -> dict[str, Any]:
+    core = core_of(request)
+    name = environment if environment is not None else core.environments.active()
+    if name is not None and name != BASE:
+        core.environments.store(name)  # 404 for an unknown one
     try:
-        return explain(snapshot, section, key, os.environ).as_dict()
+        return explain(core.config.snapshot(), section, key, os.environ, core.environments.overlay(name)).as_dict()
     except KeyError:
         raise KeyNotFound(section, key, "config.ini") from None

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from apphub.cli.context import CLI_ACTOR, data_of, open_core
+from apphub.environments.overlays import ACTIVE, BASE, file_name, merged, relaxed
 from apphub.envvars.check import env_problems
 from apphub.envvars.store import SCHEMA as ENV_SCHEMA
 from apphub.errors import ApphubError, FieldError, IniParseError, SchemaError, SecretError
@@ -107,20 +108,24 @@ def set_(ctx: click.Context, section: str, key: str, value: str, message: str | 
 @click.argument("section")
 @click.argument("key")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (as the API's .../explain answers).")
+@click.option("--environment", help="As this environment sees it (base: config.ini alone); default: the one running.")
 @click.pass_context
-def explain_(ctx: click.Context, section: str, key: str, as_json: bool) -> None:
+def explain_(ctx: click.Context, section: str, key: str, as_json: bool, environment: str | None) -> None:
     """Where a key's effective value comes from: as written, after ${...} substitution, the layer
     it came from, the keys and environment variables it was made of (secrets masked)."""
     with open_core(ctx) as core:
         try:
-            answer = explain(core.config.snapshot(), section, key, os.environ)
+            name = environment if environment is not None else core.environments.active()
+            if name is not None and name != BASE:
+                core.environments.store(name)  # refuses an unknown one
+            answer = explain(core.config.snapshot(), section, key, os.environ, core.environments.overlay(name))
         except KeyError:
             raise click.ClickException(f"config.ini has no key '{key}' in [{section}], and the schema gives no "
                                        "default") from None
     if as_json:
         click.echo(json.dumps(answer.as_dict(), indent=2))
         return
-    where = f"config.ini:{answer.line}" if answer.line else answer.origin
+    where = f"{answer.origin}:{answer.line}" if answer.line else answer.origin
     click.echo(f"[{section}] {key} = {answer.value if answer.error is None else '(unresolved)'}")
     click.echo(f"  written:    {answer.raw}  ({where})")
     for ref in answer.references:
@@ -183,6 +188,13 @@ def _rule_findings(data: DataDir, schema: Schema, box: SecretBox) -> list[FieldE
         raw = path.read_bytes()
         files[path.name] = Snapshot(path.name, raw, IniDocument(raw.decode("utf-8").removeprefix("\ufeff"), path.name),
                                     file_schema, box)
+    active = (files[SYSTEM].document.get(*ACTIVE) or "").strip()
+    overlay_path = data.root / file_name(active) if active else None
+    if overlay_path is not None and overlay_path.exists():  # the rules judge what the services get
+        raw = overlay_path.read_bytes()
+        overlay = Snapshot(overlay_path.name, raw, IniDocument(raw.decode("utf-8"), overlay_path.name),
+                           relaxed(schema.config), box)
+        files[CONFIG] = merged(files[CONFIG], overlay)
     return standard_rules(data, lambda: files[SYSTEM], lambda: files[CONFIG]).judge(files)
 
 

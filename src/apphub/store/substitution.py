@@ -147,23 +147,27 @@ class Resolver:
         return ".".join(parts[:-1]), parts[-1]
 
 
-def resolver_for(snapshot: Snapshot, environ: Mapping[str, str]) -> Resolver:
-    """A Resolver of one version of a file: its values, else the schema's defaults (a secret is
-    decrypted when a reference reads it; SecretError if it cannot be)."""
+def resolver_for(snapshot: Snapshot, environ: Mapping[str, str], overlay: Snapshot | None = None) -> Resolver:
+    """A Resolver of one version of a file: its values (an environment's `overlay` over them),
+    else the schema's defaults. A secret is decrypted when a reference reads it (SecretError if it
+    cannot be); each value names the layer it came from."""
+    layers = [overlay, snapshot] if overlay is not None else [snapshot]
 
     def lookup(section: str, key: str) -> Stored | None:
-        stored = snapshot.document.get(section, key)
-        if stored is None:
-            spec = snapshot.schema.key(section, key)
-            if spec is None or spec.default is None:
-                return None
-            return Stored(default_text(spec.default), spec.secret, "default")
-        if snapshot.holds_secret(section, key, stored):
-            return Stored(snapshot.section_plaintext_value(section, key), True, snapshot.name)
-        return Stored(stored, False, snapshot.name)
+        for layer in layers:
+            stored = layer.document.get(section, key)
+            if stored is None:
+                continue
+            if layer.holds_secret(section, key, stored) or snapshot.schema.is_secret(section, key):
+                return Stored(layer.section_plaintext_value(section, key), True, layer.name)
+            return Stored(stored, False, layer.name)
+        spec = snapshot.schema.key(section, key)
+        if spec is None or spec.default is None:
+            return None
+        return Stored(default_text(spec.default), spec.secret, "default")
 
     def has_section(section: str) -> bool:
-        return snapshot.document.has_section(section) or section in snapshot.schema.sections
+        return any(layer.document.has_section(section) for layer in layers) or section in snapshot.schema.sections
 
     return Resolver(lookup, has_section, environ)
 
@@ -195,17 +199,19 @@ class Explanation:
         return asdict(self)
 
 
-def explain(snapshot: Snapshot, section: str, key: str, environ: Mapping[str, str]) -> Explanation:
+def explain(snapshot: Snapshot, section: str, key: str, environ: Mapping[str, str],
+            overlay: Snapshot | None = None) -> Explanation:
     """Where a key's effective value comes from: its text before substitution, its value after,
     the layer it came from (the file, or the schema's default), and every key and environment
     variable it was made of. A secret, or a value made with one, is masked; KeyError if the key
-    has neither a value nor a default."""
-    resolver = resolver_for(snapshot, environ)
+    has neither a value nor a default. With an environment's `overlay`, the value it sets wins."""
+    resolver = resolver_for(snapshot, environ, overlay)
     found = resolver.stored(section, key)
     if found is None:
         raise KeyError((section, key))
     raw = MASK if found.secret and found.text else found.text
-    line = snapshot.document.line_of(section, key) if snapshot.document.get(section, key) is not None else None
+    layer = overlay if overlay is not None and found.origin == overlay.name else snapshot
+    line = layer.document.line_of(section, key) if found.origin != "default" else None
     try:
         resolved = resolver.resolve(section, key)
     except SubstitutionError as exc:

@@ -304,6 +304,7 @@ class SyncEngine(EngineInputs):
             return self._busy(exc)
         if snapshot is None:
             return ApplyReport(self._applied.version if self._applied else "", refused=[self._config_error()])
+        snapshot = self._with_environment(snapshot)
         previous = None if manifest_changed or self._first else self._applied
         changed = changed_keys(previous, snapshot)
         if changed is not None and env is not None:

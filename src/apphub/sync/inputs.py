@@ -69,6 +69,7 @@ class EngineInputs:
     _last_good: Snapshot | None
     _last_good_env: Snapshot | None
     _refused_version: str | None
+    _overlay_refused: str | None = None
     _recovered: bool
     _retry: set[str]
     _retry_at: float | None
@@ -147,6 +148,23 @@ class EngineInputs:
             snapshot = self.core.config.reencrypt_secrets(FILE_ACTOR, only_plaintext=True).snapshot
         self._last_good = snapshot
         return snapshot
+
+    def _with_environment(self, base: Snapshot) -> Snapshot:
+        """What the services get: config.ini with the active environment's overlay over it. An
+        overlay that does not parse or validate (a hand edit) is refused as config.ini would be:
+        the base alone is used, and the status, the log and the audit say why."""
+        effective, problems = self.core.environments.for_services(base)
+        if not problems:
+            self._overlay_refused = None
+            return effective
+        message = redact("the environment's overlay is refused, config.ini alone is applied: " + "; ".join(problems),
+                         self._masks(), AUDIT_MESSAGE_CHARS)
+        if message != self._overlay_refused:  # once per problem, not every round
+            self._overlay_refused = message
+            self.core.audit.record(FILE_ACTOR, "settings.invalid", file="environments", message=message)
+            logger.error("%s", message)
+        self.status.update(config_error=message)
+        return effective
 
     def _accepted_env(self) -> Snapshot | None:
         """env.ini now, if it parses and names only valid variables (a hand edit is audited); else

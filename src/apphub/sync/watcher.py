@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import select
 import threading
 from collections.abc import Callable, Iterable
@@ -50,6 +51,9 @@ Callback = Callable[[str, str], None]
 # changes, cuts what the kernel queues and watchdog's threads decode to about a third: the
 # engine's own staging and swapping in the target folders was most of this process's CPU.
 CONTENT_EVENTS = [FileClosedEvent, FileCreatedEvent, FileMovedEvent, FileDeletedEvent]
+
+
+_OVERLAY = re.compile(r"^config\.[a-z0-9][a-z0-9_-]{0,31}\.ini$")  # an environment's (environments/)
 
 
 class _Handler(FileSystemEventHandler):
@@ -121,7 +125,9 @@ class Watcher:
     def _classify(self, path: str) -> str | None:
         folder, name = os.path.split(path)
         if folder == self._data_root:
-            return "config" if name in ("config.ini", "system.ini", "env.ini", "services.yaml") else None
+            if name in ("config.ini", "system.ini", "env.ini", "services.yaml") or _OVERLAY.match(name):
+                return "config"
+            return None
         if path.startswith(self._templates + os.sep):
             return "config"
         return None

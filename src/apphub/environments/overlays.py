@@ -1,0 +1,180 @@
+"""Environments: one base `config.ini`, and per environment (`dev`, `staging`, `prod`, any name)
+an overlay file `config.<name>.ini` next to it holding only what differs. Which one this host
+runs is `system.ini [environments] active` (empty: the base alone).
+
+An overlay is an INI file like config.ini, under config.ini's schema with nothing required (it
+holds only what differs), written through its own IniStore: locked, atomic, audited, secrets
+encrypted with the folder's key. What the services get is the merge: the base with the active
+overlay's keys over it (`effective`). The rules judge that merge, whichever file a write goes to.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from apphub.audit.log import AuditLog
+from apphub.errors import ApphubError, FieldError, IniParseError, NotFound, ValidationFailed
+from apphub.paths import DataDir
+from apphub.store.atomic import Replacement
+from apphub.store.check import field_errors
+from apphub.store.inidoc import SetValue
+from apphub.store.inistore import IniStore, RuleHook
+from apphub.store.schema import FileSchema, KeySpec, SectionSpec
+from apphub.store.secrets import SecretBox
+from apphub.store.snapshot import Snapshot
+
+logger = logging.getLogger("apphub.environments")
+
+BASE = "base"  # the name of config.ini itself, where a name is asked for
+NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+ACTIVE = ("environments", "active")  # system.ini
+HEADER = b"# An environment's overlay: only the keys whose value differs from config.ini's (apphub environments)\n"
+
+
+class EnvironmentNotFound(NotFound):
+    """No overlay file of that name."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        self.name = name
+        super().__init__(f"there is no environment '{name}' (known: {', '.join([BASE, *known])})")
+
+
+RESERVED = {BASE, "diff", "promote"}  # `base` is config.ini; the others are API routes
+
+
+def check_name(name: str) -> str:
+    if name in RESERVED or not NAME.match(name):
+        raise ValidationFailed([FieldError("environments", None, "name", f"'{name}' cannot name an environment: use "
+                                           "1-32 lower-case letters, digits, '_' or '-' (not base, diff, promote)",
+                                           file="system.ini")])
+    return name
+
+
+def file_name(name: str) -> str:
+    return f"config.{name}.ini"
+
+
+def relaxed(schema: FileSchema) -> FileSchema:
+    """config.ini's schema as an overlay's: the same keys and types, none of them required, no
+    rules of its own (the rules judge the merge)."""
+    sections = {
+        name: SectionSpec(description=spec.description, extra_keys=spec.extra_keys,
+                          keys={key: KeySpec.model_validate({**key_spec.model_dump(), "required": False})
+                                for key, key_spec in spec.keys.items()})
+        for name, spec in schema.sections.items()
+    }
+    return FileSchema(extra_sections=schema.extra_sections, sections=sections)
+
+
+def merged(base: Snapshot, overlay: Snapshot | None) -> Snapshot:
+    """config.ini as an environment sees it: the base with the overlay's keys over it (secrets stay
+    encrypted: both files share the folder's key)."""
+    if overlay is None:
+        return base
+    edits = [SetValue(section, key, stored) for section in overlay.sections()
+             for key, stored in overlay.document.items(section)]
+    if not edits:
+        return base
+    document = base.document.with_edits(edits)
+    return Snapshot(base.name, document.text.encode("utf-8"), document, base.schema, base.box)
+
+
+class Environments:
+    """The overlays of one data folder."""
+
+    def __init__(self, data: DataDir, config: IniStore, system: IniStore, box: SecretBox, audit: AuditLog) -> None:
+        self._data = data
+        self._config = config
+        self.base = config  # config.ini's store, which a promotion to "base" writes
+        self._system = system
+        self._box = box
+        self._audit = audit
+        self._stores: dict[str, IniStore] = {}
+        self._relaxed: tuple[FileSchema, FileSchema] | None = None
+        self._lock = threading.Lock()
+        self.rules_for: Callable[[str], RuleHook | None] = lambda name: None  # set by Core
+
+    # -- which ------------------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        """Every environment with an overlay file, by name."""
+        found = []
+        for path in self._data.root.glob("config.*.ini"):
+            name = path.name[len("config."):-len(".ini")]
+            if NAME.match(name) and name not in RESERVED:
+                found.append(name)
+        return sorted(found)
+
+    def active(self) -> str | None:
+        """The environment this host runs (system.ini [environments] active), or None: the base."""
+        system = self._system.last_good()
+        name = (system.document.get(*ACTIVE) or "").strip() if system is not None else ""
+        return name or None
+
+    def path(self, name: str) -> Path:
+        return self._data.root / file_name(check_name(name))
+
+    # -- stores -----------------------------------------------------------------------------
+
+    def store(self, name: str, *, create: bool = False) -> IniStore:
+        """The overlay's store; EnvironmentNotFound unless it exists or `create` (an empty one)."""
+        path = self.path(name)
+        with self._lock:
+            found = self._stores.get(name)
+            if found is not None and path.exists():
+                return found
+            if not path.exists():
+                if not create:
+                    raise EnvironmentNotFound(name, self.names())
+                Replacement.prepare(path, HEADER, None, mode=0o600).swap()
+            store = IniStore(path, self._data.lock_for(path), self._overlay_schema, self._box, self._audit)
+            store.rules = self.rules_for(name)
+            self._stores[name] = store
+            return store
+
+    def _overlay_schema(self, fresh: bool) -> FileSchema:
+        base = self._config.schema if fresh else self._config.snapshot().schema
+        cached = self._relaxed
+        if cached is not None and cached[0] is base:
+            return cached[1]
+        made = relaxed(base)
+        self._relaxed = (base, made)
+        return made
+
+    def overlay(self, name: str | None) -> Snapshot | None:
+        """The overlay of `name` as it is now (None: the base, or no file for it)."""
+        if name is None or name == BASE:
+            return None
+        try:
+            return self.store(name).snapshot()
+        except EnvironmentNotFound:
+            return None
+
+    # -- what the services get --------------------------------------------------------------
+
+    def effective(self, name: str | None, base: Snapshot | None = None) -> Snapshot:
+        """config.ini as environment `name` sees it (None or "base": config.ini alone)."""
+        base = base if base is not None else self._config.snapshot()
+        return merged(base, self.overlay(name))
+
+    def for_services(self, base: Snapshot) -> tuple[Snapshot, list[str]]:
+        """What the sync renders: `base` with the active overlay over it, and the problems that made
+        an overlay unusable (a hand edit that does not parse or validate: the base alone is used
+        then, never a half-valid merge)."""
+        name = self.active()
+        if name is None:
+            return base, []
+        try:
+            overlay = self.store(name).snapshot()
+        except EnvironmentNotFound as exc:
+            return base, [f"system.ini [environments] active: {exc}"]
+        except (IniParseError, ApphubError) as exc:
+            return base, [str(exc)]
+        problems = field_errors(overlay.document, overlay.schema, self._box, overlay.name, plaintext_secrets=False)
+        if problems:
+            return base, [str(problem) for problem in problems]
+        return merged(base, overlay), []
