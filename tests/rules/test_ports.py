@@ -336,7 +336,10 @@ def test_a_whole_file_check_reports_held_ports_as_warnings(folder: Folder, liste
 
 def test_an_engine_that_cannot_be_reached_is_skipped(folder: Folder, listening: Callable[[], int],
                                                       tmp_path: Path) -> None:
-    folder.sync(docker_url=f"unix://{tmp_path}/no-engine.sock")
+    stale = tmp_path / "no-engine.sock"
+    with socket.socket(socket.AF_UNIX) as gone:
+        gone.bind(str(stale))  # the socket file of an engine that stopped: connecting is refused
+    folder.sync(docker_url=f"unix://{stale}")
     port = listening()
 
     [finding] = folder.rule().check(folder.write("web", port=port))  # the host's sockets are still asked
@@ -348,6 +351,11 @@ def test_an_engine_that_cannot_be_reached_is_skipped(folder: Folder, listening: 
     assert warning.severity == "warning"
     assert "container engine could not be asked" in warning.message
     assert "no-engine.sock" in warning.message
+
+
+def test_no_engine_socket_means_no_engine_and_nothing_to_warn_of(folder: Folder, tmp_path: Path) -> None:
+    folder.sync(docker_url=f"unix://{tmp_path}/docker.sock")  # Docker is not installed here
+    assert at(folder.rule().check(folder.whole()), "sync", SYSTEM) == []
 
 
 def test_a_hung_engine_costs_one_short_timeout(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ containers and their published ports. Nothing here knows a setting or a service:
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 import time
@@ -92,6 +93,12 @@ class PortScan:
         return self.by_port.get(port, ())
 
 
+def _no_engine_here(engine: ContainerEngine) -> bool:
+    """The engine's unix socket does not exist: no engine runs on this host (Docker is not
+    installed), so no container publishes a port, and there is nothing to warn of."""
+    return engine.url.startswith("unix://") and not os.path.exists(engine.url.removeprefix("unix://"))
+
+
 class HostPorts:
     """Scans this host's sockets and `engine`'s containers (None: no engine); the scan is kept
     `ttl` seconds. Safe to share between threads; never raises for what a source does."""
@@ -120,8 +127,8 @@ class HostPorts:
     def _scan_now(self, now: float) -> PortScan:
         unreachable: list[str] = []
         published: dict[int, list[ContainerHolder]] = {}
-        engine_asked = self.engine is None
-        if self.engine is not None:
+        engine_asked = self.engine is None or _no_engine_here(self.engine)
+        if not engine_asked and self.engine is not None:
             try:
                 published = self._published(self.engine, now)
                 engine_asked = True
