@@ -34,6 +34,8 @@ WEBSOFT9_SYSTEM_SECTIONS = {
     # apphub's own sections, after Websoft9's: where the history is pushed; where the sync engine
     # may write, how it reaches services
     "history": ["remote_url", "remote_branch", "remote_user", "remote_token", "remote_create"],
+    "environments": ["active"],
+    "rules": ["enabled", "port_probes"],
     "services": ["enabled", "check_interval_s", "step_timeout_s", "step_attempts", "gitea_container", "cockpit_host"],
     "sync": ["roots", "supervisor_url", "docker_url", "debounce_ms", "drift_interval_s"],
 }

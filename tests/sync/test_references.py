@@ -10,7 +10,7 @@ import pytest
 from apphub.errors import ValidationFailed
 from apphub.store.secrets import MASK
 from apphub.store.substitution import explain
-from tests.sync.conftest import ADMIN_PASSWORD, SyncWorld
+from tests.sync.conftest import ADMIN_PASSWORD, TEST_ACTOR, SyncWorld
 
 
 def _title(world: SyncWorld) -> str:
@@ -57,3 +57,16 @@ def test_a_write_that_breaks_a_reference_is_refused_naming_the_chain(world: Sync
     assert "[web] motd -> [web] title -> [web] motd: the references make a cycle" in str(caught.value)
     with pytest.raises(ValidationFailed, match=r"\[web\] title -> \[db\] nope: \[db\] nope has no value"):
         world.set("web", title="${db.nope}")
+
+
+def test_a_typed_key_may_refer_to_another_and_what_it_resolves_to_must_fit_its_type(world: SyncWorld) -> None:
+    world.standard()
+    world.core.config.update({"db": {"name": "9100"}}, TEST_ACTOR)
+    with world.engine(watch=False) as engine:
+        world.set("web", port="${db.name}")
+        world.sync_now(engine)
+        assert json.loads(world.path("web/app.json").read_text())["server"]["port"] == 9100  # a number, as typed
+    with pytest.raises(ValidationFailed) as caught:
+        world.set("db", name="orders")  # web's port would resolve to it
+    assert [(e.section, e.key, e.rule) for e in caught.value.errors] == [("web", "port", "type")]
+    assert "resolves to 'orders', which must be a whole number" in str(caught.value)

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from apphub.errors import FieldError, SecretError
 from apphub.rules.base import Candidate, KeyRef
 from apphub.store.substitution import Resolver, Stored, SubstitutionError, has_references
+from apphub.store.validate import check_value
 
 
 class ReferenceRule:
@@ -38,7 +39,7 @@ class ReferenceRule:
 
     def _judge(self, candidate: Candidate, resolver: Resolver, ref: KeyRef) -> list[FieldError]:
         try:
-            resolver.resolve(ref.section, ref.key)
+            found = resolver.resolve(ref.section, ref.key)
         except SubstitutionError as exc:
             chain = [KeyRef(ref.file, section, key) for section, key in exc.chain]
             if not candidate.touched(*chain):
@@ -48,8 +49,14 @@ class ReferenceRule:
                                           "unless its environment has it", "warning", show=False)]
             return [candidate.finding(ref, "reference", str(exc), show=False)]
         except (KeyError, SecretError):
-            pass  # no value, or a secret that does not decrypt: the schema's check says so
-        return []
+            return []  # no value, or a secret that does not decrypt: the schema's check says so
+        if not candidate.touched(ref, *(KeyRef(ref.file, section, key) for section, key in found.references)):
+            return []
+        # The schema checked the text as written; what the services get must fit the key's type.
+        spec = candidate.spec(ref)
+        shown = "(a secret)" if found.secret else repr(found.value)
+        return [candidate.finding(ref, problem.rule, f"resolves to {shown}, which {problem.message}", show=False)
+                for problem in check_value(spec, found.value)]
 
 
 def _resolver(candidate: Candidate, file: str, environ: Mapping[str, str]) -> Resolver:

@@ -76,6 +76,8 @@ def check_value(spec: KeySpec | None, value: str) -> list[Problem]:
         return problems
     if value == "":
         return [Problem("required", "is required and cannot be empty")] if spec.required else []
+    if not spec.secret and "${" in value:
+        return problems  # refers to other values: the rules check what it resolves to (rules/references.py)
     problems += _check_type(spec, value)
     if spec.min_length is not None and len(value) < spec.min_length:
         problems.append(Problem("min_length", f"must be at least {spec.min_length} characters long"))

@@ -1,0 +1,112 @@
+"""A template's variables checked and its values rendered into a change of config.ini, then
+previewed (the version it would make, and what it changes) or applied: an ordinary write,
+validated by the schema and the rules, planned by the sync, audited with the source `template`.
+
+Values render in a sandboxed Jinja environment in which an unknown name is an error. A variable
+left unset takes its default (which may use the variables declared before it) or, for
+`generate: password` / `token_hex`, a fresh credential, as a first start makes one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateError
+from jinja2.sandbox import SandboxedEnvironment
+
+from apphub.audit.log import Actor, Change
+from apphub.bootstrap import default_text
+from apphub.errors import FieldError, ValidationFailed
+from apphub.store.inistore import IniStore, WriteResult
+from apphub.store.secrets import MASK
+from apphub.store.snapshot import Snapshot, version_changes
+from apphub.store.validate import check_value
+from apphub.templates.catalog import Template
+
+SOURCE = "template"  # the audit source of a template's write
+_JINJA = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+
+Changes = dict[str, dict[str, object]]
+
+
+def _problem(template: Template, name: str, rule: str, message: str, value: str | None = None) -> FieldError:
+    return FieldError("variables", name, rule, message, value, template.source or template.name)
+
+
+def variables_of(template: Template, given: Mapping[str, str]) -> dict[str, str]:
+    """Every variable's value: given, else its default (rendered over the ones before it), else a
+    generated credential. ValidationFailed with every problem: an unknown name, a missing required
+    one, a value its type refuses (a secret's never shown)."""
+    problems = [_problem(template, name, "unknown_variable", f"is not a variable of the template {template.name} "
+                         f"(its variables: {', '.join(template.variables) or 'none'})")
+                for name in given if name not in template.variables]
+    values: dict[str, str] = {}
+    for name, spec in template.variables.items():
+        if name in given:
+            text = given[name]
+        elif spec.generate is not None:
+            text = default_text(spec)
+        elif spec.default is not None:
+            try:
+                text = _render(default_text(spec), values)
+            except TemplateError as exc:
+                if not problems:  # else most likely a variable it uses is missing, and said so already
+                    problems.append(_problem(template, name, "default", f"its default cannot be rendered: {exc}"))
+                continue
+        elif spec.required:
+            problems.append(_problem(template, name, "required", "is required: give it with --set "
+                                     f"{name}=VALUE (or in the request's variables)"))
+            continue
+        else:
+            text = ""
+        for found in check_value(spec, text):
+            problems.append(_problem(template, name, found.rule, found.message,
+                                     MASK if spec.secret else text))
+        values[name] = text
+    if problems:
+        raise ValidationFailed(problems)
+    return values
+
+
+def render(template: Template, given: Mapping[str, str]) -> Changes:
+    """The change of config.ini the template makes with these variables."""
+    values = variables_of(template, given)
+    changes: Changes = {}
+    problems = []
+    for section, keys in template.settings.items():
+        for key, value in keys.items():
+            if not isinstance(value, str):
+                changes.setdefault(section, {})[key] = value
+                continue
+            try:
+                changes.setdefault(section, {})[key] = _render(value, values)
+            except TemplateError as exc:
+                problems.append(FieldError(section, key, "template", f"cannot be rendered: {exc}",
+                                           file=template.source or template.name))
+    if problems:
+        raise ValidationFailed(problems)
+    return changes
+
+
+def _render(text: str, values: Mapping[str, Any]) -> str:
+    if "{{" not in text and "{%" not in text:
+        return text
+    return _JINJA.from_string(text).render(values)
+
+
+def preview(store: IniStore, template: Template, given: Mapping[str, str]) -> tuple[Snapshot, list[Change]]:
+    """The version applying the template would make (validated as the write would be, rules
+    included) and what it changes, secrets masked; nothing is written."""
+    current = store.snapshot()
+    proposed = store.preview(render(template, given))
+    return proposed, version_changes(current, proposed)
+
+
+def apply(store: IniStore, template: Template, given: Mapping[str, str], actor: Actor,
+          message: str | None = None) -> WriteResult:
+    """Apply the template: one write of config.ini, audited with the source `template`."""
+    changes = render(template, given)
+    by = Actor(actor.name, SOURCE, actor.request_id)
+    return store.update(changes, by, action="template.apply",
+                        message=message or f"template {template.name} applied")
