@@ -57,6 +57,8 @@ class Core:
         self.history = History(data, self.audit, {store.name: store for store in stores})
         for store in stores:
             store.after_write.append(self.history.notify)
+        self.history.more_stores = self.environments.stores
+        self.environments.on_new_store.append(lambda store: store.after_write.append(self.history.notify))
 
     def findings(self) -> list[FieldError]:
         """Every problem of config.ini and system.ini as they are now: the schema's, then the

@@ -63,7 +63,8 @@ class Operation:
         return "read" if self.method == "GET" or self.template in READ_POSTS else "write"
 
 
-READ_POSTS = {"/api/v1/settings/plan", "/api/v1/settings/rollback/plan", "/api/v1/env/{scope}/plan"}
+READ_POSTS = {"/api/v1/settings/plan", "/api/v1/settings/rollback/plan", "/api/v1/env/{scope}/plan",
+              "/api/v1/templates/{name}/preview"}
 # A service's bundle holds its secrets in plaintext (an admin or that service's own key); the
 # initialisers create accounts.
 ADMIN_ONLY = {"/api/v1/services/{name}/config", "/api/v1/init"}
@@ -96,6 +97,12 @@ PATH_VALUES = {
     "/api/v1/services/{name}/health": {"name": "docker"},
     "/api/v1/services/{name}/dependencies": {"name": "app"},
     "/api/v1/services/{name}/config": {"name": "app"},
+    "/api/v1/environments/{name}": {"name": "staging"},
+    "/api/v1/environments/{name}/{section}": {"name": "staging", "section": "gitea"},
+    "/api/v1/environments/{name}/{section}/{key}": {"name": "staging", "section": "gitea", "key": "user_email"},
+    "/api/v1/templates/{name}": {"name": "minimal"},
+    "/api/v1/templates/{name}/preview": {"name": "minimal"},
+    "/api/v1/templates/{name}/apply": {"name": "minimal"},
 }
 # A manifest service for the services routes: no files, no reload, so the sync leaves it alone.
 MANIFEST = "services:\n  app:\n    description: the services routes' test service\n"
@@ -105,9 +112,14 @@ BODIES: dict[tuple[str, str], Any] = {
     ("PUT", "/api/v1/env/{scope}"): {"TZ": "UTC"},
     ("PUT", "/api/v1/env/{scope}/{name}"): {"value": "Europe/Berlin"},
     ("POST", "/api/v1/env/{scope}/plan"): {"TZ": "Asia/Tokyo"},
+    ("PUT", "/api/v1/environments/{name}/{section}"): {"user_email": "staging@example.com"},
+    ("POST", "/api/v1/environments/promote"): {"from": "staging", "to": "base", "keys": ["gitea.user_email"]},
+    ("POST", "/api/v1/templates/{name}/preview"): {"variables": {"admin_email": "template@example.com"}},
+    ("POST", "/api/v1/templates/{name}/apply"): {"variables": {"admin_email": "template@example.com"}},
 }
 PARAMS: dict[tuple[str, str], dict[str, str]] = {
     ("PUT", "/api/settings/{section}"): {"key": "user_email", "value": "legacy@example.com"},
+    ("GET", "/api/v1/environments/diff"): {"a": "base", "b": "staging"},
 }
 
 
@@ -119,7 +131,12 @@ def send(client: httpx.Client, operation: Operation, admin: httpx.Client) -> htt
         values = {"version": version}
     path = operation.template.format(**values)
     assert "{" not in path, f"no test values for the path parameters of {operation.template}; add them to PATH_VALUES"
-    if operation.method == "DELETE" and "scope" in values:
+    if operation.template.startswith("/api/v1/environments/"):
+        # the environment `staging` and the key its routes name: there for each request
+        admin.put("/api/v1/environments/staging/gitea", json={"user_email": "staging@example.com"}).raise_for_status()
+    if operation.method == "DELETE" and "name" in values and "section" in values:
+        pass  # the overlay's key was put back above
+    elif operation.method == "DELETE" and "scope" in values:
         admin.put(f"/api/v1/env/{values['scope']}/{values['name']}", json={"value": "restored"}).raise_for_status()
     elif operation.method == "DELETE":
         # The key must exist for the delete to succeed; put it back with the admin key first.

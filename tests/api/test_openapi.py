@@ -41,6 +41,16 @@ ROUTES = {
     "/api/v1/services/{name}/config": {"get"},
     "/api/v1/init/status": {"get"},
     "/api/v1/init": {"post"},
+    "/api/v1/environments": {"get"},
+    "/api/v1/environments/diff": {"get"},
+    "/api/v1/environments/promote": {"post"},
+    "/api/v1/environments/{name}": {"get"},
+    "/api/v1/environments/{name}/{section}": {"put"},
+    "/api/v1/environments/{name}/{section}/{key}": {"delete"},
+    "/api/v1/templates": {"get"},
+    "/api/v1/templates/{name}": {"get"},
+    "/api/v1/templates/{name}/preview": {"post"},
+    "/api/v1/templates/{name}/apply": {"post"},
 }
 
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
+from starlette.convertors import StringConvertor, register_url_convertor
 from starlette.responses import Response
 
 from apphub.api.auth import Principal, check_may_change, core_of, require_read, require_write
@@ -24,8 +25,23 @@ from apphub.store.schema import parse_reference
 
 router = APIRouter(prefix="/api/v1/environments", tags=["environments"])
 
+
+class EnvironmentConvertor(StringConvertor):
+    """An environment's name in a path, but not `diff` nor `promote`: those paths belong to their
+    routes for every method (else `GET /environments/promote` read an environment, and the 405 of
+    another method there listed GET as allowed)."""
+
+    regex = "(?!(?:diff|promote)(?:/|$))[^/]+"
+
+
+register_url_convertor("apphub_environment", EnvironmentConvertor())
+
 Name = Annotated[str, Path(description="An environment's name", examples=["prod"])]
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: problem_response("No such environment (or section, key)")}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: problem_response("No such environment (or section, key)"),
+    422: problem_response("Not an environment's name (1-32 lower-case letters, digits, '_' or '-'), or a value "
+                          "refused; `errors` lists every problem"),
+}
 WRITE = {**ok(WriteAnswer), **WRITE_RESPONSES, **NOT_FOUND}
 
 
@@ -48,7 +64,7 @@ def list_environments(request: Request, _: Annotated[Principal, Depends(require_
 
 
 @router.get("/diff", summary="Where two environments' effective settings differ (secrets: only whether)",
-            responses={**COMMON_RESPONSES, **NOT_FOUND})
+            responses={**COMMON_RESPONSES, **NOT_FOUND, 400: problem_response("a or b is missing")})
 def environments_diff(request: Request, _: Annotated[Principal, Depends(require_read)],
                       a: Annotated[str, Query(description="An environment (`base`: config.ini alone)")],
                       b: Annotated[str, Query(description="Another")]) -> dict[str, Any]:
@@ -74,15 +90,15 @@ def environments_promote(request: Request, principal: Annotated[Principal, Depen
     return _answer(request, body.target, result, wait, wait_timeout)
 
 
-@router.get("/{name}", summary="An environment's overlay: only what differs from config.ini",
+@router.get("/{name:apphub_environment}", summary="An environment's overlay: only what differs from config.ini",
             responses={**COMMON_RESPONSES, **NOT_FOUND})
 def read_environment(name: Name, request: Request, _: Annotated[Principal, Depends(require_read)]) -> dict[str, Any]:
     snapshot = core_of(request).environments.store(name).snapshot()
     return {"name": name, "file": snapshot.name, "version": snapshot.version, "settings": snapshot.public}
 
 
-@router.put("/{name}/{section}", summary="Set keys in an environment's overlay (made on first write)",
-            responses=WRITE)
+@router.put("/{name:apphub_environment}/{section}",
+            summary="Set keys in an environment's overlay (made on first write)", responses=WRITE)
 def update_environment(name: Name, section: str, body: SettingsBody, request: Request,
                        principal: Annotated[Principal, Depends(require_write)], if_match: IfMatch = None,
                        wait: Wait = False, wait_timeout: WaitTimeout = WAIT_DEFAULT_S,
@@ -94,8 +110,8 @@ def update_environment(name: Name, section: str, body: SettingsBody, request: Re
     return _answer(request, name, result, wait, wait_timeout, [section])
 
 
-@router.delete("/{name}/{section}/{key}", summary="Drop a key from an overlay: config.ini's value applies again",
-               responses=WRITE)
+@router.delete("/{name:apphub_environment}/{section}/{key}",
+               summary="Drop a key from an overlay: config.ini's value applies again", responses=WRITE)
 def delete_environment_key(name: Name, section: str, key: str, request: Request,
                            principal: Annotated[Principal, Depends(require_write)], if_match: IfMatch = None,
                            wait: Wait = False, wait_timeout: WaitTimeout = WAIT_DEFAULT_S,

@@ -47,14 +47,16 @@ def answer(findings: list[FieldError]) -> dict[str, Any]:
 
 
 @router.get("/settings/{section}/{key}/explain", summary="Where a key's effective value comes from",
-            responses={**ok(Explanation), **COMMON_RESPONSES, 404: problem_response("No such key, and no default"),
+            responses={**ok(Explanation), **COMMON_RESPONSES,
+                       404: problem_response("No such key (and no default), or no such environment"),
+                       422: problem_response("`environment` is not an environment's name"),
                        409: problem_response("config.ini does not parse (a hand edit to fix)")})
 def explain_key(section: str, key: str, request: Request, _: Annotated[Principal, Depends(require_read)],
                 environment: Annotated[str | None, Query(description="As this environment sees it (`base`: "
                                                                      "config.ini alone); default: the one running")]
                 = None) -> dict[str, Any]:
     core = core_of(request)
-    name = environment if environment is not None else core.environments.active()
+    name = environment or core.environments.active()
     if name is not None and name != BASE:
         core.environments.store(name)  # 404 for an unknown one
     try:

@@ -22,6 +22,8 @@ router = APIRouter(prefix="/api/v1/templates", tags=["templates"])
 Name = Annotated[str, Path(description="A template's name", examples=["hardened-production"])]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: problem_response("No such template")}
 INVALID: dict[int | str, dict[str, Any]] = {
+    400: problem_response("The request cannot be read: malformed JSON, a body that is not {\"variables\": {...}}"),
+    413: problem_response("The body is over 1 MiB"),
     422: problem_response("A variable is missing, unknown or of the wrong type, or the settings it makes are refused "
                           "by the schema or the rules; `errors` lists every problem"),
 }

@@ -115,7 +115,7 @@ def explain_(ctx: click.Context, section: str, key: str, as_json: bool, environm
     it came from, the keys and environment variables it was made of (secrets masked)."""
     with open_core(ctx) as core:
         try:
-            name = environment if environment is not None else core.environments.active()
+            name = environment or core.environments.active()
             if name is not None and name != BASE:
                 core.environments.store(name)  # refuses an unknown one
             answer = explain(core.config.snapshot(), section, key, os.environ, core.environments.overlay(name))

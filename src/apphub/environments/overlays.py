@@ -10,6 +10,7 @@ overlay's keys over it (`effective`). The rules judge that merge, whichever file
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
@@ -97,6 +98,7 @@ class Environments:
         self._relaxed: tuple[FileSchema, FileSchema] | None = None
         self._lock = threading.Lock()
         self.rules_for: Callable[[str], RuleHook | None] = lambda name: None  # set by Core
+        self.on_new_store: list[Callable[[IniStore], None]] = []  # told of each overlay store made (the history)
 
     # -- which ------------------------------------------------------------------------------
 
@@ -134,7 +136,9 @@ class Environments:
             store = IniStore(path, self._data.lock_for(path), self._overlay_schema, self._box, self._audit)
             store.rules = self.rules_for(name)
             self._stores[name] = store
-            return store
+        for listener in self.on_new_store:
+            listener(store)
+        return store
 
     def _overlay_schema(self, fresh: bool) -> FileSchema:
         base = self._config.schema if fresh else self._config.snapshot().schema
@@ -144,6 +148,15 @@ class Environments:
         made = relaxed(base)
         self._relaxed = (base, made)
         return made
+
+    def stores(self) -> dict[str, IniStore]:
+        """Every overlay's store, by file name."""
+        found = {}
+        for name in self.names():
+            with contextlib.suppress(EnvironmentNotFound):  # removed meanwhile
+                store = self.store(name)
+                found[store.name] = store
+        return found
 
     def overlay(self, name: str | None) -> Snapshot | None:
         """The overlay of `name` as it is now (None: the base, or no file for it)."""

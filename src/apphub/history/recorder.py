@@ -33,6 +33,12 @@ from apphub.store.snapshot import version_of
 logger = logging.getLogger("apphub.history")
 
 STORE_FILES = ("config.ini", "system.ini", "env.ini")  # written through the stores: their versions come from events
+# an environment's overlay (environments/): written through a store too
+OVERLAY = re.compile(r"^config\.[a-z0-9][a-z0-9_-]{0,31}\.ini$")
+
+
+def is_store_file(name: str) -> bool:
+    return name in STORE_FILES or OVERLAY.match(name) is not None
 CONFIG = "config.ini"
 BATCH = 500
 COMPACT_EVERY = 1000  # commits between two `git gc --auto`
@@ -161,7 +167,7 @@ class Recorder:
         links: list[tuple[int, str]] = []  # events whose version is the last commit's already
         contents: dict[str, bytes | None] = {}
         for version in batch:
-            if version.file not in STORE_FILES:
+            if not is_store_file(version.file):
                 continue
             if version.file not in contents:
                 contents[version.file] = repository.read(head, version.file) if head is not None else None
@@ -241,14 +247,14 @@ class Recorder:
             return 0  # nothing of theirs changed since they were last compared (stat, as git's index does)
         on_disk: dict[str, bytes | None] = dict(versioned_system_files(self._data))
         for path in repository.files(head):
-            if path not in STORE_FILES and path not in on_disk:
+            if not is_store_file(path) and path not in on_disk:
                 on_disk[path] = None
         made = self.record_files(repository, on_disk, "file", "file")
         self._system_seen = seen
         return 1 if made else 0
 
     def _rule(self, file: str) -> SecretRule | None:
-        return self._secret_rules(file) if file in STORE_FILES else None
+        return self._secret_rules(file) if is_store_file(file) else None
 
     def catch_up(self, repository: GitRepository) -> int:
         """Index the commits the branch has and the index lacks (a process died between moving the

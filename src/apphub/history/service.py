@@ -70,6 +70,8 @@ class History:
         self.path = data.state_dir / "history"
         self._lock_path = data.lock_dir / "history.lock"
         self._stores = stores
+        # The stores that come and go (environments' overlays): settled and committed like the others.
+        self.more_stores: Callable[[], Mapping[str, IniStore]] = dict
         self._db = Database(data.database)  # the history's own connection
         self.index = HistoryIndex(self._db)
         self.audit = audit
@@ -100,7 +102,7 @@ class History:
         try:
             with self._locked():
                 self._account_for_hand_edit(SYSTEM)
-                for store in self._stores.values():
+                for store in [*self._stores.values(), *self.more_stores().values()]:
                     store.settle_made()  # the history commits only what is done: see versions_to_record
                 made = self._recorder.record(self.repository())
         except ApphubError as exc:
@@ -302,5 +304,6 @@ class History:
         }
 
     def _secret_rule(self, file: str) -> SecretRule:
-        schema = self._stores[file].schema
+        store = self._stores.get(file) or self.more_stores().get(file)
+        schema = (store if store is not None else self._stores["config.ini"]).schema  # an overlay gone since
         return schema.is_secret
