@@ -104,9 +104,8 @@ def update_environment(name: Name, section: str, body: SettingsBody, request: Re
                        wait: Wait = False, wait_timeout: WaitTimeout = WAIT_DEFAULT_S,
                        message: Message = None) -> Response:
     check_may_change(principal, {section: body})
-    store = core_of(request).environments.store(name, create=True)
-    result = store.update({section: body}, actor_of(request, principal), if_match=parse_if_match(if_match),
-                          action="environments.update", message=message)
+    result = core_of(request).environments.update(name, {section: body}, actor_of(request, principal),
+                                                  if_match=parse_if_match(if_match), message=message)
     return _answer(request, name, result, wait, wait_timeout, [section])
 
 

@@ -56,9 +56,8 @@ def show(ctx: click.Context, name: str) -> None:
 def set_(ctx: click.Context, name: str, section: str, key: str, value: str, message: str | None) -> None:
     """Set SECTION KEY in NAME's overlay (made on first use), validated as the merge it makes."""
     with open_core(ctx) as core:
-        store = core.environments.store(name, create=True)
-        result = store.update({section: {key: value}}, CLI_ACTOR, action="environments.update", message=message)
-        secret = store.schema.is_secret(section, key)
+        result = core.environments.update(name, {section: {key: value}}, CLI_ACTOR, message=message)
+        secret = core.environments.store(name).schema.is_secret(section, key)
     _report(result, f"[{section}] {key} = {MASK if secret else value} in {name}")
 
 

@@ -109,5 +109,6 @@ def promote(environments: Environments, source: str, target: str, keys: Iterable
     if missing:
         raise ValidationFailed(missing)
     words = message or f"promote {len(wanted)} key{'s' if len(wanted) != 1 else ''} from {source} to {target}"
-    store = environments.base if target == BASE else environments.store(target, create=True)
-    return store.update(changes, actor, action="environments.promote", message=words)
+    if target == BASE:
+        return environments.base.update(changes, actor, action="environments.promote", message=words)
+    return environments.update(target, changes, actor, action="environments.promote", message=words)

@@ -14,16 +14,16 @@ import contextlib
 import logging
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
 
-from apphub.audit.log import AuditLog
+from apphub.audit.log import Actor, AuditLog
 from apphub.errors import ApphubError, FieldError, IniParseError, NotFound, ValidationFailed
 from apphub.paths import DataDir
 from apphub.store.atomic import Replacement
 from apphub.store.check import field_errors
 from apphub.store.inidoc import SetValue
-from apphub.store.inistore import IniStore, RuleHook
+from apphub.store.inistore import IniStore, RuleHook, WriteResult
 from apphub.store.schema import FileSchema, KeySpec, SectionSpec
 from apphub.store.secrets import SecretBox
 from apphub.store.snapshot import Snapshot
@@ -157,6 +157,22 @@ class Environments:
                 store = self.store(name)
                 found[store.name] = store
         return found
+
+    def update(self, name: str, changes: Mapping[str, Mapping[str, object]], actor: Actor, *,
+               deletes: Iterable[tuple[str, str]] = (), action: str = "environments.update",
+               message: str | None = None, if_match: Collection[str] | None = None) -> WriteResult:
+        """A write of `name`'s overlay, made on first use; a first write that fails leaves no file."""
+        fresh = not self.path(name).exists()
+        try:
+            return self.store(name, create=True).update(changes, actor, deletes=deletes, action=action,
+                                                        message=message, if_match=if_match)
+        except BaseException:
+            if fresh:
+                with self._lock:
+                    self._stores.pop(name, None)
+                with contextlib.suppress(OSError):
+                    self.path(name).unlink()
+            raise
 
     def overlay(self, name: str | None) -> Snapshot | None:
         """The overlay of `name` as it is now (None: the base, or no file for it)."""

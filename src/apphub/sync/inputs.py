@@ -19,6 +19,7 @@ from pathlib import Path
 
 from apphub.audit.log import Actor
 from apphub.core import Core
+from apphub.environments.overlays import merged
 from apphub.envvars.check import env_problems
 from apphub.errors import ApphubError, IniParseError, LockTimeout, ManifestError
 from apphub.reload.base import Backends
@@ -255,7 +256,9 @@ class EngineInputs:
             return problems, []
         touched = None if changed is None else [KeyRef(CONFIG, section, key) for section, key in changed]
         system = self.core.system.last_good()
-        findings = self.core.rules.judge({CONFIG: snapshot, **({SYSTEM: system} if system else {})}, touched)
+        environments = self.core.environments
+        effective = merged(snapshot, environments.overlay(environments.active()))  # what the services would get
+        findings = self.core.rules.judge({CONFIG: effective, **({SYSTEM: system} if system else {})}, touched)
         return ([str(f) for f in findings if f.severity == "error"],
                 [str(f) for f in findings if f.severity != "error"])
 
