@@ -30,8 +30,12 @@ INVALID: dict[int | str, dict[str, Any]] = {
 
 
 class Variables(BaseModel):
-    variables: dict[str, str] = Field(default_factory=dict, description="The template's variables, as text",
-                                      examples=[{"domain": "example.org"}])
+    variables: dict[str, str | int | bool] = Field(default_factory=dict, description="The template's variables",
+                                                   examples=[{"domain": "example.org", "cockpit_port": 9091}])
+
+    def as_text(self) -> dict[str, str]:
+        return {name: ("true" if value else "false") if isinstance(value, bool) else str(value)
+                for name, value in self.variables.items()}
 
 
 def _catalog(request: Request) -> Catalog:
@@ -40,7 +44,8 @@ def _catalog(request: Request) -> Catalog:
 
 @router.get("", summary="The configuration templates (shipped, and the operator's)", responses=COMMON_RESPONSES)
 def list_templates(request: Request, _: Annotated[Principal, Depends(require_read)]) -> dict[str, Any]:
-    return {"templates": [template.summary() for template in _catalog(request).all().values()]}
+    catalog = _catalog(request)
+    return {"templates": [template.summary() for template in catalog.all().values()], "errors": catalog.problems}
 
 
 @router.get("/{name}", summary="A template: its variables and the settings it makes",
@@ -54,7 +59,7 @@ def show_template(name: Name, request: Request, _: Annotated[Principal, Depends(
 def preview_template(name: Name, request: Request, _: Annotated[Principal, Depends(require_read)],
                      body: Annotated[Variables | None, Body()] = None) -> dict[str, Any]:
     core = core_of(request)
-    proposed, changes = preview(core.config, _catalog(request).get(name), (body or Variables()).variables)
+    proposed, changes = preview(core.config, _catalog(request).get(name), (body or Variables()).as_text())
     engine = getattr(request.app.state, "engine", None)
     return {"template": name, "version": proposed.version, "changes": [change.__dict__ for change in changes],
             "plan": engine.plan(proposed).to_dict() if engine is not None else None}
@@ -66,7 +71,7 @@ def apply_template(name: Name, request: Request, principal: Annotated[Principal,
                    body: Annotated[Variables | None, Body()] = None, wait: Wait = False,
                    wait_timeout: WaitTimeout = WAIT_DEFAULT_S, message: Message = None) -> Response:
     template = _catalog(request).get(name)
-    variables = (body or Variables()).variables
+    variables = (body or Variables()).as_text()
     check_may_change(principal, {section: list(keys) for section, keys in template.settings.items()})
     result = apply(core_of(request).config, template, variables, actor_of(request, principal), message)
     return write_response(result, list(template.settings), sync_after_write(request, result.changed, wait,

@@ -7,7 +7,6 @@ import json
 import click
 
 from apphub.cli.context import CLI_ACTOR, data_of, open_core
-from apphub.errors import FieldError, ValidationFailed
 from apphub.templates import apply as applying
 from apphub.templates.catalog import Catalog
 
@@ -21,8 +20,11 @@ def template() -> None:
 @click.pass_context
 def list_(ctx: click.Context) -> None:
     """Every template: its name, kind (configuration or section) and what it is for."""
-    for found in Catalog(data_of(ctx).root).all().values():
+    catalog = Catalog(data_of(ctx).root)
+    for found in catalog.all().values():
         click.echo(f"{found.name}  ({found.kind}: {', '.join(found.settings)})  {found.description}")
+    for problem in catalog.problems:
+        click.echo(problem, err=True)
 
 
 @template.command("show")
@@ -62,7 +64,7 @@ def apply_(ctx: click.Context, name: str, assignments: tuple[str, ...], preview_
 def _assignment(text: str) -> tuple[str, str]:
     name, equals, value = text.partition("=")
     if not equals or not name:
-        raise ValidationFailed([FieldError("variables", text, "assignment", "is not VAR=VALUE", file="--set")])
+        raise click.BadParameter(f"{text!r} is not VAR=VALUE", param_hint="--set")
     return name, value
 
 

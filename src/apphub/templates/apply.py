@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import StrictUndefined, UndefinedError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from apphub.audit.log import Actor, Change
 from apphub.bootstrap import default_text
@@ -25,7 +25,8 @@ from apphub.store.validate import check_value
 from apphub.templates.catalog import Template
 
 SOURCE = "template"  # the audit source of a template's write
-_JINJA = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+# Immutable: a template cannot change what it is given; no loader: no include or import.
+_JINJA = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
 
 Changes = dict[str, dict[str, object]]
 
@@ -42,27 +43,32 @@ def variables_of(template: Template, given: Mapping[str, str]) -> dict[str, str]
                          f"(its variables: {', '.join(template.variables) or 'none'})")
                 for name in given if name not in template.variables]
     values: dict[str, str] = {}
+    missing: set[str] = set()  # variables with a problem: a default that uses one is not blamed too
     for name, spec in template.variables.items():
-        if name in given:
+        if name in given and not (spec.required and given[name] == ""):
             text = given[name]
         elif spec.generate is not None:
             text = default_text(spec)
         elif spec.default is not None:
             try:
                 text = _render(default_text(spec), values)
-            except TemplateError as exc:
-                if not problems:  # else most likely a variable it uses is missing, and said so already
+            except Exception as exc:
+                missing.add(name)
+                if not (isinstance(exc, UndefinedError) and any(f"'{other}'" in str(exc) for other in missing)):
                     problems.append(_problem(template, name, "default", f"its default cannot be rendered: {exc}"))
                 continue
         elif spec.required:
+            missing.add(name)
             problems.append(_problem(template, name, "required", "is required: give it with --set "
                                      f"{name}=VALUE (or in the request's variables)"))
             continue
         else:
             text = ""
-        for found in check_value(spec, text):
-            problems.append(_problem(template, name, found.rule, found.message,
-                                     MASK if spec.secret else text))
+        found = check_value(spec, text)
+        if found:
+            missing.add(name)
+        for problem in found:
+            problems.append(_problem(template, name, problem.rule, problem.message, MASK if spec.secret else text))
         values[name] = text
     if problems:
         raise ValidationFailed(problems)
@@ -81,7 +87,7 @@ def render(template: Template, given: Mapping[str, str]) -> Changes:
                 continue
             try:
                 changes.setdefault(section, {})[key] = _render(value, values)
-            except TemplateError as exc:
+            except Exception as exc:
                 problems.append(FieldError(section, key, "template", f"cannot be rendered: {exc}",
                                            file=template.source or template.name))
     if problems:

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from apphub.errors import NotFound, SchemaError
 from apphub.store.schema import KeySpec
+from apphub.store.secrets import MASK
 
 FOLDER = "config-templates"  # in the data folder (templates/ holds the services' file templates)
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -77,7 +78,13 @@ class Template(BaseModel):
                 "sections": list(self.settings), "source": self.source}
 
     def as_dict(self) -> dict[str, Any]:
-        variables = {name: spec.model_dump(exclude_defaults=True) for name, spec in self.variables.items()}
+        """The template as an API shows it: a secret variable's default is masked."""
+        variables = {}
+        for name, spec in self.variables.items():
+            shown = spec.model_dump(exclude_defaults=True)
+            if spec.secret and spec.default not in (None, ""):
+                shown["default"] = MASK
+            variables[name] = shown
         return {**self.summary(), "variables": variables, "settings": self.settings}
 
 
@@ -86,9 +93,11 @@ class Catalog:
 
     def __init__(self, data_root: Path) -> None:
         self.folder = data_root / FOLDER
+        self.problems: list[str] = []  # the operator's files that could not be read (the others still serve)
 
     def all(self) -> dict[str, Template]:
         found: dict[str, Template] = {}
+        self.problems = []
         builtin = resources.files("apphub.templates").joinpath("builtin")
         for entry in sorted(builtin.iterdir(), key=lambda each: each.name):
             if entry.name.endswith(".yaml"):
@@ -97,16 +106,22 @@ class Catalog:
         if self.folder.is_dir():
             for path in sorted(self.folder.glob("*.yaml")):
                 try:
-                    text = path.read_text(encoding="utf-8")
+                    template = _parse(path.read_text(encoding="utf-8"), str(path))
                 except (OSError, UnicodeDecodeError) as exc:
-                    raise SchemaError(f"{path}: cannot be read: {exc}") from exc
-                template = _parse(text, str(path))
+                    self.problems.append(f"{path}: cannot be read: {exc}")
+                    continue
+                except SchemaError as exc:
+                    self.problems.append(str(exc))
+                    continue
                 found[template.name] = template
         return found
 
     def get(self, name: str) -> Template:
         templates = self.all()
         if name not in templates:
+            broken = [problem for problem in self.problems if f"/{name}.yaml" in problem or f"name: {name}" in problem]
+            if broken:
+                raise SchemaError(broken[0])
             raise TemplateNotFound(name, sorted(templates))
         return templates[name]
 
