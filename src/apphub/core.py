@@ -6,7 +6,7 @@ from pathlib import Path
 
 from apphub.audit.log import AuditLog
 from apphub.db import Database
-from apphub.environments.judging import config_hook, overlay_hook, system_hook
+from apphub.environments.judging import config_hook, overlay_hook, relocated, system_hook
 from apphub.environments.overlays import Environments, merged
 from apphub.envvars.service import EnvVars
 from apphub.envvars.store import SCHEMA as ENV_SCHEMA
@@ -78,7 +78,7 @@ class Core:
         if overlay is not None and self.config.name in files:  # the rules judge what the services get
             found += field_errors(overlay.document, overlay.schema, self.box, overlay.name, plaintext_secrets=False)
             files[self.config.name] = merged(files[self.config.name], overlay)
-        return found + self.rules.judge(files)
+        return found + relocated(self.rules.judge(files), overlay)
 
     @property
     def schema(self) -> Schema:

@@ -81,7 +81,7 @@ def environments_promote(request: Request, principal: Annotated[Principal, Depen
     if body.keys is not None:
         keys = [_key(text) for text in body.keys]
     else:
-        keys = [(d.section, d.key) for d in diff(core.environments, body.source, body.target)]
+        keys = [(d.section, d.key) for d in diff(core.environments, body.source, body.target, new_b=True)]
     sections: dict[str, list[str]] = {}
     for section, key in keys:
         sections.setdefault(section, []).append(key)

@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from apphub.cli.context import CLI_ACTOR, data_of, open_core
+from apphub.environments.judging import relocated
 from apphub.environments.overlays import ACTIVE, BASE, file_name, merged, relaxed
 from apphub.envvars.check import env_problems
 from apphub.envvars.store import SCHEMA as ENV_SCHEMA
@@ -190,12 +191,13 @@ def _rule_findings(data: DataDir, schema: Schema, box: SecretBox) -> list[FieldE
                                     file_schema, box)
     active = (files[SYSTEM].document.get(*ACTIVE) or "").strip()
     overlay_path = data.root / file_name(active) if active else None
+    overlay = None
     if overlay_path is not None and overlay_path.exists():  # the rules judge what the services get
         raw = overlay_path.read_bytes()
         overlay = Snapshot(overlay_path.name, raw, IniDocument(raw.decode("utf-8"), overlay_path.name),
                            relaxed(schema.config), box)
         files[CONFIG] = merged(files[CONFIG], overlay)
-    return standard_rules(data, lambda: files[SYSTEM], lambda: files[CONFIG]).judge(files)
+    return relocated(standard_rules(data, lambda: files[SYSTEM], lambda: files[CONFIG]).judge(files), overlay)
 
 
 def _manifest_problems(data: DataDir, box: SecretBox | None, schema: Schema) -> list[str]:

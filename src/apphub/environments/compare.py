@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 
 from apphub.audit.log import Actor
-from apphub.environments.overlays import BASE, Environments
+from apphub.environments.overlays import BASE, Environments, check_name
 from apphub.errors import FieldError, SecretError, ValidationFailed
 from apphub.store.inistore import WriteResult
 from apphub.store.snapshot import Snapshot
@@ -43,11 +43,16 @@ class Difference:
         return asdict(self)
 
 
-def _layers(environments: Environments, name: str) -> tuple[Snapshot, Snapshot | None]:
+def _layers(environments: Environments, name: str, *, new_ok: bool = False) -> tuple[Snapshot, Snapshot | None]:
+    """config.ini and `name`'s overlay; EnvironmentNotFound for an unknown one, unless `new_ok`
+    (an environment a write is about to make: as yet no different from config.ini)."""
     base = environments.effective(None)
     if name == BASE:
         return base, None
-    environments.store(name)  # EnvironmentNotFound for an unknown one
+    check_name(name)
+    if new_ok and name not in environments.names():
+        return base, None
+    environments.store(name)
     return base, environments.overlay(name)
 
 
@@ -72,11 +77,13 @@ def _side(resolver: Resolver, key: Key) -> tuple[Side, str | None, bool]:
     return Side(None if secret else value, stored.origin), value, secret
 
 
-def diff(environments: Environments, a: str, b: str, environ: Mapping[str, str] | None = None) -> list[Difference]:
-    """Every key whose effective value differs between environments `a` and `b`."""
+def diff(environments: Environments, a: str, b: str, environ: Mapping[str, str] | None = None, *,
+         new_b: bool = False) -> list[Difference]:
+    """Every key whose effective value differs between environments `a` and `b` (`new_b`: b may be
+    one a promotion is about to make)."""
     environ = os.environ if environ is None else environ
     base_a, overlay_a = _layers(environments, a)
-    base_b, overlay_b = _layers(environments, b)
+    base_b, overlay_b = _layers(environments, b, new_ok=new_b)
     resolver_a = resolver_for(base_a, environ, overlay_a)
     resolver_b = resolver_for(base_b, environ, overlay_b)
     differences = []
@@ -95,7 +102,8 @@ def promote(environments: Environments, source: str, target: str, keys: Iterable
     if source == target:
         raise ValidationFailed([FieldError("environments", None, "promote", f"'{source}' cannot be promoted to "
                                            "itself", file="environments")])
-    wanted = list(keys) if keys is not None else [(d.section, d.key) for d in diff(environments, source, target)]
+    wanted = list(keys) if keys is not None else [(d.section, d.key)
+                                                  for d in diff(environments, source, target, new_b=True)]
     base, overlay = _layers(environments, source)
     resolver = resolver_for(base, {}, overlay)
     changes: dict[str, dict[str, object]] = {}

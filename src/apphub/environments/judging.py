@@ -7,12 +7,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from apphub.environments.overlays import Environments, merged
+from apphub.environments.overlays import ACTIVE, Environments, file_name, merged
 from apphub.errors import FieldError
 from apphub.rules.base import CONFIG, SYSTEM, KeyRef
 from apphub.rules.book import RuleBook
 from apphub.store.inistore import RuleHook
-from apphub.store.snapshot import Snapshot
+from apphub.store.snapshot import Snapshot, changed_keys
 
 Read = Callable[[], Snapshot | None]
 
@@ -36,13 +36,23 @@ def config_hook(book: RuleBook, environments: Environments, system: Read) -> Rul
 
 
 def system_hook(book: RuleBook, environments: Environments, config: Read) -> RuleHook:
-    """system.ini's: with config.ini as the environment the version to write makes active sees it."""
+    """system.ini's: with config.ini as the environment the version to write makes active sees it.
+    A switch of environment is judged as the change of every config.ini value it makes."""
 
     def judge(written: Snapshot, touched: frozenset[tuple[str, str]] | None) -> list[FieldError]:
         base = config()
-        name = (written.document.get("environments", "active") or "").strip() or None
+        name = (written.document.get(*ACTIVE) or "").strip() or None
+        if touched is not None and ACTIVE in touched and name is not None and name not in environments.names():
+            line = written.document.line_of(*ACTIVE)
+            return [FieldError(ACTIVE[0], ACTIVE[1], "environment", f"there is no environment '{name}' (no "
+                               f"{file_name(name)}); `apphub environments set {name} ...` makes one", name,
+                               SYSTEM, line)]
         effective = merged(base, environments.overlay(name)) if base is not None else None
-        return book.judge(_with({SYSTEM: written, CONFIG: effective}), _refs(SYSTEM, touched))
+        refs = _refs(SYSTEM, touched)
+        if refs is not None and ACTIVE in (touched or ()) and base is not None and effective is not None:
+            before = merged(base, environments.overlay(environments.active()))
+            refs += [KeyRef(CONFIG, section, key) for section, key in changed_keys(before, effective) or ()]
+        return book.judge(_with({SYSTEM: written, CONFIG: effective}), refs)
 
     return judge
 
@@ -56,12 +66,21 @@ def overlay_hook(book: RuleBook, config: Read, system: Read) -> RuleHook:
         if base is None:
             return []
         findings = book.judge(_with({CONFIG: merged(base, written), SYSTEM: system()}), _refs(CONFIG, touched))
-        return [_relocated(finding, written) for finding in findings]
+        return relocated(findings, written)
 
     return judge
 
 
-def _relocated(finding: FieldError, overlay: Snapshot) -> FieldError:
-    if finding.file != CONFIG or finding.key is None or overlay.document.get(finding.section, finding.key) is None:
-        return finding
-    return dataclasses.replace(finding, file=overlay.name, line=overlay.document.line_of(finding.section, finding.key))
+def relocated(findings: list[FieldError], overlay: Snapshot | None) -> list[FieldError]:
+    """Findings about the merge, each about a key the overlay sets named at the overlay's file and
+    line (the one to fix), not config.ini's."""
+    if overlay is None:
+        return findings
+    moved = []
+    for finding in findings:
+        if finding.file == CONFIG and finding.key is not None \
+                and overlay.document.get(finding.section, finding.key) is not None:
+            finding = dataclasses.replace(finding, file=overlay.name,
+                                          line=overlay.document.line_of(finding.section, finding.key))
+        moved.append(finding)
+    return moved

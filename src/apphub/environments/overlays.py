@@ -51,7 +51,7 @@ def check_name(name: str) -> str:
     if name in RESERVED or not NAME.match(name):
         raise ValidationFailed([FieldError("environments", None, "name", f"'{name}' cannot name an environment: use "
                                            "1-32 lower-case letters, digits, '_' or '-' (not base, diff, promote)",
-                                           file="system.ini")])
+                                           file="environments")])
     return name
 
 
@@ -190,20 +190,15 @@ class Environments:
         base = base if base is not None else self._config.snapshot()
         return merged(base, self.overlay(name))
 
-    def for_services(self, base: Snapshot) -> tuple[Snapshot, list[str]]:
-        """What the sync renders: `base` with the active overlay over it, and the problems that made
-        an overlay unusable (a hand edit that does not parse or validate: the base alone is used
-        then, never a half-valid merge)."""
-        name = self.active()
-        if name is None:
-            return base, []
+    def checked(self, name: str) -> tuple[Snapshot | None, list[str]]:
+        """`name`'s overlay as it is now, or None with what makes it unusable (no file, a hand edit
+        that does not parse or does not fit the schema): the sync then renders config.ini alone,
+        never a half-valid merge. A secret typed in plaintext is not a problem (the sync encrypts it)."""
         try:
             overlay = self.store(name).snapshot()
         except EnvironmentNotFound as exc:
-            return base, [f"system.ini [environments] active: {exc}"]
+            return None, [f"system.ini [environments] active: {exc}"]
         except (IniParseError, ApphubError) as exc:
-            return base, [str(exc)]
+            return None, [str(exc)]
         problems = field_errors(overlay.document, overlay.schema, self._box, overlay.name, plaintext_secrets=False)
-        if problems:
-            return base, [str(problem) for problem in problems]
-        return merged(base, overlay), []
+        return (None, [str(problem) for problem in problems]) if problems else (overlay, [])

@@ -97,6 +97,8 @@ class SyncEngine(EngineInputs):
         self._recovered = False  # what an earlier run left in a backend was put right
         self._last_good: Snapshot | None = None
         self._refused_version: str | None = None
+        self._overlay_refused: str | None = None
+        self._last_overlay: dict[str, Snapshot] = {}
         # Services left at an older version. A failed gate is not retried with the same bytes
         # (it would restart the service over and over) unless a reload is asked for; an
         # unreachable backend is retried on a timer.

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from apphub.audit.log import Actor
 from apphub.core import Core
+from apphub.environments.judging import relocated
 from apphub.environments.overlays import merged
 from apphub.envvars.check import env_problems
 from apphub.errors import ApphubError, IniParseError, LockTimeout, ManifestError
@@ -70,7 +71,8 @@ class EngineInputs:
     _last_good: Snapshot | None
     _last_good_env: Snapshot | None
     _refused_version: str | None
-    _overlay_refused: str | None = None
+    _overlay_refused: str | None
+    _last_overlay: dict[str, Snapshot]  # per environment, the overlay last applied
     _recovered: bool
     _retry: set[str]
     _retry_at: float | None
@@ -151,21 +153,52 @@ class EngineInputs:
         return snapshot
 
     def _with_environment(self, base: Snapshot) -> Snapshot:
-        """What the services get: config.ini with the active environment's overlay over it. An
-        overlay that does not parse or validate (a hand edit) is refused as config.ini would be:
-        the base alone is used, and the status, the log and the audit say why."""
-        effective, problems = self.core.environments.for_services(base)
-        if not problems:
+        """What the services get: config.ini with the active environment's overlay over it. A hand
+        edit of the overlay is taken as one of config.ini is: audited, judged by the rules on what it
+        changed, its plaintext secrets encrypted in place; an overlay that does not parse, fit the
+        schema or pass the rules is refused, config.ini alone is applied, and the status, the log
+        and the audit say why (once)."""
+        environments = self.core.environments
+        name = environments.active()
+        if name is None:
             self._overlay_refused = None
-            return effective
-        message = redact("the environment's overlay is refused, config.ini alone is applied: " + "; ".join(problems),
-                         self._masks(), AUDIT_MESSAGE_CHARS)
-        if message != self._overlay_refused:  # once per problem, not every round
-            self._overlay_refused = message
-            self.core.audit.record(FILE_ACTOR, "settings.invalid", file="environments", message=message)
-            logger.error("%s", message)
-        self.status.update(config_error=message)
-        return effective
+            return base
+        overlay, problems = environments.checked(name)
+        if overlay is not None:
+            store = environments.store(name)
+            previous = self._last_overlay.get(name)
+            if self.core.audit.last_version(store.name) != overlay.version:  # maybe a hand edit
+                problems, warnings = self._overlay_findings(base, overlay, previous)
+                if not problems:
+                    store.account_for_outside_change(previous, warnings)
+            if not problems and any(not is_encrypted(overlay.document.get(s, k) or "")
+                                    for s, k in overlay.secret_keys()):
+                overlay = store.reencrypt_secrets(FILE_ACTOR, only_plaintext=True).snapshot
+        if overlay is None or problems:
+            message = redact("the environment's overlay is refused, config.ini alone is applied: "
+                             + "; ".join(problems), self._masks(), AUDIT_MESSAGE_CHARS)
+            if message != self._overlay_refused:  # once per problem, not every round
+                self._overlay_refused = message
+                self.core.audit.record(FILE_ACTOR, "settings.invalid", file="environments", message=message)
+                logger.error("%s", message)
+            self.status.update(config_error=message)
+            return base
+        self._overlay_refused = None
+        self._last_overlay[name] = overlay
+        return merged(base, overlay)
+
+    def _overlay_findings(self, base: Snapshot, overlay: Snapshot,
+                          previous: Snapshot | None) -> tuple[list[str], list[str]]:
+        """The rules on a hand edit of an overlay: the merge, judged on the keys the edit changed."""
+        changed = changed_keys(previous, overlay) if previous is not None else None
+        if changed == set():
+            return [], []
+        touched = None if changed is None else [KeyRef(CONFIG, section, key) for section, key in changed]
+        system = self.core.system.last_good()
+        findings = relocated(self.core.rules.judge({CONFIG: merged(base, overlay),
+                                                    **({SYSTEM: system} if system else {})}, touched), overlay)
+        return ([str(f) for f in findings if f.severity == "error"],
+                [str(f) for f in findings if f.severity != "error"])
 
     def _accepted_env(self) -> Snapshot | None:
         """env.ini now, if it parses and names only valid variables (a hand edit is audited); else
