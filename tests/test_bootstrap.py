@@ -77,6 +77,8 @@ FRESH_SYSTEM: dict[str, dict[str, str | None]] = {
     **WEBSOFT9_SYSTEM,
     "history": {"remote_url": "", "remote_branch": "main", "remote_user": "", "remote_token": "",
                 "remote_create": "true"},
+    "environments": {"active": ""},
+    "rules": {"enabled": "true", "port_probes": "true"},
     "services": {"enabled": "", "check_interval_s": "30", "step_timeout_s": "10", "step_attempts": "6",
                  "gitea_container": "websoft9-git", "cockpit_host": "127.0.0.1"},
     "sync": {"roots": "", "supervisor_url": "unix:///var/run/supervisor.sock",

@@ -24,7 +24,8 @@ def test_read_all_of_system_ini_typed_and_versioned(module_admin: httpx.Client, 
     body = response.json()
     settings = body["settings"]
     assert list(settings) == ["docker_library", "app_media", "volume_backup", "max_apps", "appmonitor", "php_apps",
-                              "webhook", "history", "services", "sync"]
+                              "webhook", "history", "environments", "rules", "services",
+                              "sync"]
     assert settings["docker_library"] == {"path": "/websoft9/library/apps"}
     assert settings["volume_backup"]["hostname"] == "websoft9-backup-host"
     assert settings["appmonitor"]["keys"] == ["wordpress", "wordpresspro"]

@@ -46,7 +46,7 @@ def changes_for(number):
     if number % 3 == 0:
         changes["load"]["big"] = "b%d-" % number + "x" * (number * 37 % 3000)
     if number % 4 == 0:
-        changes["cockpit"] = {"port": 9000 + number % 1000}
+        changes["cockpit"] = {"port": 10000 + number % 1000}  # clear of the other port keys (the port rule)
     return changes
 '''
 

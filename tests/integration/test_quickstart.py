@@ -208,6 +208,14 @@ def test_quickstart_end_to_end(quickstart: Quickstart, serve: StartServe) -> Non
             taken.bind(("127.0.0.1", 0))
             taken.listen()
             busy = taken.getsockname()[1]
+            # The port rule sees who holds it and refuses the write (rules/ports.py)...
+            refused = api.put("/api/v1/settings/hello_json?wait=true", json={"port": busy})
+            assert refused.status_code == 422, refused.text
+            assert f"port {busy} is already listened on by" in refused.text
+            assert f"(pid {os.getpid()})" in refused.text
+            # ...and with its probes off, the restart fails and is undone.
+            assert run_cli(quickstart.data, "setsysconfig", "--section", "rules", "--key", "port_probes",
+                           "--value", "false").returncode == 0
             answer = api.put("/api/v1/settings/hello_json?wait=true", json={"port": busy})
             done = outcomes(answer)
         assert answer.json()["sync"]["ok"] is False

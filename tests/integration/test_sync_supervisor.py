@@ -254,7 +254,18 @@ def test_restart_and_signal(demo: Demo) -> None:
             "api": ("applied", "supervisor-restart"), "web": ("applied", "supervisor-signal")}
 
 
+def without_port_probes(data: DataDir) -> None:
+    """The port rule would refuse a port held by another process up front (rules/ports.py): these
+    tests are about what happens when a service still fails to start."""
+    core = Core(data)
+    try:
+        core.system.update({"rules": {"port_probes": False}}, Actor("test", "test"))
+    finally:
+        core.close()
+
+
 def test_program_that_fails_to_start_gets_its_previous_files_back(demo: Demo) -> None:
+    without_port_probes(demo.data)
     with demo.running(admin_of(demo.data)) as api, socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -295,6 +306,7 @@ def test_program_that_fails_to_start_gets_its_previous_files_back(demo: Demo) ->
 def test_status_clears_a_failure_once_config_ini_is_put_back(demo: Demo) -> None:
     """The user undoes a change that failed: the service runs exactly what config.ini asks again,
     so the status must stop saying it failed (without waiting for some later reload)."""
+    without_port_probes(demo.data)
     with demo.running(admin_of(demo.data)) as api, socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

@@ -147,12 +147,12 @@ def test_a_burst_of_writes_is_coalesced_and_the_last_value_wins(world: SyncWorld
     with world.engine() as engine:
         before = len(world.reloads("web"))
         for number in range(100):
-            world.set("web", port=9000 + number)
-        wait_until(lambda: '"port": 9099' in world.path("web/app.json").read_text(), 5, "the last value")
+            world.set("web", port=19000 + number)
+        wait_until(lambda: '"port": 19099' in world.path("web/app.json").read_text(), 5, "the last value")
         world.settle(engine)
         applies = len(world.reloads("web")) - before
         assert 1 <= applies <= 10, f"{applies} reloads for 100 writes"
-        assert '"port":9099' in world.reloads("web")[-1].content, "the last reload saw the last value"
+        assert '"port":19099' in world.reloads("web")[-1].content, "the last reload saw the last value"
         assert engine.status.engine.applied_version == world.core.config.snapshot().version
         assert len(world.reloads("db")) == 1
 

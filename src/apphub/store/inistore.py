@@ -9,6 +9,7 @@ is written unless all of it passes, and no step after the replace can make the w
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import threading
@@ -219,8 +220,11 @@ class IniStore:
         def plan(snapshot: Snapshot) -> Plan:
             return self._plan(snapshot, changes, list(deletes), existing_only, frozenset(secret))
 
-        return self._write(lambda current: self._edited(current, plan), actor, if_match=if_match, action=action,
-                           message=message)
+        # Websoft9's writes (existing_only: its setconfig and PUT /api/settings) get the rules' errors
+        # as warnings: its own install and upgrade scripts write through them and stop at a refusal
+        # (2.0's config has [cockpit] port 9000, and the upgrade sets the console's listen_port to 9000).
+        return self._write(lambda current: self._edited(current, plan, refuse=not existing_only), actor,
+                           if_match=if_match, action=action, message=message)
 
     def restore(self, raw: bytes, actor: Actor, *, if_match: Collection[str] | None = None, force: bool = False,
                 action: str = "settings.rollback", message: str | None = None) -> WriteResult:
@@ -376,7 +380,7 @@ class IniStore:
 
         return self._edited(current, plan)
 
-    def _edited(self, current: Snapshot, plan: Callable[[Snapshot], Plan]) -> Edited:
+    def _edited(self, current: Snapshot, plan: Callable[[Snapshot], Plan], *, refuse: bool = True) -> Edited:
         """The new version a plan makes of `current`, with its audit changes and the rules'
         warnings; ValidationFailed if invalid (the schema's problems, else the rules' errors)."""
         edits, audit_changes, proposed, errors = plan(current)
@@ -394,13 +398,17 @@ class IniStore:
         if current.raw.startswith(_BOM.encode("utf-8")):
             data = _BOM.encode("utf-8") + data
         written = Snapshot(self.name, data, document, current.schema, self._box)
-        return Edited(written, audit_changes, self._judged(written, frozenset(proposed)))
+        return Edited(written, audit_changes, self._judged(written, frozenset(proposed), refuse=refuse))
 
-    def _judged(self, written: Snapshot, touched: frozenset[tuple[str, str]]) -> list[FieldError]:
-        """The rules' warnings for `written`; ValidationFailed with every finding if one is an error."""
+    def _judged(self, written: Snapshot, touched: frozenset[tuple[str, str]], *,
+                refuse: bool = True) -> list[FieldError]:
+        """The rules' warnings for `written`; ValidationFailed with every finding if one is an error
+        (unless not `refuse`: every finding is then a warning)."""
         if self.rules is None or not touched:
             return []
         findings = self.rules(written, touched)
+        if not refuse:
+            return [dataclasses.replace(finding, severity="warning") for finding in findings]
         if any(finding.severity == "error" for finding in findings):
             raise ValidationFailed(findings)
         return findings
