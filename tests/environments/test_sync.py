@@ -155,7 +155,7 @@ def test_a_hand_edit_of_the_active_overlay_is_applied(world: SyncWorld) -> None:
         wait_until(lambda: _served(world)[1] == "Edited by hand", PROPAGATION_S, "the hand edit to reach web")
 
 
-def test_a_broken_hand_edit_of_the_active_overlay_leaves_config_ini_values_and_says_why(world: SyncWorld) -> None:
+def test_a_broken_hand_edit_of_the_active_overlay_keeps_its_last_good_version_and_says_why(world: SyncWorld) -> None:
     world.standard()
     _overlay(world, "prod", "web", port=8181, title="Prod")
     _use(world, "prod")
@@ -166,9 +166,10 @@ def test_a_broken_hand_edit_of_the_active_overlay_leaves_config_ini_values_and_s
         wait_until(lambda: "config.prod.ini" in _config_error(engine.status_dict()), PROPAGATION_S, "the refusal")
         error = _config_error(engine.status_dict())
         assert "[web] port" in error, error
-        assert "config.ini alone is applied" in error, error
-        # never a half-valid merge: the title the overlay still sets validly is not kept either
-        wait_until(lambda: _served(world) == (8081, "Demo"), PROPAGATION_S, "config.ini's values")
+        assert "its last good version stays applied" in error, error
+        # never a half-valid merge: the last good overlay stays, as config.ini's last good version does
+        world.settle(engine)
+        assert _served(world) == (8181, "Prod")
         refused = world.audit("settings.invalid")
         assert len(refused) == 1, refused
         assert "config.prod.ini" in refused[0]["message"]
@@ -180,7 +181,7 @@ def test_a_broken_hand_edit_of_the_active_overlay_leaves_config_ini_values_and_s
                    "the error to clear")
 
 
-def test_an_overlay_that_does_not_parse_leaves_config_ini_values(world: SyncWorld) -> None:
+def test_an_overlay_that_does_not_parse_keeps_its_last_good_version(world: SyncWorld) -> None:
     world.standard()
     _overlay(world, "prod", "web", title="Prod")
     _use(world, "prod")
@@ -188,10 +189,23 @@ def test_an_overlay_that_does_not_parse_leaves_config_ini_values(world: SyncWorl
     with world.engine() as engine:
         _edit(overlay, r"^title = Prod$", "title Prod")
         wait_until(lambda: "config.prod.ini" in _config_error(engine.status_dict()), PROPAGATION_S, "the refusal")
-        wait_until(lambda: _served(world)[1] == "Demo", PROPAGATION_S, "config.ini's title")
+        world.settle(engine)
+        assert _served(world)[1] == "Prod"
 
 
-def test_an_active_environment_without_its_file_leaves_config_ini_values_and_says_why(world: SyncWorld) -> None:
+def test_an_overlay_refused_before_any_good_version_leaves_config_ini_values(world: SyncWorld) -> None:
+    world.standard()
+    _overlay(world, "prod", "web", title="Prod")
+    (world.data.root / "config.prod.ini").write_text("[web]\ntitle Prod\n", encoding="utf-8")
+    _use(world, "prod")
+    with world.engine() as engine:
+        wait_until(lambda: "config.ini alone is applied" in _config_error(engine.status_dict()), PROPAGATION_S,
+                   "the refusal")
+        assert _served(world)[1] == "Demo"
+
+
+def test_an_active_environment_whose_file_is_removed_keeps_its_last_good_version_and_says_why(
+        world: SyncWorld) -> None:
     world.standard()
     _overlay(world, "prod", "web", title="Prod")
     _use(world, "prod")
@@ -200,7 +214,8 @@ def test_an_active_environment_without_its_file_leaves_config_ini_values_and_say
         (world.data.root / "config.prod.ini").unlink()
         wait_until(lambda: "prod" in _config_error(engine.status_dict()), PROPAGATION_S, "the refusal")
         assert "active" in _config_error(engine.status_dict())
-        wait_until(lambda: _served(world)[1] == "Demo", PROPAGATION_S, "config.ini's title")
+        world.settle(engine)
+        assert _served(world)[1] == "Prod"
 
 
 def test_a_hand_edit_of_the_active_overlay_is_audited_like_config_ini(world: SyncWorld) -> None:

@@ -70,3 +70,18 @@ def test_a_typed_key_may_refer_to_another_and_what_it_resolves_to_must_fit_its_t
         world.set("db", name="orders")  # web's port would resolve to it
     assert [(e.section, e.key, e.rule) for e in caught.value.errors] == [("web", "port", "type")]
     assert "resolves to 'orders', which must be a whole number" in str(caught.value)
+
+
+def test_a_restart_level_key_made_of_a_hot_one_is_still_restarted(world: SyncWorld) -> None:
+    world.standard()
+    world.core.config.update({"web": {"motd": "9100"}}, TEST_ACTOR)  # motd: apply hot
+    with world.engine(watch=False) as engine:
+        world.set("web", port="${web.motd}")  # port: apply restart
+        world.sync_now(engine)
+        reloads = len(world.reloads("web"))
+        world.set("web", motd="9200")
+        report = world.sync_now(engine)
+        assert report.outcomes["web"].result == "applied"
+        assert '"port": 9200' in world.path("web/app.json").read_text()
+        # a hot change alone reloads nothing; the port it makes needs the restart its key asks for
+        assert len(world.reloads("web")) == reloads + 1

@@ -12,7 +12,7 @@ from apphub.api.auth import Principal, core_of, require_read, require_write
 from apphub.api.models import Explanation, Validation, ok
 from apphub.api.problems import COMMON_RESPONSES, problem_response
 from apphub.environments.overlays import BASE
-from apphub.errors import FieldError, KeyNotFound
+from apphub.errors import FieldError, Forbidden, KeyNotFound
 from apphub.store.substitution import explain
 
 router = APIRouter(prefix="/api/v1", tags=["settings"])
@@ -21,7 +21,7 @@ VALIDATE_RESPONSES: dict[int | str, dict[str, Any]] = {
     **ok(Validation),
     **COMMON_RESPONSES,
     400: problem_response("The request cannot be read: malformed JSON, a body that is not an object of sections"),
-    403: problem_response("The key's role is too weak (write needed)"),
+    403: problem_response("The key's role is too weak (write needed; admin to validate secret values)"),
     409: problem_response("config.ini does not parse (a hand edit to fix)"),
     413: problem_response("The body is over 1 MiB"),
 }
@@ -29,13 +29,21 @@ VALIDATE_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 @router.post("/settings/validate", summary="Check a proposed change (or the files as they are), writing nothing",
              responses=VALIDATE_RESPONSES)
-def validate(request: Request, _: Annotated[Principal, Depends(require_write)],
+def validate(request: Request, principal: Annotated[Principal, Depends(require_write)],
              body: Annotated[dict[str, dict[str, Any]] | None,
                              Body(description="Proposed {section: {key: value}} for config.ini, judged as a write "
                                               "would be (on the keys it sets); none: config.ini and system.ini "
                                               "as they are, every key",
                                   examples=[{"gitea": {"user_pwd": "admin123"}}])] = None) -> dict[str, Any]:
     core = core_of(request)
+    schema = core.config.schema
+    secrets = [f"[{section}] {key}" for section, keys in (body or {}).items() if isinstance(keys, dict)
+               for key in keys if schema.is_secret(section, key)]
+    if secrets and principal.role != "admin":
+        # Its warnings would say whether a proposed secret equals a stored one (a `distinct` rule),
+        # with nothing written nor audited: for an admin, who may read the secrets anyway.
+        raise Forbidden(f"the key '{principal.name}' has the role '{principal.role}'; validating secret values "
+                        f"({', '.join(secrets)}) needs 'admin'")
     findings = core.config.judge(body) if body else core.findings()
     return answer(findings)
 

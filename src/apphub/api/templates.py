@@ -51,7 +51,7 @@ def list_templates(request: Request, _: Annotated[Principal, Depends(require_rea
 @router.get("/{name}", summary="A template: its variables and the settings it makes",
             responses={**COMMON_RESPONSES, **NOT_FOUND})
 def show_template(name: Name, request: Request, _: Annotated[Principal, Depends(require_read)]) -> dict[str, Any]:
-    return _catalog(request).get(name).as_dict()
+    return _catalog(request).get(name).as_dict(core_of(request).config.schema.is_secret)
 
 
 @router.post("/{name}/preview", summary="What applying a template would change and do to each service; "

@@ -32,7 +32,9 @@ def list_(ctx: click.Context) -> None:
 @click.pass_context
 def show(ctx: click.Context, name: str) -> None:
     """A template's variables (type, default, required) and the settings it makes, as JSON."""
-    click.echo(json.dumps(Catalog(data_of(ctx).root).get(name).as_dict(), indent=2))
+    found = Catalog(data_of(ctx).root).get(name)
+    with open_core(ctx) as core:
+        click.echo(json.dumps(found.as_dict(core.config.schema.is_secret), indent=2))
 
 
 @template.command("apply")

@@ -20,7 +20,7 @@ from pathlib import Path
 from apphub.audit.log import Actor, AuditLog
 from apphub.errors import ApphubError, FieldError, IniParseError, NotFound, ValidationFailed
 from apphub.paths import DataDir
-from apphub.store.atomic import Replacement
+from apphub.store.atomic import Replacement, exclusive_lock
 from apphub.store.check import field_errors
 from apphub.store.inidoc import SetValue
 from apphub.store.inistore import IniStore, RuleHook, WriteResult
@@ -132,7 +132,10 @@ class Environments:
             if not path.exists():
                 if not create:
                     raise EnvironmentNotFound(name, self.names())
-                Replacement.prepare(path, HEADER, None, mode=0o600).swap()
+                # under the file's lock, as its writers: another process may be making it too
+                with exclusive_lock(self._data.lock_for(path), what=path.name):
+                    if not path.exists():
+                        Replacement.prepare(path, HEADER, None, mode=0o600).swap()
             store = IniStore(path, self._data.lock_for(path), self._overlay_schema, self._box, self._audit)
             store.rules = self.rules_for(name)
             self._stores[name] = store
@@ -163,16 +166,23 @@ class Environments:
                message: str | None = None, if_match: Collection[str] | None = None) -> WriteResult:
         """A write of `name`'s overlay, made on first use; a first write that fails leaves no file."""
         fresh = not self.path(name).exists()
+        store = self.store(name, create=True)
         try:
-            return self.store(name, create=True).update(changes, actor, deletes=deletes, action=action,
-                                                        message=message, if_match=if_match)
+            return store.update(changes, actor, deletes=deletes, action=action, message=message, if_match=if_match)
         except BaseException:
             if fresh:
-                with self._lock:
-                    self._stores.pop(name, None)
-                with contextlib.suppress(OSError):
-                    self.path(name).unlink()
+                self._remove_if_unwritten(name, store)
             raise
+
+    def _remove_if_unwritten(self, name: str, store: IniStore) -> None:
+        """Remove an overlay made for a write that failed, if no write has been made to it since
+        (another writer's, or this one's made after all): under its lock, only while it holds the bare
+        header it was made with."""
+        path = self.path(name)
+        with contextlib.suppress(ApphubError, OSError), store.write_lock(), self._lock:
+            if path.read_bytes() == HEADER:  # any write made since changed it
+                path.unlink()
+                self._stores.pop(name, None)
 
     def overlay(self, name: str | None) -> Snapshot | None:
         """The overlay of `name` as it is now (None: the base, or no file for it)."""
@@ -181,6 +191,11 @@ class Environments:
         try:
             return self.store(name).snapshot()
         except EnvironmentNotFound:
+            return None
+        except IniParseError as exc:
+            # A hand edit that does not parse: the sync applies config.ini without it (and says
+            # so), so what is judged and explained is config.ini alone too.
+            logger.warning("%s does not parse, config.ini alone is judged: %s", file_name(name), exc.public)
             return None
 
     # -- what the services get --------------------------------------------------------------

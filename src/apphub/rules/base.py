@@ -14,10 +14,11 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from apphub.errors import FieldError, SecretError
+from apphub.errors import ApphubError, FieldError, SecretError
 from apphub.store.schema import FileSchema, KeySpec
 from apphub.store.secrets import MASK
 from apphub.store.snapshot import Snapshot
+from apphub.store.substitution import Resolver, Stored, SubstitutionError
 from apphub.store.validate import default_text, shown_value
 
 CONFIG = "config.ini"
@@ -45,6 +46,7 @@ class Candidate:
         """`touched`: the keys the write sets or deletes; None: judge everything."""
         self._files = dict(files)
         self._touched = frozenset(touched) if touched is not None else None
+        self._resolvers: dict[str, Resolver] = {}
 
     @property
     def whole(self) -> bool:
@@ -92,8 +94,34 @@ class Candidate:
         return snapshot.holds_secret(ref.section, ref.key, stored)
 
     def value(self, ref: KeyRef) -> str | None:
-        """The key's plaintext: the file's, else the schema's default (what the services get); None
-        when it has neither, or is a secret that cannot be decrypted (the schema check reports that)."""
+        """What the services get for the key: its plaintext, its `${...}` references resolved (as
+        written when they do not resolve: rules/references.py says why); None as for `raw`."""
+        text = self.raw(ref)
+        if text is None or "${" not in text or self.is_secret(ref):
+            return text
+        resolver = self._resolvers.get(ref.file)
+        if resolver is None:
+            resolver = self._resolvers[ref.file] = self._resolver(ref.file)
+        try:
+            return resolver.resolve(ref.section, ref.key).value
+        except (SubstitutionError, ApphubError, KeyError):
+            return text
+
+    def _resolver(self, file: str) -> Resolver:
+        def lookup(section: str, key: str) -> Stored | None:
+            ref = KeyRef(file, section, key)
+            text = self.raw(ref)
+            return None if text is None else Stored(text, self.is_secret(ref), file)
+
+        def has_section(section: str) -> bool:
+            schema = self.schema(file)
+            return self.has_section(file, section) or (schema is not None and section in schema.sections)
+
+        return Resolver(lookup, has_section, {})  # no environment: what the rules judge is the files
+
+    def raw(self, ref: KeyRef) -> str | None:
+        """The key's plaintext as written: the file's, else the schema's default; None when it has
+        neither, or is a secret that cannot be decrypted (the schema check reports that)."""
         snapshot = self._files.get(ref.file)
         if snapshot is None:
             return None

@@ -46,6 +46,8 @@ class RuleBook:
         for rule in self.rules:
             try:
                 findings += rule.check(candidate)
+            except (MemoryError, RecursionError):
+                raise  # not a rule's bug to pass over: the write fails
             except Exception:
                 logger.exception("the rule %s failed to run", rule.name)
                 first = next(iter(files), "config.ini")

@@ -9,6 +9,7 @@ equal, never what they hold.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import re
 
@@ -114,8 +115,14 @@ def _distinct(rule: CrossRule, file: str, candidate: Candidate) -> list[FieldErr
         if earlier != ref and candidate.touched(ref, earlier):
             # on the key the write set, when it set only one of the two
             target, other = (ref, earlier) if candidate.touched(ref) else (earlier, ref)
-            findings.append(_finding(rule, target, f"must differ from [{other.section}] {other.key}, and "
-                                                   f"has the same value", candidate))
+            finding = _finding(rule, target, f"must differ from [{other.section}] {other.key}, and has the same "
+                                             "value", candidate)
+            if candidate.is_secret(target) or candidate.is_secret(other):
+                # Never a refusal: a refusal of a preview or plan would tell whoever may ask one
+                # whether a guess equals a stored secret. A warning is said only by a write (made,
+                # audited) or by a validation an admin asks for (api/rules.py).
+                finding = dataclasses.replace(finding, severity="warning")
+            findings.append(finding)
     return findings
 
 

@@ -31,7 +31,7 @@ class ReferenceRule:
             for ref in candidate.keys(file):
                 if candidate.is_secret(ref):
                     continue  # a secret's value is never read for references (and not decrypted here)
-                value = candidate.value(ref)
+                value = candidate.raw(ref)
                 if value is None or not has_references(value):
                     continue
                 findings += self._judge(candidate, resolver, ref)
@@ -56,13 +56,13 @@ class ReferenceRule:
         spec = candidate.spec(ref)
         shown = "(a secret)" if found.secret else repr(found.value)
         return [candidate.finding(ref, problem.rule, f"resolves to {shown}, which {problem.message}", show=False)
-                for problem in check_value(spec, found.value)]
+                for problem in check_value(spec, found.value, resolved=True)]
 
 
 def _resolver(candidate: Candidate, file: str, environ: Mapping[str, str]) -> Resolver:
     def lookup(section: str, key: str) -> Stored | None:
         ref = KeyRef(file, section, key)
-        value = candidate.value(ref)
+        value = candidate.raw(ref)
         return None if value is None else Stored(value, candidate.is_secret(ref), file)
 
     def has_section(section: str) -> bool:

@@ -77,6 +77,7 @@ Plan = tuple[list[Edit], list[Change], dict[tuple[str, str], str | None], list[F
 # The rules beyond the schema (rules/): the findings, errors and warnings, of a version to be
 # written, judged on the (section, key)s it touches (None: all). The store knows no more of them.
 RuleHook = Callable[[Snapshot, frozenset[tuple[str, str]] | None], list[FieldError]]
+LENIENT_RULE = "port_conflict"  # the one a Websoft9 write is let through with (see `update`)
 
 
 class Edited(NamedTuple):
@@ -220,9 +221,9 @@ class IniStore:
         def plan(snapshot: Snapshot) -> Plan:
             return self._plan(snapshot, changes, list(deletes), existing_only, frozenset(secret))
 
-        # Websoft9's writes (existing_only: its setconfig and PUT /api/settings) get the rules' errors
-        # as warnings: its own install and upgrade scripts write through them and stop at a refusal
-        # (2.0's config has [cockpit] port 9000, and the upgrade sets the console's listen_port to 9000).
+        # Websoft9's writes (existing_only: its setconfig and PUT /api/settings) get a port conflict as
+        # a warning: its own upgrade script writes through them and stops at a refusal (2.0's config
+        # has [cockpit] port 9000, and the upgrade sets the console's listen_port to 9000).
         return self._write(lambda current: self._edited(current, plan, refuse=not existing_only), actor,
                            if_match=if_match, action=action, message=message)
 
@@ -408,7 +409,8 @@ class IniStore:
             return []
         findings = self.rules(written, touched)
         if not refuse:
-            return [dataclasses.replace(finding, severity="warning") for finding in findings]
+            findings = [dataclasses.replace(finding, severity="warning") if finding.rule == LENIENT_RULE else finding
+                        for finding in findings]
         if any(finding.severity == "error" for finding in findings):
             raise ValidationFailed(findings)
         return findings

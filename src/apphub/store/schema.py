@@ -161,9 +161,14 @@ class CrossRule(BaseModel):
     distinct: list[str] | None = None
     then: Condition | None = None
 
-    @field_validator("require", "forbid", "distinct")
+    @field_validator("require", "forbid")
     @classmethod
     def _references(cls, keys: list[str] | None) -> list[str] | None:
+        return [check_reference(key) for key in keys] if keys is not None else None
+
+    @field_validator("distinct")
+    @classmethod
+    def _patterns(cls, keys: list[str] | None) -> list[str] | None:
         return [check_reference(key, globs=True) for key in keys] if keys is not None else None
 
     @model_validator(mode="after")

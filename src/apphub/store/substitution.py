@@ -17,13 +17,16 @@ from dataclasses import asdict, dataclass, field
 from apphub.errors import ApphubError
 from apphub.store.secrets import MASK
 from apphub.store.snapshot import Snapshot
-from apphub.store.validate import default_text
+from apphub.store.validate import MAX_VALUE_LENGTH, default_text
 
 # ${section.key}, ${env:NAME}, ${env:NAME:-default}; $${ is a literal ${
 REFERENCE = re.compile(r"\$\$\{|\$\{([^}]*)\}")
 ENV_PREFIX = "env:"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_DEPTH = 32  # a chain this long is a mistake, not a configuration
+# What a value may resolve to, as what a value may hold: references that multiply one another must
+# not grow a value (and every message quoting it) until the server runs out of memory.
+MAX_RESOLVED = MAX_VALUE_LENGTH
 
 Key = tuple[str, str]
 
@@ -103,6 +106,8 @@ class Resolver:
         result = Resolution(stored.text, stored.secret, stored.origin)
         if not stored.secret and has_references(stored.text):
             result.value = REFERENCE.sub(lambda match: self._fill(match, result, path), stored.text)
+            if len(result.value) > MAX_RESOLVED:
+                raise SubstitutionError(f"resolves to more than {MAX_RESOLVED} characters", path)
         self._done[wanted] = result
         return result
 
@@ -118,6 +123,8 @@ class Resolver:
         result.references += [ref for ref in [(section, key), *found.references] if ref not in result.references]
         result.env += [name for name in found.env if name not in result.env]
         result.secret |= found.secret
+        if len(found.value) > MAX_RESOLVED:
+            raise SubstitutionError(f"resolves to more than {MAX_RESOLVED} characters", path)
         return found.value
 
     def _env(self, spec: str, result: Resolution, path: list[Key]) -> str:
@@ -128,10 +135,13 @@ class Resolver:
             result.env.append(name)
         value = self._environ.get(name, "")
         if value == "" and has_default:
-            return default
+            return default  # written in the file: no more a secret than the file's other text
         if name not in self._environ:
             raise SubstitutionError(f"the environment variable {name} is not set, and ${{env:{name}}} gives no "
                                     f"default (write ${{env:{name}:-default}})", path, variable=name)
+        # apphub's own environment may hold what no key of config.ini should show (a token): a
+        # value made with a variable is shown as a secret is, masked (the services get it in full).
+        result.secret = True
         return value
 
     def split(self, reference: str, path: list[Key]) -> Key:
@@ -170,6 +180,24 @@ def resolver_for(snapshot: Snapshot, environ: Mapping[str, str], overlay: Snapsh
         return any(layer.document.has_section(section) for layer in layers) or section in snapshot.schema.sections
 
     return Resolver(lookup, has_section, environ)
+
+
+def dependents(snapshot: Snapshot, changed: set[Key], environ: Mapping[str, str]) -> set[Key]:
+    """The keys whose value refers, at any depth, to one of `changed`: their effective value changed
+    with it (a restart-level port made of a hot key still needs its restart)."""
+    resolver = resolver_for(snapshot, environ)
+    found = set()
+    for section in snapshot.sections():
+        for key, stored in snapshot.document.items(section):
+            if not has_references(stored) or snapshot.holds_secret(section, key, stored):
+                continue
+            try:
+                references = resolver.resolve(section, key).references
+            except (SubstitutionError, ApphubError):
+                continue  # the render says what is wrong with it
+            if not changed.isdisjoint(references):
+                found.add((section, key))
+    return found
 
 
 @dataclass(frozen=True)

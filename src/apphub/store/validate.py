@@ -69,14 +69,20 @@ def check_text(value: str) -> list[Problem]:
     return problems
 
 
-def check_value(spec: KeySpec | None, value: str) -> list[Problem]:
-    """Every rule `value` (INI text, secrets in plaintext) breaks for a key with `spec`."""
+# ${section.key} or ${env:NAME}, not the escaped $${ (store/substitution.py resolves them)
+_REFERENCE = re.compile(r"(?<!\$)\$\{[^}]*\}")
+
+
+def check_value(spec: KeySpec | None, value: str, *, resolved: bool = False) -> list[Problem]:
+    """Every rule `value` (INI text, secrets in plaintext) breaks for a key with `spec`. A value
+    that refers to others is checked for its type as it resolves (rules/references.py calls this
+    with `resolved`), not as written."""
     problems = check_text(value)
     if problems or spec is None:
         return problems
     if value == "":
         return [Problem("required", "is required and cannot be empty")] if spec.required else []
-    if not spec.secret and "${" in value:
+    if not resolved and not spec.secret and _REFERENCE.search(value):
         return problems  # refers to other values: the rules check what it resolves to (rules/references.py)
     problems += _check_type(spec, value)
     if spec.min_length is not None and len(value) < spec.min_length:

@@ -29,11 +29,13 @@ from typing import Any
 from apphub.audit.log import Change
 from apphub.core import Core
 from apphub.db import Database
+from apphub.environments.overlays import merged
 from apphub.envvars.check import env_changes
 from apphub.errors import LockTimeout, RenderError
 from apphub.reload.base import Backends
 from apphub.store.schema import APPLY_STRENGTH
 from apphub.store.snapshot import Snapshot, changed_keys
+from apphub.store.substitution import dependents
 from apphub.sync.apply import Applier, ApplyReport
 from apphub.sync.inputs import AUDIT_MESSAGE_CHARS, SYNC_ACTOR, BackendFactory, EngineInputs
 from apphub.sync.journal import Journal
@@ -166,8 +168,11 @@ class SyncEngine(EngineInputs):
             return next((self._reports[t] for t in sorted(self._reports) if t >= ticket), None)
 
     def plan(self, snapshot: Snapshot, env: Snapshot | None = None) -> Plan:
-        """A plan of every service for `snapshot` (and env.ini's `env`, default: as it is now),
-        without touching anything (for the API and CLI)."""
+        """A plan of every service for `snapshot` of config.ini (under the running environment's
+        overlay, as the sync applies it) and env.ini's `env` (default: as it is now), without
+        touching anything (for the API and CLI)."""
+        environments = self.core.environments
+        snapshot = merged(snapshot, environments.overlay(environments.active()))
         manifest = self._manifest
         reader = self._backends.container_env if self._backends is not None else None
         planner = Planner(manifest, self._templates_dir(), self._environ, set(self._known_secrets), reader)
@@ -309,6 +314,8 @@ class SyncEngine(EngineInputs):
         snapshot = self._with_environment(snapshot)
         previous = None if manifest_changed or self._first else self._applied
         changed = changed_keys(previous, snapshot)
+        if changed:  # a value made of a changed key changed with it
+            changed |= dependents(snapshot, changed, self._environ)
         if changed is not None and env is not None:
             changed |= env_changes(self._applied_env, env)
         assert self._planner is not None

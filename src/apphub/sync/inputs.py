@@ -175,14 +175,17 @@ class EngineInputs:
                                     for s, k in overlay.secret_keys()):
                 overlay = store.reencrypt_secrets(FILE_ACTOR, only_plaintext=True).snapshot
         if overlay is None or problems:
-            message = redact("the environment's overlay is refused, config.ini alone is applied: "
+            kept = ("its last good version stays applied" if name in self._last_overlay
+                    else "config.ini alone is applied")
+            message = redact(f"the environment's overlay is refused, {kept}: "
                              + "; ".join(problems), self._masks(), AUDIT_MESSAGE_CHARS)
             if message != self._overlay_refused:  # once per problem, not every round
                 self._overlay_refused = message
                 self.core.audit.record(FILE_ACTOR, "settings.invalid", file="environments", message=message)
                 logger.error("%s", message)
             self.status.update(config_error=message)
-            return base
+            # as for config.ini, the last good version stays applied (config.ini alone if none was)
+            return merged(base, self._last_overlay.get(name))
         self._overlay_refused = None
         self._last_overlay[name] = overlay
         return merged(base, overlay)

@@ -21,6 +21,7 @@ single section is a section template (`kind`).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -77,15 +78,19 @@ class Template(BaseModel):
         return {"name": self.name, "description": self.description, "kind": self.kind,
                 "sections": list(self.settings), "source": self.source}
 
-    def as_dict(self) -> dict[str, Any]:
-        """The template as an API shows it: a secret variable's default is masked."""
+    def as_dict(self, is_secret: Callable[[str, str], bool] = lambda section, key: False) -> dict[str, Any]:
+        """The template as an API shows it: a secret variable's default, and a value it sets for a
+        secret key (`is_secret`: config.ini's schema) other than through a variable, masked."""
         variables = {}
         for name, spec in self.variables.items():
             shown = spec.model_dump(exclude_defaults=True)
             if spec.secret and spec.default not in (None, ""):
                 shown["default"] = MASK
             variables[name] = shown
-        return {**self.summary(), "variables": variables, "settings": self.settings}
+        settings = {section: {key: MASK if is_secret(section, key) and "{{" not in str(value) and value != ""
+                              else value for key, value in keys.items()}
+                    for section, keys in self.settings.items()}
+        return {**self.summary(), "variables": variables, "settings": settings}
 
 
 class Catalog:
