@@ -80,7 +80,7 @@ def merged(base: Snapshot, overlay: Snapshot | None) -> Snapshot:
              for key, stored in overlay.document.items(section)]
     if not edits:
         return base
-    document = base.document.with_edits(edits)
+    document = base.document.with_values(edits)
     return Snapshot(base.name, document.text.encode("utf-8"), document, base.schema, base.box)
 
 

@@ -143,6 +143,29 @@ class IniDocument:
             document = document._apply(edit)
         return document
 
+    def with_values(self, edits: Iterable[SetValue]) -> IniDocument:
+        """Set many keys at once, each (section, key) once: those standing on one line replaced on
+        one copy of the lines (an overlay's hundreds of keys over config.ini: `with_edits` copied
+        and joined the whole text once per key), the rest through `with_edits`."""
+        lines = list(self._lines)
+        sections = dict(self._sections)
+        later = []
+        for edit in edits:
+            span = sections.get(edit.section)
+            option = span.options.get(edit.key) if span is not None else None
+            line = None
+            if span is not None and option is not None and option.end - option.start == 1 \
+                    and "\n" not in edit.value and "\r" not in edit.value:
+                line = _replace_value(lines[option.start], edit.value)
+            if span is None or option is None or line is None or not _reads_as(line, option.key, edit.value):
+                later.append(edit)
+                continue
+            lines[option.start] = line
+            options = {**span.options, edit.key: _OptionSpan(option.key, edit.value, option.start, option.end)}
+            sections[edit.section] = _SectionSpan(span.name, span.header, span.end, options)
+        document = self._derived(lines, sections)
+        return document.with_edits(later) if later else document
+
     def _apply(self, edit: Edit) -> IniDocument:
         for text in (edit.section, edit.key) + ((edit.value,) if isinstance(edit, SetValue) else ()):
             if "\n" in text or "\r" in text:

@@ -13,9 +13,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
 
 from apphub.errors import ApphubError
-from apphub.store.secrets import MASK
+from apphub.store.secrets import MASK, is_encrypted
 from apphub.store.snapshot import Snapshot
 from apphub.store.validate import MAX_VALUE_LENGTH, default_text
 
@@ -41,8 +42,7 @@ class SubstitutionError(ApphubError, ValueError):
         super().__init__(f"{' -> '.join(f'[{s}] {k}' for s, k in chain)}: {message}")
 
 
-@dataclass(frozen=True)
-class Stored:
+class Stored(NamedTuple):  # a NamedTuple: one is made per key looked up, thousands per render
     """A key's value before substitution, where it came from, and whether it is a secret."""
 
     text: str
@@ -50,7 +50,7 @@ class Stored:
     origin: str  # "config.ini", "default", or an overlay's file name
 
 
-@dataclass
+@dataclass(slots=True)
 class Resolution:
     """A key's effective value and what it was made of."""
 
@@ -93,18 +93,19 @@ class Resolver:
         done = self._done.get(wanted)
         if done is not None:
             return done
-        path = [*chain, wanted]
-        if wanted in chain:
-            raise SubstitutionError("the references make a cycle", path)
-        if len(path) > MAX_DEPTH:
-            raise SubstitutionError(f"the references are more than {MAX_DEPTH} deep", path)
         stored = self._lookup(*wanted)
         if stored is None:
             if chain:
-                raise SubstitutionError(f"[{wanted[0]}] {wanted[1]} has no value and no default", path)
+                raise SubstitutionError(f"[{wanted[0]}] {wanted[1]} has no value and no default", [*chain, wanted])
             raise KeyError(wanted)
         result = Resolution(stored.text, stored.secret, stored.origin)
         if not stored.secret and has_references(stored.text):
+            # Only a value with references can be part of a cycle (most have none: the fast path).
+            path = [*chain, wanted]
+            if wanted in chain:
+                raise SubstitutionError("the references make a cycle", path)
+            if len(path) > MAX_DEPTH:
+                raise SubstitutionError(f"the references are more than {MAX_DEPTH} deep", path)
             result.value = REFERENCE.sub(lambda match: self._fill(match, result, path), stored.text)
             if len(result.value) > MAX_RESOLVED:
                 raise SubstitutionError(f"resolves to more than {MAX_RESOLVED} characters", path)
@@ -168,7 +169,7 @@ def resolver_for(snapshot: Snapshot, environ: Mapping[str, str], overlay: Snapsh
             stored = layer.document.get(section, key)
             if stored is None:
                 continue
-            if layer.holds_secret(section, key, stored) or snapshot.schema.is_secret(section, key):
+            if is_encrypted(stored) or snapshot.schema.is_secret(section, key):
                 return Stored(layer.section_plaintext_value(section, key), True, layer.name)
             return Stored(stored, False, layer.name)
         spec = snapshot.schema.key(section, key)
