@@ -119,6 +119,18 @@ class Candidate:
 
         return Resolver(lookup, has_section, {})  # no environment: what the rules judge is the files
 
+    def text(self, ref: KeyRef) -> str | None:
+        """The key's text as stored (a secret still encrypted), else its default: a cheap look at
+        every key, for what only a few need decrypted or resolved."""
+        snapshot = self._files.get(ref.file)
+        if snapshot is None:
+            return None
+        stored = snapshot.document.get(ref.section, ref.key)
+        if stored is not None:
+            return stored
+        spec = snapshot.schema.key(ref.section, ref.key)
+        return default_text(spec.default) if spec is not None and spec.default is not None else None
+
     def raw(self, ref: KeyRef) -> str | None:
         """The key's plaintext as written: the file's, else the schema's default; None when it has
         neither, or is a secret that cannot be decrypted (the schema check reports that)."""

@@ -75,8 +75,11 @@ class StrengthRule:
 
     def check(self, candidate: Candidate) -> list[FieldError]:
         findings: list[FieldError] = []
+        touched = candidate.touched_keys()
         for file in candidate.file_names():
-            for ref in candidate.keys(file):
+            # a write: only the keys it sets (not every key of a config.ini of thousands)
+            refs = candidate.keys(file) if touched is None else sorted(ref for ref in touched if ref.file == file)
+            for ref in refs:
                 spec = candidate.spec(ref)
                 if spec is None or spec.min_score is None or not candidate.touched(ref):
                     continue
