@@ -101,13 +101,16 @@ class Candidate:
             return text
         resolver = self._resolvers.get(ref.file)
         if resolver is None:
-            resolver = self._resolvers[ref.file] = self._resolver(ref.file)
+            # no environment: what the rules judge is the files
+            resolver = self._resolvers[ref.file] = self.resolver(ref.file, {})
         try:
             return resolver.resolve(ref.section, ref.key).value
         except (SubstitutionError, ApphubError, KeyError):
             return text
 
-    def _resolver(self, file: str) -> Resolver:
+    def resolver(self, file: str, environ: Mapping[str, str]) -> Resolver:
+        """A Resolver of `file`'s values as written (defaults included), against `environ`."""
+
         def lookup(section: str, key: str) -> Stored | None:
             ref = KeyRef(file, section, key)
             text = self.raw(ref)
@@ -117,7 +120,7 @@ class Candidate:
             schema = self.schema(file)
             return self.has_section(file, section) or (schema is not None and section in schema.sections)
 
-        return Resolver(lookup, has_section, {})  # no environment: what the rules judge is the files
+        return Resolver(lookup, has_section, environ)
 
     def text(self, ref: KeyRef) -> str | None:
         """The key's text as stored (a secret still encrypted), else its default: a cheap look at

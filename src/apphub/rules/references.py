@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 from apphub.errors import FieldError, SecretError
 from apphub.rules.base import Candidate, KeyRef
-from apphub.store.substitution import ENV_PREFIX, REFERENCE, Resolver, Stored, SubstitutionError, has_references
+from apphub.store.substitution import ENV_PREFIX, REFERENCE, Resolver, SubstitutionError, has_references
 from apphub.store.validate import check_value
 
 
@@ -28,7 +28,7 @@ class ReferenceRule:
     def check(self, candidate: Candidate) -> list[FieldError]:
         findings: list[FieldError] = []
         for file in candidate.file_names():
-            resolver = _resolver(candidate, file, self._environ)
+            resolver = candidate.resolver(file, self._environ)
             referring: dict[KeyRef, list[KeyRef]] = {}  # each value with references -> the keys it names
             for ref in candidate.keys(file):
                 value = candidate.text(ref)  # stored: an encrypted secret holds no `${`
@@ -95,15 +95,3 @@ def _judged(candidate: Candidate, referring: dict[KeyRef, list[KeyRef]]) -> list
                 queue.append(dependent)
     return list(found)
 
-
-def _resolver(candidate: Candidate, file: str, environ: Mapping[str, str]) -> Resolver:
-    def lookup(section: str, key: str) -> Stored | None:
-        ref = KeyRef(file, section, key)
-        value = candidate.raw(ref)
-        return None if value is None else Stored(value, candidate.is_secret(ref), file)
-
-    def has_section(section: str) -> bool:
-        schema = candidate.schema(file)
-        return candidate.has_section(file, section) or (schema is not None and section in schema.sections)
-
-    return Resolver(lookup, has_section, environ)
