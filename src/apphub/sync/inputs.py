@@ -196,10 +196,17 @@ class EngineInputs:
         changed = changed_keys(previous, overlay) if previous is not None else None
         if changed == set():
             return [], []
+        return self._judged_edit(merged(base, overlay), changed, overlay)
+
+    def _judged_edit(self, effective: Snapshot, changed: set[tuple[str, str]] | None,
+                     overlay: Snapshot | None) -> tuple[list[str], list[str]]:
+        """The rules on a hand edit: config.ini as the services would get it (`effective`), judged
+        on the keys the edit `changed` (None: all); its errors and its warnings, one line each. A
+        finding about a key `overlay` sets names the overlay's file and line."""
         touched = None if changed is None else [KeyRef(CONFIG, section, key) for section, key in changed]
         system = self.core.system.last_good()
-        findings = relocated(self.core.rules.judge({CONFIG: merged(base, overlay),
-                                                    **({SYSTEM: system} if system else {})}, touched), overlay)
+        findings = relocated(self.core.rules.judge({CONFIG: effective, **({SYSTEM: system} if system else {})},
+                                                   touched), overlay)
         return ([str(f) for f in findings if f.severity == "error"],
                 [str(f) for f in findings if f.severity != "error"])
 
@@ -290,13 +297,9 @@ class EngineInputs:
                         if (section, key) in changed or (key is None and section in sections)]
         if problems or changed == set():
             return problems, []
-        touched = None if changed is None else [KeyRef(CONFIG, section, key) for section, key in changed]
-        system = self.core.system.last_good()
         environments = self.core.environments
         effective = merged(snapshot, environments.overlay(environments.active()))  # what the services would get
-        findings = self.core.rules.judge({CONFIG: effective, **({SYSTEM: system} if system else {})}, touched)
-        return ([str(f) for f in findings if f.severity == "error"],
-                [str(f) for f in findings if f.severity != "error"])
+        return self._judged_edit(effective, changed, None)
 
     def _busy(self, exc: LockTimeout) -> ApplyReport:
         """A writer holds config.ini's lock for long (stopped with Ctrl-Z, say): nothing is wrong
