@@ -358,28 +358,22 @@ class IniStore:
     def preview(self, changes: Changes, *, deletes: Iterable[tuple[str, str]] = (),
                 secret: Collection[tuple[str, str]] = ()) -> Snapshot:
         """The version `update` would write, validated the same way, without writing it."""
-        current = self.snapshot()
-
-        def plan(snapshot: Snapshot) -> Plan:
-            return self._plan(snapshot, changes, list(deletes), existing_only=False, secret_keys=frozenset(secret))
-
-        return self._edited(current, plan).snapshot
+        return self._previewed(changes, deletes, secret).snapshot
 
     def judge(self, changes: Changes, *, deletes: Iterable[tuple[str, str]] = ()) -> list[FieldError]:
         """Every problem `update` would find in these changes (errors, and the rules' warnings),
         writing nothing: POST /settings/validate."""
         try:
-            return self.preview_edited(changes, deletes=deletes).warnings
+            return self._previewed(changes, deletes).warnings
         except ValidationFailed as exc:
             return exc.errors
 
-    def preview_edited(self, changes: Changes, *, deletes: Iterable[tuple[str, str]] = ()) -> Edited:
-        current = self.snapshot()
-
+    def _previewed(self, changes: Changes, deletes: Iterable[tuple[str, str]] = (),
+                   secret: Collection[tuple[str, str]] = ()) -> Edited:
         def plan(snapshot: Snapshot) -> Plan:
-            return self._plan(snapshot, changes, list(deletes), existing_only=False)
+            return self._plan(snapshot, changes, list(deletes), existing_only=False, secret_keys=frozenset(secret))
 
-        return self._edited(current, plan)
+        return self._edited(self.snapshot(), plan)
 
     def _edited(self, current: Snapshot, plan: Callable[[Snapshot], Plan], *, refuse: bool = True) -> Edited:
         """The new version a plan makes of `current`, with its audit changes and the rules'
