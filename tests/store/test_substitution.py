@@ -24,7 +24,7 @@ def test_a_chain_resolves_and_names_every_key_it_read() -> None:
                       ("gitea", "origin"): "http://${server.host}:${gitea.port}",
                       ("gitea", "api"): "${gitea.origin}/api/v1"}).resolve("gitea", "api")
     assert found.value == "http://git.example.com:3000/api/v1"
-    assert found.references == [("gitea", "origin"), ("server", "host"), ("gitea", "port")]
+    assert found.references == (("gitea", "origin"), ("server", "host"), ("gitea", "port"))
     assert (found.secret, found.origin) == (False, FILE)
 
 
@@ -60,7 +60,7 @@ def test_environment_variables_with_and_without_defaults() -> None:
     values = {("a", "x"): "${env:HOME_DIR:-/srv}|${env:MODE}|${env:EMPTY:-fallback}|${env:EMPTY}"}
     found = resolver(values, environ={"MODE": "prod", "EMPTY": ""}).resolve("a", "x")
     assert found.value == "/srv|prod|fallback|"
-    assert found.env == ["HOME_DIR", "MODE", "EMPTY"]
+    assert found.env == ("HOME_DIR", "MODE", "EMPTY")
     with pytest.raises(SubstitutionError) as caught:
         resolver({("a", "x"): "${env:MODE}"}).resolve("a", "x")
     assert caught.value.variable == "MODE"

@@ -14,10 +14,10 @@ from dataclasses import asdict, dataclass
 
 from apphub.audit.log import Actor
 from apphub.environments.overlays import BASE, Environments, check_name
-from apphub.errors import FieldError, SecretError, ValidationFailed
+from apphub.errors import ApphubError, FieldError, ValidationFailed
 from apphub.store.inistore import WriteResult
 from apphub.store.snapshot import Snapshot
-from apphub.store.substitution import Resolver, SubstitutionError, resolver_for
+from apphub.store.substitution import FileResolver, Resolution, resolver_for
 
 Key = tuple[str, str]
 
@@ -64,17 +64,17 @@ def _keys(base: Snapshot, overlay: Snapshot | None) -> list[Key]:
     return list(dict.fromkeys(keys))
 
 
-def _side(resolver: Resolver, key: Key) -> tuple[Side, str | None, bool]:
+def _side(resolver: FileResolver, effective: Mapping[Key, Resolution | ApphubError], key: Key
+          ) -> tuple[Side, str | None, bool]:
     """The shown side, the plaintext to compare, and whether it is a secret."""
-    stored = resolver.stored(*key)
+    found = effective.get(key)
+    if isinstance(found, Resolution):
+        return Side(None if found.secret else found.value, found.origin), found.value, found.secret
+    stored = resolver.stored(*key) if found is not None else None
     if stored is None:
         return Side(None, "absent"), None, False
-    try:
-        found = resolver.resolve(*key)
-        value, secret = found.value, found.secret
-    except (SubstitutionError, SecretError) as exc:
-        value, secret = f"(unresolved: {exc})", stored.secret
-    return Side(None if secret else value, stored.origin), value, secret
+    value = f"(unresolved: {found})"
+    return Side(None if stored.secret else value, stored.origin), value, stored.secret
 
 
 def diff(environments: Environments, a: str, b: str, environ: Mapping[str, str] | None = None, *,
@@ -86,10 +86,11 @@ def diff(environments: Environments, a: str, b: str, environ: Mapping[str, str] 
     base_b, overlay_b = _layers(environments, b, new_ok=new_b)
     resolver_a = resolver_for(base_a, environ, overlay_a)
     resolver_b = resolver_for(base_b, environ, overlay_b)
+    effective_a, effective_b = resolver_a.effective(), resolver_b.effective()
     differences = []
     for key in dict.fromkeys(_keys(base_a, overlay_a) + _keys(base_b, overlay_b)):
-        side_a, plain_a, secret_a = _side(resolver_a, key)
-        side_b, plain_b, secret_b = _side(resolver_b, key)
+        side_a, plain_a, secret_a = _side(resolver_a, effective_a, key)
+        side_b, plain_b, secret_b = _side(resolver_b, effective_b, key)
         if plain_a != plain_b:
             differences.append(Difference(key[0], key[1], secret_a or secret_b, side_a, side_b))
     return differences

@@ -18,6 +18,7 @@ import contextlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 
 from configupdater import ConfigUpdater, Option, Section
 
@@ -121,6 +122,13 @@ class IniDocument:
             return None
         return span.options[key].value
 
+    @cached_property
+    def flat(self) -> dict[tuple[str, str], str]:
+        """Every value by (section, key), worked out once per document (documents are immutable):
+        one dict lookup per key where a render or a resolution reads thousands."""
+        return {(name, key): option.value for name, span in self._sections.items()
+                for key, option in span.options.items()}
+
     def as_dict(self) -> dict[str, dict[str, str]]:
         return {name: {k: o.value for k, o in span.options.items()} for name, span in self._sections.items()}
 
@@ -148,10 +156,10 @@ class IniDocument:
         one copy of the lines (an overlay's hundreds of keys over config.ini: `with_edits` copied
         and joined the whole text once per key), the rest through `with_edits`."""
         lines = list(self._lines)
-        sections = dict(self._sections)
+        changed: dict[str, dict[str, _OptionSpan]] = {}  # a section's options, copied once however many change
         later = []
         for edit in edits:
-            span = sections.get(edit.section)
+            span = self._sections.get(edit.section)
             option = span.options.get(edit.key) if span is not None else None
             line = None
             if span is not None and option is not None and option.end - option.start == 1 \
@@ -161,8 +169,14 @@ class IniDocument:
                 later.append(edit)
                 continue
             lines[option.start] = line
-            options = {**span.options, edit.key: _OptionSpan(option.key, edit.value, option.start, option.end)}
-            sections[edit.section] = _SectionSpan(span.name, span.header, span.end, options)
+            options = changed.get(edit.section)
+            if options is None:
+                options = changed[edit.section] = dict(span.options)
+            options[edit.key] = _OptionSpan(option.key, edit.value, option.start, option.end)
+        sections = dict(self._sections)
+        for name, options in changed.items():
+            span = sections[name]
+            sections[name] = _SectionSpan(span.name, span.header, span.end, options)
         document = self._derived(lines, sections)
         return document.with_edits(later) if later else document
 

@@ -24,6 +24,7 @@ import re
 import threading
 import time
 from collections.abc import Iterable
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -217,6 +218,19 @@ class FileSchema(BaseModel):
     def is_secret(self, section: str, key: str) -> bool:
         spec = self.key(section, key)
         return spec is not None and spec.secret
+
+    @cached_property
+    def secret_keys(self) -> frozenset[tuple[str, str]]:
+        """Every (section, key) the schema calls a secret: one set lookup per key where thousands
+        are read (the schema is frozen, so this is worked out once)."""
+        return frozenset((section, key) for section, spec in self.sections.items()
+                         for key, key_spec in spec.keys.items() if key_spec.secret)
+
+    @cached_property
+    def keys_with_defaults(self) -> dict[tuple[str, str], KeySpec]:
+        """Every key the schema gives a default, by (section, key)."""
+        return {(section, key): key_spec for section, spec in self.sections.items()
+                for key, key_spec in spec.keys.items() if key_spec.default is not None}
 
 
 class Schema(BaseModel):

@@ -10,13 +10,15 @@ the whole chain (`[a] x -> [b] y -> [a] x`).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
-from apphub.errors import ApphubError
+from apphub.errors import ApphubError, SecretError
 from apphub.store.secrets import MASK, is_encrypted
+from apphub.store.secrets import PREFIX as ENCRYPTED
 from apphub.store.snapshot import Snapshot
 from apphub.store.validate import MAX_VALUE_LENGTH, default_text
 
@@ -57,13 +59,32 @@ class Resolution:
     value: str
     secret: bool  # a secret itself, or made with one
     origin: str
-    references: list[Key] = field(default_factory=list)  # every key it read, at any depth, in order
-    env: list[str] = field(default_factory=list)  # every environment variable it read
+    # Tuples, empty unless the value has references: one Resolution is made per key resolved.
+    references: tuple[Key, ...] = ()  # every key it read, at any depth, in order
+    env: tuple[str, ...] = ()  # every environment variable it read
 
 
 # (section, key) -> its stored value, or None when there is neither a value nor a default
 Lookup = Callable[[str, str], Stored | None]
 HasSection = Callable[[str], bool]
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed(text: str) -> tuple[tuple[str, str | None], ...]:
+    """`text` as (literal text, the reference after it) pairs, `$${` already made `${`; the last
+    pair's reference is None. Cached: one configuration's values are resolved again and again."""
+    bits = REFERENCE.split(text)  # literal, reference (None for $${), literal, ...
+    parts: list[tuple[str, str | None]] = []
+    literal = bits[0]
+    for at in range(1, len(bits), 2):
+        inner = bits[at]
+        if inner is None:
+            literal += "${" + bits[at + 1]  # $${ escapes
+        else:
+            parts.append((literal, inner.strip()))
+            literal = bits[at + 1]
+    parts.append((literal, None))
+    return tuple(parts)
 
 
 def has_references(text: str) -> bool:
@@ -79,6 +100,7 @@ class Resolver:
         self._has_section = has_section
         self._environ = environ
         self._done: dict[Key, Resolution] = {}
+        self._splits: dict[str, Key] = {}  # the same reference is usually written many times
 
     def stored(self, section: str, key: str) -> Stored | None:
         """A key's value before substitution, or None when it has no value and no default."""
@@ -99,54 +121,70 @@ class Resolver:
                 raise SubstitutionError(f"[{wanted[0]}] {wanted[1]} has no value and no default", [*chain, wanted])
             raise KeyError(wanted)
         result = Resolution(stored.text, stored.secret, stored.origin)
-        if not stored.secret and has_references(stored.text):
+        if not stored.secret and "${" in stored.text:
             # Only a value with references can be part of a cycle (most have none: the fast path).
-            path = [*chain, wanted]
-            if wanted in chain:
-                raise SubstitutionError("the references make a cycle", path)
-            if len(path) > MAX_DEPTH:
-                raise SubstitutionError(f"the references are more than {MAX_DEPTH} deep", path)
-            result.value = REFERENCE.sub(lambda match: self._fill(match, result, path), stored.text)
-            if len(result.value) > MAX_RESOLVED:
-                raise SubstitutionError(f"resolves to more than {MAX_RESOLVED} characters", path)
+            self._substitute(result, [*chain, wanted])
         self._done[wanted] = result
         return result
 
-    def _fill(self, match: re.Match[str], result: Resolution, path: list[Key]) -> str:
-        inner = match.group(1)
-        if inner is None:
-            return "${"  # $${ escapes
-        inner = inner.strip()
-        if inner.startswith(ENV_PREFIX):
-            return self._env(inner[len(ENV_PREFIX):], result, path)
-        section, key = self.split(inner, path)
-        found = self._resolve((section, key), path)
-        result.references += [ref for ref in [(section, key), *found.references] if ref not in result.references]
-        result.env += [name for name in found.env if name not in result.env]
-        result.secret |= found.secret
-        if len(found.value) > MAX_RESOLVED:
+    def _substitute(self, result: Resolution, path: list[Key]) -> None:
+        """Fill in the references of `result.value`, the value of the last key of `path`, and
+        record what they read. (One loop, no call per reference: it is the hot path of `effective`.)"""
+        if path[-1] in path[:-1]:
+            raise SubstitutionError("the references make a cycle", path)
+        if len(path) > MAX_DEPTH:
+            raise SubstitutionError(f"the references are more than {MAX_DEPTH} deep", path)
+        pieces: list[str] = []
+        size = 0
+        references: list[Key] = []
+        env: list[str] = []
+        for literal, inner in _parsed(result.value):
+            if inner is None:
+                piece = ""  # the text after the last reference
+            elif inner.startswith(ENV_PREFIX):
+                piece, from_environment = self._env(inner[len(ENV_PREFIX):], env, path)
+                # apphub's own environment may hold what no key of config.ini should show (a token): a
+                # value made with a variable is shown as a secret is, masked (the services get it in full).
+                result.secret |= from_environment
+            else:
+                wanted = self._splits.get(inner)
+                if wanted is None:
+                    wanted = self._splits[inner] = self.split(inner, path)
+                found = self._done.get(wanted) or self._resolve(wanted, path)
+                references.append(wanted)
+                references += found.references
+                env += found.env
+                result.secret |= found.secret
+                piece = found.value
+            pieces += (literal, piece)
+            size += len(literal) + len(piece)
+            if size > MAX_RESOLVED:  # checked as it grows: references that multiply must not run out the memory
+                raise SubstitutionError(f"resolves to more than {MAX_RESOLVED} characters", path)
+        result.value = "".join(pieces)
+        result.references = tuple(dict.fromkeys(references))
+        result.env = tuple(dict.fromkeys(env))
+        if len(result.value) > MAX_RESOLVED:
             raise SubstitutionError(f"resolves to more than {MAX_RESOLVED} characters", path)
-        return found.value
 
-    def _env(self, spec: str, result: Resolution, path: list[Key]) -> str:
+    def _env(self, spec: str, env: list[str], path: list[Key]) -> tuple[str, bool]:
+        """What `${env:spec}` stands for, and whether it came from the environment (not the default)."""
         name, has_default, default = spec.partition(":-")
         if not _ENV_NAME.match(name):
             raise SubstitutionError(f"${{env:{spec}}} does not name an environment variable", path)
-        if name not in result.env:
-            result.env.append(name)
+        env.append(name)
         value = self._environ.get(name, "")
         if value == "" and has_default:
-            return default  # written in the file: no more a secret than the file's other text
+            return default, False  # written in the file: no more a secret than the file's other text
         if name not in self._environ:
             raise SubstitutionError(f"the environment variable {name} is not set, and ${{env:{name}}} gives no "
                                     f"default (write ${{env:{name}:-default}})", path, variable=name)
-        # apphub's own environment may hold what no key of config.ini should show (a token): a
-        # value made with a variable is shown as a secret is, masked (the services get it in full).
-        result.secret = True
-        return value
+        return value, True
 
     def split(self, reference: str, path: list[Key]) -> Key:
         """`section.key`, where a section name may itself hold dots (the longest known one wins)."""
+        section, _, key = reference.rpartition(".")
+        if section and key and self._has_section(section):
+            return section, key  # the longest possible section name, the usual case
         parts = reference.split(".")
         if len(parts) < 2 or not all(parts):
             raise SubstitutionError(f"${{{reference}}} is not a reference: write ${{section.key}} or "
@@ -158,29 +196,78 @@ class Resolver:
         return ".".join(parts[:-1]), parts[-1]
 
 
-def resolver_for(snapshot: Snapshot, environ: Mapping[str, str], overlay: Snapshot | None = None) -> Resolver:
-    """A Resolver of one version of a file: its values (an environment's `overlay` over them),
-    else the schema's defaults. A secret is decrypted when a reference reads it (SecretError if it
-    cannot be); each value names the layer it came from."""
-    layers = [overlay, snapshot] if overlay is not None else [snapshot]
+class FileResolver(Resolver):
+    """A Resolver of one version of config.ini, an environment's overlay over it, and the schema's
+    defaults under both; `effective` resolves every key at once."""
 
-    def lookup(section: str, key: str) -> Stored | None:
-        for layer in layers:
-            stored = layer.document.get(section, key)
+    def __init__(self, snapshot: Snapshot, environ: Mapping[str, str], overlay: Snapshot | None = None) -> None:
+        self._layers = [(layer, layer.document.flat) for layer in
+                        ([overlay, snapshot] if overlay is not None else [snapshot])]
+        self._schema = snapshot.schema
+        self._sections: set[str] = set()
+        super().__init__(self._stored, self._known_section, environ)
+
+    def _stored(self, section: str, key: str) -> Stored | None:
+        wanted = (section, key)
+        for layer, values in self._layers:
+            stored = values.get(wanted)
             if stored is None:
                 continue
-            if is_encrypted(stored) or snapshot.schema.is_secret(section, key):
+            if wanted in self._schema.secret_keys or is_encrypted(stored):
                 return Stored(layer.section_plaintext_value(section, key), True, layer.name)
             return Stored(stored, False, layer.name)
-        spec = snapshot.schema.key(section, key)
+        spec = self._schema.key(section, key)
         if spec is None or spec.default is None:
             return None
         return Stored(default_text(spec.default), spec.secret, "default")
 
-    def has_section(section: str) -> bool:
-        return any(layer.document.has_section(section) for layer in layers) or section in snapshot.schema.sections
+    def _known_section(self, section: str) -> bool:
+        if not self._sections:  # worked out on the first reference that needs it (most values have none)
+            self._sections.update(self._schema.sections, *(layer.document.sections() for layer, _ in self._layers))
+        return section in self._sections
 
-    return Resolver(lookup, has_section, environ)
+    def effective(self) -> dict[Key, Resolution | ApphubError]:
+        """Every key of either file, and every key the schema gives a default, resolved (or why it
+        cannot be: the SubstitutionError or SecretError). A plain value without references is taken
+        as it is, in one pass: that is most keys, and going through `resolve` one by one cost more
+        than all the references together."""
+        done, secret_keys = self._done, self._schema.secret_keys
+        slow: list[Key] = []  # resolved one by one: references, secrets, encrypted values
+        claimed: set[Key] = set()  # set in a layer above this one, whose value wins
+        for layer, values in self._layers:  # the overlay first
+            origin = layer.name
+            for wanted, text in values.items():
+                if wanted in claimed:
+                    continue
+                if "${" in text or wanted in secret_keys or text.startswith(ENCRYPTED):
+                    slow.append(wanted)
+                else:
+                    done[wanted] = Resolution(text, False, origin)
+            claimed.update(values)
+        for wanted, spec in self._schema.keys_with_defaults.items():
+            if wanted not in done and all(wanted not in values for _, values in self._layers):
+                text = default_text(spec.default) if spec.default is not None else ""
+                if spec.secret or "${" in text:
+                    slow.append(wanted)
+                else:
+                    done[wanted] = Resolution(text, False, "default")
+        failed: dict[Key, ApphubError] = {}
+        for wanted in slow:
+            if wanted in done:
+                continue  # read by a reference resolved before it
+            try:
+                self.resolve(*wanted)
+            except KeyError:
+                continue  # a secret with neither a value nor a default
+            except (SubstitutionError, SecretError) as exc:
+                failed[wanted] = exc
+        return {**done, **failed}
+
+def resolver_for(snapshot: Snapshot, environ: Mapping[str, str], overlay: Snapshot | None = None) -> FileResolver:
+    """A Resolver of one version of a file: its values (an environment's `overlay` over them),
+    else the schema's defaults. A secret is decrypted when a reference reads it (SecretError if it
+    cannot be); each value names the layer it came from."""
+    return FileResolver(snapshot, environ, overlay)
 
 
 def dependents(snapshot: Snapshot, changed: set[Key], environ: Mapping[str, str]) -> set[Key]:
@@ -250,4 +337,5 @@ def explain(snapshot: Snapshot, section: str, key: str, environ: Mapping[str, st
         ref = resolver.stored(ref_section, ref_key)
         references.append(ReferenceOrigin(ref_section, ref_key, ref.origin if ref else None, bool(ref and ref.secret)))
     value = MASK if resolved.secret and resolved.value else resolved.value
-    return Explanation(section, key, raw, value, resolved.secret, found.origin, line, references, resolved.env, None)
+    return Explanation(section, key, raw, value, resolved.secret, found.origin, line, references,
+                       list(resolved.env), None)
