@@ -132,6 +132,18 @@ def check_may_change(principal: Principal, sections: Mapping[str, Iterable[str]]
                         f"changing [{section}] {key} (an admin credential) needs 'admin'")
 
 
+def check_may_compare_secrets(principal: Principal, is_secret: Callable[[str, str], bool],
+                              sections: Mapping[str, Iterable[str]], what: str) -> None:
+    """What judges or previews a proposal without writing it answers differently when a proposed
+    secret equals the stored one (nothing to change, a version that does not move, a `distinct`
+    warning): an oracle for guessing secrets, with nothing written nor audited. Only for an admin,
+    who may read the secrets anyway."""
+    secrets = [f"[{section}] {key}" for section, keys in sections.items() for key in keys if is_secret(section, key)]
+    if secrets and principal.role != "admin":
+        raise Forbidden(f"the key '{principal.name}' has the role '{principal.role}'; {what} with secret values "
+                        f"({', '.join(secrets)}) needs 'admin'")
+
+
 require_read = require("read")
 require_write = require("write")
 require_admin = require("admin")

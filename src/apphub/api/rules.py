@@ -8,11 +8,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request
 
-from apphub.api.auth import Principal, core_of, require_read, require_write
+from apphub.api.auth import Principal, check_may_compare_secrets, core_of, require_read, require_write
 from apphub.api.models import Explanation, Validation, ok
 from apphub.api.problems import COMMON_RESPONSES, problem_response
 from apphub.environments.overlays import BASE
-from apphub.errors import FieldError, Forbidden, KeyNotFound
+from apphub.errors import FieldError, KeyNotFound
 from apphub.store.substitution import explain
 
 router = APIRouter(prefix="/api/v1", tags=["settings"])
@@ -36,16 +36,24 @@ def validate(request: Request, principal: Annotated[Principal, Depends(require_w
                                               "as they are, every key",
                                   examples=[{"gitea": {"user_pwd": "admin123"}}])] = None) -> dict[str, Any]:
     core = core_of(request)
-    schema = core.config.schema
-    secrets = [f"[{section}] {key}" for section, keys in (body or {}).items() if isinstance(keys, dict)
-               for key in keys if schema.is_secret(section, key)]
-    if secrets and principal.role != "admin":
-        # Its warnings would say whether a proposed secret equals a stored one (a `distinct` rule),
-        # with nothing written nor audited: for an admin, who may read the secrets anyway.
-        raise Forbidden(f"the key '{principal.name}' has the role '{principal.role}'; validating secret values "
-                        f"({', '.join(secrets)}) needs 'admin'")
+    check_may_compare_secrets(principal, core.config.schema.is_secret, _keys_of(body), "validating")
     findings = core.config.judge(body) if body else core.findings()
+    if principal.role != "admin":
+        schemas = {core.system.name: core.system.schema}
+        findings = [_redacted(finding) if schemas.get(finding.file or "", core.config.schema).is_secret(
+            finding.section, finding.key or "") else finding for finding in findings]
     return answer(findings)
+
+
+def _redacted(finding: FieldError) -> FieldError:
+    """A finding on a secret, without what it says (that two passwords are equal, that one is weak):
+    where it is and how grave, for a key that may not read the secrets."""
+    return FieldError(finding.section, finding.key, "secret", "a problem with this secret (an admin key is told what)",
+                      None, finding.file, finding.line, finding.severity)
+
+
+def _keys_of(body: dict[str, dict[str, Any]] | None) -> dict[str, list[str]]:
+    return {section: list(keys) for section, keys in (body or {}).items() if isinstance(keys, dict)}
 
 
 def answer(findings: list[FieldError]) -> dict[str, Any]:

@@ -9,15 +9,18 @@ from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from apphub.api.auth import Principal, core_of, require_read, require_write
-from apphub.api.problems import SYNC_RESPONSES, WRITE_RESPONSES
+from apphub.api.auth import Principal, check_may_compare_secrets, core_of, require_read, require_write
+from apphub.api.problems import SYNC_RESPONSES, WRITE_RESPONSES, problem_response
 from apphub.errors import SyncError
 from apphub.sync.apply import ApplyReport
 from apphub.sync.engine import SyncEngine
 
 router = APIRouter(tags=["sync"], responses=SYNC_RESPONSES)
 
-PLAN_RESPONSES: dict[int | str, dict[str, Any]] = {status: WRITE_RESPONSES[status] for status in (400, 409, 413, 422)}
+PLAN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **{status: WRITE_RESPONSES[status] for status in (400, 409, 413, 422)},
+    403: problem_response("A proposal with secret values needs an admin key (the plan would say whether a guess "
+                          "equals the stored secret)")}
 RELOAD_RESPONSES: dict[int | str, dict[str, Any]] = {status: WRITE_RESPONSES[status] for status in (400, 403)}
 # The text format prometheus_client writes (generate_latest) and sends when a scraper asks for no other.
 PROMETHEUS_TEXT = "text/plain; version=0.0.4"
@@ -62,11 +65,14 @@ def sync_after_write(request: Request, changed: bool, wait: bool, timeout: float
 
 @router.post("/api/v1/settings/plan", summary="What a change would do to each service, touching nothing",
              responses=PLAN_RESPONSES)
-def plan(request: Request, _: Annotated[Principal, Depends(require_read)],
+def plan(request: Request, principal: Annotated[Principal, Depends(require_read)],
          body: Annotated[dict[str, dict[str, Any]] | None, Body(description="Proposed {section: {key: value}}; "
                                                                 "none: what a full sync would do now")] = None,
          ) -> dict[str, Any]:
     core = core_of(request)
+    check_may_compare_secrets(principal, core.config.schema.is_secret,
+                              {section: list(keys) for section, keys in (body or {}).items() if isinstance(keys, dict)},
+                              "planning")
     snapshot = core.config.preview(body) if body else core.config.snapshot()
     return engine_of(request).plan(snapshot).to_dict()
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, Depends, Path, Request
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
-from apphub.api.auth import Principal, check_may_change, core_of, require_read, require_write
+from apphub.api.auth import Principal, check_may_change, check_may_compare_secrets, core_of, require_read, require_write
 from apphub.api.models import WriteAnswer, ok
 from apphub.api.problems import COMMON_RESPONSES, WRITE_RESPONSES, problem_response
 from apphub.api.settings import Message, actor_of, write_response
@@ -55,11 +55,15 @@ def show_template(name: Name, request: Request, _: Annotated[Principal, Depends(
 
 
 @router.post("/{name}/preview", summary="What applying a template would change and do to each service; "
-                                        "nothing is written", responses={**COMMON_RESPONSES, **NOT_FOUND, **INVALID})
-def preview_template(name: Name, request: Request, _: Annotated[Principal, Depends(require_read)],
+                                        "nothing is written",
+             responses={**COMMON_RESPONSES, **NOT_FOUND, **INVALID,
+                        403: problem_response("A template that sets secret keys needs an admin key to preview")})
+def preview_template(name: Name, request: Request, principal: Annotated[Principal, Depends(require_read)],
                      body: Annotated[Variables | None, Body()] = None) -> dict[str, Any]:
     core = core_of(request)
-    proposed, changes = preview(core.config, _catalog(request).get(name), (body or Variables()).as_text())
+    template = _catalog(request).get(name)
+    check_may_compare_secrets(principal, core.config.schema.is_secret, template.settings, "previewing a template")
+    proposed, changes = preview(core.config, template, (body or Variables()).as_text())
     engine = getattr(request.app.state, "engine", None)
     return {"template": name, "version": proposed.version, "changes": [change.__dict__ for change in changes],
             "plan": engine.plan(proposed).to_dict() if engine is not None else None}

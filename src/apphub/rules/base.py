@@ -99,14 +99,30 @@ class Candidate:
         text = self.raw(ref)
         if text is None or "${" not in text or self.is_secret(ref):
             return text
-        resolver = self._resolvers.get(ref.file)
-        if resolver is None:
-            # no environment: what the rules judge is the files
-            resolver = self._resolvers[ref.file] = self.resolver(ref.file, {})
         try:
-            return resolver.resolve(ref.section, ref.key).value
+            return self._resolver_of(ref.file).resolve(ref.section, ref.key).value
         except (SubstitutionError, ApphubError, KeyError):
             return text
+
+    def made_with_secret(self, ref: KeyRef) -> bool:
+        """Whether the key's value is a secret, or is made with one through `${...}`: a rule must not
+        quote it (a port that reads a numeric secret would show the secret)."""
+        if self.is_secret(ref):
+            return True
+        text = self.raw(ref)
+        if text is None or "${" not in text:
+            return False
+        try:
+            return self._resolver_of(ref.file).resolve(ref.section, ref.key).secret
+        except (SubstitutionError, ApphubError, KeyError):
+            return True  # what it is made of cannot be told: say nothing of it
+
+    def _resolver_of(self, file: str) -> Resolver:
+        resolver = self._resolvers.get(file)
+        if resolver is None:
+            # no environment: what the rules judge is the files
+            resolver = self._resolvers[file] = self.resolver(file, {})
+        return resolver
 
     def resolver(self, file: str, environ: Mapping[str, str]) -> Resolver:
         """A Resolver of `file`'s values as written (defaults included), against `environ`."""

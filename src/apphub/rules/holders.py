@@ -53,7 +53,11 @@ class ContainerHolder:
     binding: str  # as `docker ps` shows it: 0.0.0.0:3000->3000/tcp
 
     def __str__(self) -> str:
-        return f"published by container {self.container} ({self.binding})"
+        return f"{self.without_address()} ({self.binding})"
+
+    def without_address(self) -> str:
+        """Who, not where: for a port that must not be shown (made with a secret)."""
+        return f"published by container {self.container}"
 
 
 @dataclass(frozen=True)
@@ -67,12 +71,14 @@ class ProcessHolder:
     ancestors: tuple[int, ...] = ()  # parent, grandparent, ... up to pid 1
 
     def __str__(self) -> str:
+        return f"{self.without_address()} at {self.address}"
+
+    def without_address(self) -> str:
+        """Who, not where: for a port that must not be shown (made with a secret)."""
         verb = "listened on" if self.protocol == "tcp" else "bound (udp)"
         if self.pid is None:
-            who = "a process apphub may not look at (another user's; apphub is not root)"
-        else:
-            who = f"{self.name or 'a process that has exited since'} (pid {self.pid})"
-        return f"{verb} by {who} at {self.address}"
+            return f"{verb} by a process apphub may not look at (another user's; apphub is not root)"
+        return f"{verb} by {self.name or 'a process that has exited since'} (pid {self.pid})"
 
     @property
     def is_engine_proxy(self) -> bool:

@@ -24,6 +24,7 @@ from apphub.rules.base import SYSTEM, Candidate, KeyRef
 from apphub.rules.holders import Holder, PortScan
 from apphub.rules.owners import KeyOwners, ManifestOwners, SyncConnections
 from apphub.store.schema import KeySpec
+from apphub.store.secrets import MASK
 from apphub.store.snapshot import Snapshot
 
 PROBES = KeyRef(SYSTEM, "rules", "port_probes")  # system.ini's switch for asking the host and the engine
@@ -82,7 +83,7 @@ class PortRule:
             others = [other for other in by_port[port] if other != ref]
             if others:
                 named = " and ".join(f"[{other.section}] {other.key} of {other.file}" for other in others)
-                findings.append(candidate.finding(ref, self.name, f"port {port} is also {named}"))
+                findings.append(candidate.finding(ref, self.name, f"{_shown(candidate, ref, port)} is also {named}"))
         return findings
 
     def _held(self, candidate: Candidate, ref: KeyRef, port: int, held: tuple[Holder, ...],
@@ -91,19 +92,26 @@ class PortRule:
         foreign = [holder for holder in held if owners.owns(holder) is False]
         if not foreign:
             return None
-        who = " and ".join(str(holder) for holder in foreign)
+        hidden = candidate.made_with_secret(ref)
+        who = " and ".join(holder.without_address() if hidden else str(holder) for holder in foreign)
         readers = ", ".join(owners.services)
+        port_text = _shown(candidate, ref, port)
         if not owners.services:
-            return candidate.finding(ref, self.name, f"port {port} is {who}; no service of services.yaml reads "
+            return candidate.finding(ref, self.name, f"{port_text} is {who}; no service of services.yaml reads "
                                      "this key, so apphub cannot tell whether that is its own", "warning")
         if not owners.identifiable:
-            return candidate.finding(ref, self.name, f"port {port} is {who}; services.yaml names no program, "
+            return candidate.finding(ref, self.name, f"{port_text} is {who}; services.yaml names no program, "
                                      f"container or pidfile of {readers} (reading this key), so apphub cannot "
                                      "tell whether that is theirs", "warning")
         service = f"the service {readers}, which reads" if len(owners.services) == 1 \
             else f"the services {readers}, which read"
-        return candidate.finding(ref, self.name, f"port {port} is already {who}, which is not {service} this key",
+        return candidate.finding(ref, self.name, f"{port_text} is already {who}, which is not {service} this key",
                                  "warning" if candidate.whole else "error")
+
+
+def _shown(candidate: Candidate, ref: KeyRef, port: int) -> str:
+    """`port 9000`, or `its port` when the value is made with a secret (which a finding never shows)."""
+    return f"its port ({MASK}, made with a secret)" if candidate.made_with_secret(ref) else f"port {port}"
 
 
 def host_ports(candidate: Candidate) -> dict[KeyRef, int]:
