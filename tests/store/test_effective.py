@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from apphub.audit.log import Actor
 from apphub.core import Core
+from apphub.environments.compare import diff
 from apphub.errors import ApphubError
 from apphub.store.inidoc import SetValue
-from apphub.store.secrets import is_encrypted
+from apphub.store.secrets import MASK, is_encrypted
 from apphub.store.snapshot import Snapshot
-from apphub.store.substitution import FileResolver, Resolution, SubstitutionError, _parsed, resolver_for
+from apphub.store.substitution import FileResolver, Resolution, SubstitutionError, _parsed, explain, resolver_for
 
 ACTOR = Actor("effective-test", "test")
 ENVIRON = {"REGION": "eu-west"}
@@ -127,3 +128,21 @@ def test_a_value_is_parsed_into_literals_and_references_escapes_included() -> No
         _parsed.cache_clear()
         assert _parsed(text) == parts, text
         assert _parsed(text) == parts, text  # and from the cache
+
+
+def test_a_secret_that_cannot_be_decrypted_is_explained_and_compared_not_a_crash(core: Core) -> None:
+    core.config.update({"gitea": {"history_repo": "${gitea.webhook_secret}"}}, ACTOR)
+    core.environments.update("prod", {"gitea": {"user_email": "p@example.com"}}, ACTOR)
+    config_ini = core.data.config_ini
+    damaged = config_ini.read_text().replace("webhook_secret = \n", "webhook_secret = enc:v1:gAAAAdamaged\n")
+    config_ini.write_text(damaged)
+    snapshot = core.config.snapshot()
+    for key in ("webhook_secret", "history_repo"):
+        shown = explain(snapshot, "gitea", key, {})
+        assert shown.value is None, key
+        assert shown.error is not None
+        assert "gAAAAdamaged" not in repr(shown)
+    assert explain(snapshot, "gitea", "webhook_secret", {}).raw == MASK
+    differences = {(d.section, d.key): d for d in diff(core.environments, "base", "prod", {})}
+    assert differences[("gitea", "user_email")].b.value == "p@example.com"
+    assert ("gitea", "webhook_secret") not in differences  # damaged alike on both sides

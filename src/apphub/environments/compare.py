@@ -70,11 +70,12 @@ def _side(resolver: FileResolver, effective: Mapping[Key, Resolution | ApphubErr
     found = effective.get(key)
     if isinstance(found, Resolution):
         return Side(None if found.secret else found.value, found.origin), found.value, found.secret
-    stored = resolver.stored(*key) if found is not None else None
-    if stored is None:
+    origin = resolver.origin(*key) if found is not None else None  # not decrypted: it may be what failed
+    if origin is None:
         return Side(None, "absent"), None, False
+    layer, _, secret = origin
     value = f"(unresolved: {found})"
-    return Side(None if stored.secret else value, stored.origin), value, stored.secret
+    return Side(None if secret else value, layer), value, secret
 
 
 def diff(environments: Environments, a: str, b: str, environ: Mapping[str, str] | None = None, *,

@@ -221,6 +221,19 @@ class FileResolver(Resolver):
             return None
         return Stored(default_text(spec.default), spec.secret, "default")
 
+    def origin(self, section: str, key: str) -> tuple[str, str, bool] | None:
+        """Where a key's value comes from, without decrypting it: the layer's name (or "default"),
+        the text as stored (a secret still encrypted) and whether it is a secret; None if nowhere."""
+        wanted = (section, key)
+        for layer, values in self._layers:
+            stored = values.get(wanted)
+            if stored is not None:
+                return layer.name, stored, wanted in self._schema.secret_keys or is_encrypted(stored)
+        spec = self._schema.key(section, key)
+        if spec is None or spec.default is None:
+            return None
+        return "default", default_text(spec.default), spec.secret
+
     def _known_section(self, section: str) -> bool:
         if not self._sections:  # worked out on the first reference that needs it (most values have none)
             self._sections.update(self._schema.sections, *(layer.document.sections() for layer, _ in self._layers))
@@ -322,20 +335,21 @@ def explain(snapshot: Snapshot, section: str, key: str, environ: Mapping[str, st
     variable it was made of. A secret, or a value made with one, is masked; KeyError if the key
     has neither a value nor a default. With an environment's `overlay`, the value it sets wins."""
     resolver = resolver_for(snapshot, environ, overlay)
-    found = resolver.stored(section, key)
+    found = resolver.origin(section, key)
     if found is None:
         raise KeyError((section, key))
-    raw = MASK if found.secret and found.text else found.text
-    layer = overlay if overlay is not None and found.origin == overlay.name else snapshot
-    line = layer.document.line_of(section, key) if found.origin != "default" else None
+    origin, text, secret = found
+    raw = MASK if secret and text else text
+    layer = overlay if overlay is not None and origin == overlay.name else snapshot
+    line = layer.document.line_of(section, key) if origin != "default" else None
     try:
         resolved = resolver.resolve(section, key)
-    except SubstitutionError as exc:
-        return Explanation(section, key, raw, None, found.secret, found.origin, line, [], [], str(exc))
+    except (SubstitutionError, SecretError) as exc:  # SecretError: a secret that cannot be decrypted
+        return Explanation(section, key, raw, None, secret, origin, line, [], [], str(exc))
     references = []
     for ref_section, ref_key in resolved.references:
-        ref = resolver.stored(ref_section, ref_key)
-        references.append(ReferenceOrigin(ref_section, ref_key, ref.origin if ref else None, bool(ref and ref.secret)))
+        ref = resolver.origin(ref_section, ref_key)
+        references.append(ReferenceOrigin(ref_section, ref_key, ref[0] if ref else None, bool(ref and ref[2])))
     value = MASK if resolved.secret and resolved.value else resolved.value
-    return Explanation(section, key, raw, value, resolved.secret, found.origin, line, references,
+    return Explanation(section, key, raw, value, resolved.secret, origin, line, references,
                        list(resolved.env), None)
