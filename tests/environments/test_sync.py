@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from apphub.errors import ValidationFailed
 from apphub.store.secrets import is_encrypted
 from apphub.sync.watcher import Watcher
 from tests.sync.conftest import TEST_ACTOR, SyncWorld, wait_until, world
@@ -241,6 +242,29 @@ def test_a_hand_edit_of_the_active_overlay_that_breaks_a_rule_is_refused(world: 
         world.settle(engine)
         assert _served(world)[0] != 5433, "web was given the port db listens on"
         assert "port_conflict" in _config_error(engine.status_dict())
+
+
+def test_a_hand_edit_of_an_inactive_overlay_recorded_by_a_later_write_is_judged_when_it_starts_to_run(
+        world: SyncWorld) -> None:
+    # The write through apphub judges only the key it sets, and makes the hand-edited version the
+    # audited one: the rules must judge the rest when the overlay starts to run.
+    world.standard()
+    _overlay(world, "qa", "web", title="QA")
+    overlay = world.data.root / "config.qa.ini"
+    _edit(overlay, r"^title = QA$", "title = QA\nport = 5433")  # [db] port's
+    _overlay(world, "qa", "web", title="QA 2")
+    with world.engine() as engine:
+        served = _served(world)
+        with pytest.raises(ValidationFailed) as refused:  # switched through apphub: judged, refused
+            _use(world, "qa")
+        assert [(f.file, f.section, f.key, f.rule) for f in refused.value.errors] == [
+            ("config.qa.ini", "web", "port", "port_conflict")]
+        _edit(world.data.system_ini, r"^active = *$", "active = qa")  # switched by hand
+        world.sync_now(engine)
+        world.settle(engine)
+        assert _served(world) == served, "web was given the port db listens on"
+        assert "port_conflict" in _config_error(engine.status_dict())
+        assert "config.qa.ini" in _config_error(engine.status_dict())
 
 
 def test_a_plaintext_secret_typed_into_the_active_overlay_is_encrypted_in_place(world: SyncWorld) -> None:

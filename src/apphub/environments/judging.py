@@ -26,11 +26,13 @@ def _with(files: dict[str, Snapshot | None]) -> dict[str, Snapshot]:
 
 
 def config_hook(book: RuleBook, environments: Environments, system: Read) -> RuleHook:
-    """config.ini's: the version to write, under the active environment's overlay."""
+    """config.ini's: the version to write, under the active environment's overlay. A finding about
+    a key the overlay sets names the overlay's file and line (its value is the one judged)."""
 
     def judge(written: Snapshot, touched: frozenset[tuple[str, str]] | None) -> list[FieldError]:
-        effective = merged(written, environments.overlay(environments.active()))
-        return book.judge(_with({CONFIG: effective, SYSTEM: system()}), _refs(CONFIG, touched))
+        overlay = environments.overlay(environments.active())
+        findings = book.judge(_with({CONFIG: merged(written, overlay), SYSTEM: system()}), _refs(CONFIG, touched))
+        return relocated(findings, overlay)
 
     return judge
 
@@ -47,12 +49,13 @@ def system_hook(book: RuleBook, environments: Environments, config: Read) -> Rul
             return [FieldError(ACTIVE[0], ACTIVE[1], "environment", f"there is no environment '{name}' (no "
                                f"{file_name(name)}); `apphub environments set {name} ...` makes one", name,
                                SYSTEM, line)]
-        effective = merged(base, environments.overlay(name)) if base is not None else None
+        overlay = environments.overlay(name)
+        effective = merged(base, overlay) if base is not None else None
         refs = _refs(SYSTEM, touched)
         if refs is not None and ACTIVE in (touched or ()) and base is not None and effective is not None:
             before = merged(base, environments.overlay(environments.active()))
             refs += [KeyRef(CONFIG, section, key) for section, key in changed_keys(before, effective) or ()]
-        return book.judge(_with({SYSTEM: written, CONFIG: effective}), refs)
+        return relocated(book.judge(_with({SYSTEM: written, CONFIG: effective}), refs), overlay)
 
     return judge
 

@@ -167,9 +167,12 @@ class EngineInputs:
         if overlay is not None:
             store = environments.store(name)
             previous = self._last_overlay.get(name)
-            if self.core.audit.last_version(store.name) != overlay.version:  # maybe a hand edit
+            if previous is None or previous.version != overlay.version:
+                # Judged whatever the audit says: a write through apphub judges only the keys it sets,
+                # so a hand edit of an overlay that was not running, written over by such a write, is
+                # audited but was never judged; and what an overlay sets is judged when it starts to run.
                 problems, warnings = self._overlay_findings(base, overlay, previous)
-                if not problems:
+                if not problems and self.core.audit.last_version(store.name) != overlay.version:  # a hand edit
                     store.account_for_outside_change(previous, warnings)
             if not problems and any(not is_encrypted(overlay.document.get(s, k) or "")
                                     for s, k in overlay.secret_keys()):
@@ -192,8 +195,9 @@ class EngineInputs:
 
     def _overlay_findings(self, base: Snapshot, overlay: Snapshot,
                           previous: Snapshot | None) -> tuple[list[str], list[str]]:
-        """The rules on a hand edit of an overlay: the merge, judged on the keys the edit changed."""
-        changed = changed_keys(previous, overlay) if previous is not None else None
+        """The rules on a new version of an overlay: the merge, judged on the keys it changed since
+        the version last applied, or on every key it sets when it starts to run."""
+        changed = changed_keys(previous, overlay) if previous is not None else set(overlay.document.flat)
         if changed == set():
             return [], []
         return self._judged_edit(merged(base, overlay), changed, overlay)
