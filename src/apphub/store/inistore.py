@@ -113,6 +113,7 @@ class IniStore:
         self._cache: Snapshot | None = None
         self._cache_stat: tuple[int, ...] | None = None  # set only when the stat alone proves the bytes unchanged
         self._cache_lock = threading.Lock()
+        self._known: Snapshot | None = None  # the version this store last wrote or accounted for (audited)
         self.after_write: list[Callable[[], None]] = []  # told after each write made (the history wakes)
         self.rules: RuleHook | None = None
 
@@ -221,11 +222,18 @@ class IniStore:
         def plan(snapshot: Snapshot) -> Plan:
             return self._plan(snapshot, changes, list(deletes), existing_only, frozenset(secret))
 
-        # Websoft9's writes (existing_only: its setconfig and PUT /api/settings) get a port conflict as
-        # a warning: its own upgrade script writes through them and stops at a refusal (2.0's config
-        # has [cockpit] port 9000, and the upgrade sets the console's listen_port to 9000).
-        return self._write(lambda current: self._edited(current, plan, refuse=not existing_only), actor,
-                           if_match=if_match, action=action, message=message)
+        def make(current: Snapshot) -> Edited:
+            # A hand edit the sync thread has not seen yet is judged with the write: made on top of
+            # it, the write would have its version audited, and the hand edit never judged.
+            outside = self._versions.unjudged_keys(current, self._known)
+            if outside is not None and not outside:
+                self._known = current  # audited, or nothing a rule reads changed: the base to compare with
+            # Websoft9's writes (existing_only: its setconfig and PUT /api/settings) get a port conflict
+            # as a warning: its own upgrade script writes through them and stops at a refusal (2.0's
+            # config has [cockpit] port 9000, and the upgrade sets the console's listen_port to 9000).
+            return self._edited(current, plan, refuse=not existing_only, outside=outside)
+
+        return self._write(make, actor, if_match=if_match, action=action, message=message)
 
     def restore(self, raw: bytes, actor: Actor, *, if_match: Collection[str] | None = None, force: bool = False,
                 action: str = "settings.rollback", message: str | None = None) -> WriteResult:
@@ -302,6 +310,7 @@ class IniStore:
             with self._cache_lock:
                 self._cache = written
                 self._cache_stat = None
+            self._known = written
         for listener in self.after_write:
             listener()
         return WriteResult(written, audit_changes, current.version, warnings)
@@ -375,12 +384,17 @@ class IniStore:
 
         return self._edited(self.snapshot(), plan)
 
-    def _edited(self, current: Snapshot, plan: Callable[[Snapshot], Plan], *, refuse: bool = True) -> Edited:
+    def _edited(self, current: Snapshot, plan: Callable[[Snapshot], Plan], *, refuse: bool = True,
+                outside: frozenset[tuple[str, str]] | None = frozenset()) -> Edited:
         """The new version a plan makes of `current`, with its audit changes and the rules'
-        warnings; ValidationFailed if invalid (the schema's problems, else the rules' errors)."""
+        warnings; ValidationFailed if invalid (the schema's problems, else the rules' errors).
+        `outside`: the keys a hand edit changed in `current` that nothing judged yet, judged too
+        (None: not known which, so the whole file)."""
         edits, audit_changes, proposed, errors = plan(current)
         if proposed:
             errors += self._validate(current, proposed)
+        unjudged = self._unjudged_problems(current, outside, proposed) if edits else []
+        errors += [problem for problem in unjudged if problem.severity == "error"]
         if errors:
             raise ValidationFailed(errors)
         if not edits:
@@ -393,15 +407,38 @@ class IniStore:
         if current.raw.startswith(_BOM.encode("utf-8")):
             data = _BOM.encode("utf-8") + data
         written = Snapshot(self.name, data, document, current.schema, self._box)
-        return Edited(written, audit_changes, self._judged(written, frozenset(proposed), refuse=refuse))
+        warnings = [problem for problem in unjudged if problem.severity != "error"]
+        return Edited(written, audit_changes, warnings + self._judged(written, frozenset(proposed), refuse=refuse,
+                                                                      outside=outside))
 
-    def _judged(self, written: Snapshot, touched: frozenset[tuple[str, str]], *,
-                refuse: bool = True) -> list[FieldError]:
+    def _unjudged_problems(self, current: Snapshot, outside: frozenset[tuple[str, str]] | None,
+                           proposed: Mapping[tuple[str, str], str | None]) -> list[FieldError]:
+        """The schema's problems with what a hand edit changed (`outside`), but for the keys the
+        write sets anew. With None (which keys is not known: the first write of this process came
+        after a hand edit), the whole file's, as warnings: they may have been there before, when
+        nothing refused them."""
+        if outside is None:
+            found = field_errors(current.document, current.schema, self._box, self.name, plaintext_secrets=False)
+            return [dataclasses.replace(error, severity="warning", message=f"{error.message} (in the file as it is)")
+                    for error in found if (error.section, error.key) not in proposed]
+        kept = {pair: current.document.get(*pair) for pair in outside if pair not in proposed}
+        return [_by_hand(problem) for problem in
+                self._validate(current, {pair: text for pair, text in kept.items() if text is not None})]
+
+    def _judged(self, written: Snapshot, touched: frozenset[tuple[str, str]], *, refuse: bool = True,
+                outside: frozenset[tuple[str, str]] | None = frozenset()) -> list[FieldError]:
         """The rules' warnings for `written`; ValidationFailed with every finding if one is an error
-        (unless not `refuse`: every finding is then a warning)."""
-        if self.rules is None or not touched:
+        (unless not `refuse`: every finding is then a warning). `outside` as for `_edited`: with
+        None, the whole file is judged, and only a finding about a key the write sets can refuse it
+        (what else is wrong may have been so before, when nothing refused it)."""
+        if self.rules is None or not (touched or outside or outside is None):
             return []
-        findings = self.rules(written, touched)
+        if outside is None:
+            findings = [finding if (finding.section, finding.key) in touched else
+                        dataclasses.replace(finding, severity="warning") for finding in self.rules(written, None)]
+        else:
+            findings = [_by_hand(finding) if (finding.section, finding.key) in outside - touched else finding
+                        for finding in self.rules(written, touched | outside)]
         if not refuse:
             findings = [dataclasses.replace(finding, severity="warning") if finding.rule == LENIENT_RULE else finding
                         for finding in findings]
@@ -421,6 +458,7 @@ class IniStore:
             self._versions.settle()
             self._versions.account_for(current, previous, "settings.file", f"{self.name} edited by hand",
                                        warnings=warnings)
+            self._known = current
             return current
 
     def _plan(
@@ -537,3 +575,6 @@ class IniStore:
             return False  # a damaged value: writing a new one is how it gets repaired
 
 
+def _by_hand(finding: FieldError) -> FieldError:
+    """A finding about a value a hand edit set, which the write would have made its own."""
+    return dataclasses.replace(finding, message=f"{finding.message} (set by a hand edit apphub has not yet accepted)")

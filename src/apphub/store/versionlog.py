@@ -18,7 +18,7 @@ from pathlib import Path, PurePath
 from apphub.audit.log import Actor, AuditLog, Change
 from apphub.errors import ApphubError, DataDirError
 from apphub.store.atomic import Replacement, final_path, remove_stale_temporaries, temporary_pid
-from apphub.store.snapshot import Snapshot, recordable, version_changes, version_of
+from apphub.store.snapshot import Snapshot, changed_keys, recordable, version_changes, version_of
 
 logger = logging.getLogger("apphub.store")
 
@@ -167,6 +167,19 @@ class VersionLog:
             remove_stale_temporaries(self._path)
             self._leftovers = False
         return made
+
+    def unjudged_keys(self, current: Snapshot, known: Snapshot | None) -> frozenset[tuple[str, str]] | None:
+        """The keys a change made outside apphub (a hand edit) changed in `current`, which no write
+        through apphub has judged: none when an event made `current`; None when they cannot be told
+        (`known`, the version this process last wrote or accounted for, is not the last audited one)."""
+        if known is not None and known.version == current.version:
+            return frozenset()
+        audited = self._audit.last_version(self.name)
+        if audited is None or audited == current.version:
+            return frozenset()
+        if known is None or known.version != audited:
+            return None
+        return frozenset(changed_keys(known, current) or ())
 
     def account_for(self, current: Snapshot, previous: Snapshot | None = None, action: str = "settings.unaudited",
                     message: str | None = None, *, made: Sequence[int] | None = None,
