@@ -1,5 +1,6 @@
 """Rollback: an earlier version written again, byte for byte, as a new version (history is never
-rewritten), checked against today's schema first; and its plan, which touches nothing.
+rewritten), checked against today's schema and judged by the rules first; and its plan, which
+touches nothing and judges the version exactly as the rollback would.
 
 The first version is a version like any other: rolling back to it restores its settings.
 """
@@ -18,7 +19,7 @@ from apphub.history.recorder import CONFIG
 from apphub.history.service import History
 from apphub.store.check import field_errors
 from apphub.store.inistore import IniStore, WriteResult
-from apphub.store.snapshot import Snapshot
+from apphub.store.snapshot import Snapshot, version_changes
 
 # What the sync engine would do to each service for a version (its plan, as a dict), if one runs.
 ServicePlanner = Callable[[Snapshot], dict[str, Any]]
@@ -26,12 +27,14 @@ ServicePlanner = Callable[[Snapshot], dict[str, Any]]
 
 @dataclass
 class RollbackPlan:
-    """What a rollback to `target` would change, what refuses it, and what each service would get."""
+    """What a rollback to `target` would change, what refuses it (`problems`: the schema's, or the
+    rules' errors), what the rules warn of (accepted all the same), and what each service would get."""
 
     target: HistoryEntry
     current_version: str
     changes: list[KeyChange]
     problems: list[FieldError]
+    warnings: list[FieldError] = field(default_factory=list)
     services: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -43,6 +46,7 @@ class RollbackPlan:
             "changes": [change.as_dict() for change in self.changes],
             "valid": not self.problems,
             "problems": [problem.as_dict() | {"text": str(problem)} for problem in self.problems],
+            "warnings": [warning.as_dict() | {"text": str(warning)} for warning in self.warnings],
             "services": self.services,
             "notes": self.notes,
         }
@@ -61,13 +65,30 @@ def plan_rollback(history: History, store: IniStore, reference: str,
     except IniParseError as exc:
         problem = FieldError("?", None, "ini", exc.public, file=store.name)
         return RollbackPlan(target, current.version, changes, [problem])
-    problems = field_errors(snapshot.document, store.schema, snapshot.box, store.name)
-    plan = RollbackPlan(target, current.version, changes, problems)
+    problems, warnings = _judged(store, current, snapshot)
+    plan = RollbackPlan(target, current.version, changes, problems, warnings)
     if plan_services is not None and store.name in (CONFIG, "env.ini"):
         plan.services = plan_services(snapshot)
     if snapshot.version == current.version:
         plan.notes.append(f"{store.name} is at that version already: a rollback changes nothing")
     return plan
+
+
+def _judged(store: IniStore, current: Snapshot, target: Snapshot) -> tuple[list[FieldError], list[FieldError]]:
+    """The errors and warnings IniStore.restore (unforced) would find in `target`, found the same way:
+    the whole file against today's schema; only if that passes, the store's rule hook on the keys the
+    rollback changes, so that a plan never says valid to a rollback the rules then refuse. The rules
+    mask what they quote of a secret, as they do in the refusal of the rollback itself."""
+    errors = field_errors(target.document, target.schema, target.box, store.name)
+    if errors or store.rules is None:
+        return errors, []
+    touched = frozenset((change.section, change.key) for change in version_changes(current, target)
+                        if change.key is not None)
+    if not touched:  # restore runs no rule on a version that changes no value
+        return [], []
+    findings = store.rules(target, touched)
+    return ([finding for finding in findings if finding.severity == "error"],
+            [finding for finding in findings if finding.severity != "error"])
 
 
 def _reversed(change: KeyChange) -> KeyChange:
