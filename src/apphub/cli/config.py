@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import click
 
 from apphub.cli.context import CLI_ACTOR, data_of, open_core
 from apphub.environments.judging import relocated
-from apphub.environments.overlays import ACTIVE, BASE, file_name, merged, relaxed
+from apphub.environments.overlays import (
+    ACTIVE,
+    BASE,
+    EnvironmentNotFound,
+    check_name,
+    file_name,
+    merged,
+    relaxed,
+)
 from apphub.envvars.check import env_problems
 from apphub.envvars.store import SCHEMA as ENV_SCHEMA
-from apphub.errors import ApphubError, FieldError, IniParseError, SchemaError, SecretError
+from apphub.errors import ApphubError, FieldError, IniParseError, SchemaError, SecretError, ValidationFailed
 from apphub.paths import DataDir
 from apphub.rules.base import CONFIG, SYSTEM
 from apphub.rules.book import standard_rules
@@ -142,10 +151,12 @@ def explain_(ctx: click.Context, section: str, key: str, as_json: bool, environm
 @click.command()
 @click.pass_context
 def check(ctx: click.Context) -> None:
-    """Validate config.ini and system.ini against the schema (and env.ini's names), offline; list every problem.
+    """Validate config.ini, system.ini and every environment's overlay (config.NAME.ini) against the
+    schema (and env.ini's names), offline; list every problem.
 
     Exit status 1 when there is any problem (each printed as FILE:LINE: [section] key = value: why);
-    the rules' warnings are printed too, and leave the status 0.
+    the rules judge config.ini as the services get it, with the active environment's overlay over
+    it; their warnings are printed too, and leave the status 0.
     """
     data = data_of(ctx)
     problems: list[str] = []
@@ -158,12 +169,14 @@ def check(ctx: click.Context) -> None:
     except SecretError as exc:
         box = None
         problems.append(str(exc))
-    counts = []
-    for path, file_schema in ((data.config_ini, schema.config), (data.system_ini, schema.system)):
-        found, summary = _check_one(path, file_schema, box)
-        problems += found
-        if summary:
-            counts.append(summary)
+    config_file = _check_one(data.config_ini, schema.config, box)
+    system_file = _check_one(data.system_ini, schema.system, box)
+    overlays, active, active_problems = _check_overlays(data, schema.config, box, system_file.document)
+    checked = [config_file, system_file, *overlays]
+    for one in checked:
+        problems += one.problems
+    problems += active_problems
+    counts = [one.summary for one in checked if one.summary]
     if box is not None and data.env_ini.exists():
         found, summary = _check_env(data.env_ini, box)
         problems += found
@@ -172,7 +185,7 @@ def check(ctx: click.Context) -> None:
     problems += _manifest_problems(data, box, schema)
     warnings: list[str] = []
     if not problems and box is not None:  # the rules judge values the schema accepted
-        for finding in _rule_findings(data, schema, box):
+        for finding in _rule_findings(data, schema, box, config_file, system_file, active):
             (problems if finding.severity == "error" else warnings).append(str(finding))
     for problem in problems + warnings:
         click.echo(problem, err=True)
@@ -182,22 +195,63 @@ def check(ctx: click.Context) -> None:
         click.echo(summary)
 
 
-def _rule_findings(data: DataDir, schema: Schema, box: SecretBox) -> list[FieldError]:
-    """The rules beyond the schema (ports, credentials, the schema's cross-key rules), every key."""
-    files = {}
-    for path, file_schema in ((data.config_ini, schema.config), (data.system_ini, schema.system)):
-        raw = path.read_bytes()
-        files[path.name] = Snapshot(path.name, raw, IniDocument(raw.decode("utf-8").removeprefix("\ufeff"), path.name),
-                                    file_schema, box)
-    active = (files[SYSTEM].document.get(*ACTIVE) or "").strip()
-    overlay_path = data.root / file_name(active) if active else None
-    overlay = None
-    if overlay_path is not None and overlay_path.exists():  # the rules judge what the services get
-        raw = overlay_path.read_bytes()
-        overlay = Snapshot(overlay_path.name, raw, IniDocument(raw.decode("utf-8"), overlay_path.name),
-                           relaxed(schema.config), box)
-        files[CONFIG] = merged(files[CONFIG], overlay)
+class Checked(NamedTuple):
+    """One INI file as `check` read it: its problems, the line printed when there are none, and
+    its bytes and document for the rules (None: it could not be read or parsed)."""
+
+    name: str
+    problems: list[str]
+    summary: str | None = None
+    raw: bytes = b""
+    document: IniDocument | None = None
+
+
+def _rule_findings(data: DataDir, schema: Schema, box: SecretBox, config_file: Checked, system_file: Checked,
+                   active: Checked | None) -> list[FieldError]:
+    """The rules beyond the schema (ports, credentials, the schema's cross-key rules), every key,
+    on what the services get: config.ini with the active overlay over it. A finding about a value
+    the overlay sets names the overlay's file and line (environments/judging.py `relocated`)."""
+    overlay = _snapshot(active, relaxed(schema.config), box) if active is not None else None
+    files = {CONFIG: merged(_snapshot(config_file, schema.config, box), overlay),
+             SYSTEM: _snapshot(system_file, schema.system, box)}
     return relocated(standard_rules(data, lambda: files[SYSTEM], lambda: files[CONFIG]).judge(files), overlay)
+
+
+def _snapshot(checked: Checked, schema: FileSchema, box: SecretBox) -> Snapshot:
+    # Only called once every file parsed (the rules run on no problem at all).
+    assert checked.document is not None, f"{checked.name} was not parsed"
+    return Snapshot(checked.name, checked.raw, checked.document, schema, box)
+
+
+def _check_overlays(data: DataDir, config_schema: FileSchema, box: SecretBox | None,
+                    system: IniDocument | None) -> tuple[list[Checked], Checked | None, list[str]]:
+    """Every environment's overlay, under config.ini's schema as an overlay has it (`relaxed`:
+    nothing required); the active one, for the rules (None: config.ini alone); and what is wrong
+    with system.ini [environments] active if it names no environment. A secret typed in plaintext
+    in an overlay is no problem, as for the sync (Environments.checked): the sync encrypts it."""
+    overlay_schema = relaxed(config_schema)
+    overlays = {name: _check_one(path, overlay_schema, box, plaintext_secrets=False)
+                for name, path in _overlay_files(data).items()}
+    name = (system.get(*ACTIVE) or "").strip() if system is not None else ""
+    if system is None or not name or name in overlays:
+        return list(overlays.values()), overlays.get(name), []
+    try:
+        why = str(EnvironmentNotFound(check_name(name), sorted(overlays)))
+    except ValidationFailed as exc:  # `base`, or a name no overlay can have (the sync refuses both)
+        why = exc.errors[0].message
+    where = f"{SYSTEM}:{system.line_of(*ACTIVE)}: [{ACTIVE[0]}] {ACTIVE[1]} = {name!r}"
+    return list(overlays.values()), None, [f"{where}: {why}; the sync refuses it"]
+
+
+def _overlay_files(data: DataDir) -> dict[str, Path]:
+    """The overlay files next to config.ini, by environment name: config.NAME.ini for each NAME
+    that can name an environment (the files Environments.names() lists; no other is read)."""
+    found = {}
+    for path in sorted(data.root.glob(file_name("*"))):
+        name = path.name.removeprefix("config.").removesuffix(".ini")
+        with contextlib.suppress(ValidationFailed):
+            found[check_name(name)] = path
+    return found
 
 
 def _manifest_problems(data: DataDir, box: SecretBox | None, schema: Schema) -> list[str]:
@@ -216,9 +270,8 @@ def _manifest_problems(data: DataDir, box: SecretBox | None, schema: Schema) -> 
 def _check_env(path: Path, box: SecretBox) -> tuple[list[str], str | None]:
     """env.ini: it parses, its names are variables' names, its secrets decrypt."""
     try:
-        raw = path.read_bytes()
-        document = IniDocument(raw.decode("utf-8").removeprefix("\ufeff"), path.name)
-    except (OSError, UnicodeDecodeError) as exc:
+        raw, document = _read(path)
+    except OSError as exc:
         return [f"{path.name}: cannot be read: {exc}"], None
     except IniParseError as exc:
         return [str(exc)], None
@@ -227,20 +280,31 @@ def _check_env(path: Path, box: SecretBox) -> tuple[list[str], str | None]:
     return problems, f"{path.name}: OK ({len(document.sections())} scopes, {names} variables)"
 
 
-def _check_one(path: Path, schema: FileSchema, box: SecretBox | None) -> tuple[list[str], str | None]:
+def _check_one(path: Path, schema: FileSchema, box: SecretBox | None, *, plaintext_secrets: bool = True) -> Checked:
     try:
-        text = path.read_text(encoding="utf-8").removeprefix("\ufeff")
+        raw, document = _read(path)
     except FileNotFoundError:
-        return [f"{path.name}: does not exist in {path.parent}"], None
-    except (OSError, UnicodeDecodeError) as exc:
-        return [f"{path.name}: cannot be read: {exc}"], None
-    try:
-        document = IniDocument(text, path.name)
+        return Checked(path.name, [f"{path.name}: does not exist in {path.parent}"])
+    except OSError as exc:
+        return Checked(path.name, [f"{path.name}: cannot be read: {exc}"])
     except IniParseError as exc:
-        return [str(exc)], None
-    problems = file_problems(document, schema, box, path.name)
+        return Checked(path.name, [str(exc)])
+    problems = file_problems(document, schema, box, path.name, plaintext_secrets=plaintext_secrets)
     keys = sum(len(document.items(section)) for section in document.sections())
-    return problems, f"{path.name}: OK ({len(document.sections())} sections, {keys} keys)"
+    return Checked(path.name, problems, f"{path.name}: OK ({len(document.sections())} sections, {keys} keys)",
+                   raw, document)
+
+
+def _read(path: Path) -> tuple[bytes, IniDocument]:
+    """A file's bytes and document; IniParseError naming the file and the line if it is not UTF-8
+    (in the words IniStore uses) or does not parse; OSError if it cannot be read."""
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise IniParseError(path.name, line, f"is not valid UTF-8 (byte {exc.start})") from exc
+    return raw, IniDocument(text.removeprefix("\ufeff"), path.name)
 
 
 COMMANDS = [config, check]
