@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from apphub.core import Core
 from apphub.errors import ValidationFailed
 from apphub.store.secrets import is_encrypted
 from apphub.sync.watcher import Watcher
@@ -246,13 +247,22 @@ def test_a_hand_edit_of_the_active_overlay_that_breaks_a_rule_is_refused(world: 
 
 def test_a_hand_edit_of_an_inactive_overlay_recorded_by_a_later_write_is_judged_when_it_starts_to_run(
         world: SyncWorld) -> None:
-    # The write through apphub judges only the key it sets, and makes the hand-edited version the
-    # audited one: the rules must judge the rest when the overlay starts to run.
+    # A write through apphub over the hand edit judges it too (and is refused); one that could not
+    # tell what the hand edit changed (the first write of a process) warns and makes the hand-edited
+    # version the audited one: the rules must judge it when the overlay starts to run.
     world.standard()
     _overlay(world, "qa", "web", title="QA")
     overlay = world.data.root / "config.qa.ini"
     _edit(overlay, r"^title = QA$", "title = QA\nport = 5433")  # [db] port's
-    _overlay(world, "qa", "web", title="QA 2")
+    with pytest.raises(ValidationFailed) as refused:
+        _overlay(world, "qa", "web", title="QA 2")
+    assert [(f.file, f.key, f.rule) for f in refused.value.errors] == [("config.qa.ini", "port", "port_conflict")]
+    assert "set by a hand edit" in refused.value.errors[0].message
+    another_process = Core(world.data)  # which has written nothing yet
+    try:
+        another_process.environments.store("qa").update({"web": {"title": "QA 2"}}, TEST_ACTOR)
+    finally:
+        another_process.close()
     with world.engine() as engine:
         served = _served(world)
         with pytest.raises(ValidationFailed) as refused:  # switched through apphub: judged, refused
