@@ -4,12 +4,17 @@ two passwords are equal; a port made with a numeric secret was quoted in the por
 
 from __future__ import annotations
 
+import json
+
 import httpx
 
+from apphub.audit.log import Actor
 from apphub.core import Core
+from apphub.history.index import HistoryQuery
 from tests.conftest import LiveServer
 
 PASSWORD = "Correct-Horse-Battery-417"
+ACTOR = Actor("oracle-test", "test")
 
 
 def test_previews_and_plans_with_secret_values_need_admin(core: Core, live_server: LiveServer,
@@ -63,3 +68,21 @@ def test_a_port_made_with_a_secret_is_not_quoted_in_a_finding(core: Core, live_s
     assert validated.status_code == 200
     assert "9099" not in validated.text
     assert not validated.json()["valid"]
+
+
+def test_a_rollback_plan_tells_only_an_admin_what_is_wrong_with_a_secret(core: Core, live_server: LiveServer,
+                                                                        admin: httpx.Client) -> None:
+    core.system.update({"rules": {"enabled": "false"}}, ACTOR)
+    core.config.update({"gitea": {"user_pwd": "admin123"}}, ACTOR)  # a placeholder: refused with the rules on
+    core.history.record()
+    weak = core.history.page(HistoryQuery(limit=1, file="config.ini"))[0][0]
+    core.system.update({"rules": {"enabled": "true"}}, ACTOR)
+    core.config.update({"gitea": {"user_pwd": PASSWORD}}, ACTOR)
+    body = {"file": "config.ini", "version": weak.commit}
+    told = admin.post("/api/v1/settings/rollback/plan", json=body).json()
+    with live_server.client(core.keys.create("a-reader", "read")) as reader:
+        shown = reader.post("/api/v1/settings/rollback/plan", json=body).json()
+    assert [p["rule"] for p in told["problems"]] == ["placeholder_password"]
+    assert [(p["section"], p["key"], p["rule"]) for p in shown["problems"]] == [("gitea", "user_pwd", "secret")]
+    assert "placeholder" not in json.dumps(shown)
+    assert shown["valid"] is told["valid"] is False

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from apphub.api.problems import apphub_error_response
 from apphub.core import Core
-from apphub.errors import ApphubError, AuthError, Forbidden, Unauthenticated
+from apphub.errors import ApphubError, AuthError, FieldError, Forbidden, Unauthenticated
 from apphub.keys import WEBSOFT9_KEY, Role, has_role
 
 LEGACY_ACTOR = "api_key"
@@ -142,6 +142,17 @@ def check_may_compare_secrets(principal: Principal, is_secret: Callable[[str, st
     if secrets and principal.role != "admin":
         raise Forbidden(f"the key '{principal.name}' has the role '{principal.role}'; {what} with secret values "
                         f"({', '.join(secrets)}) needs 'admin'")
+
+
+def findings_shown_to(principal: Principal, findings: list[FieldError],
+                      is_secret: Callable[[FieldError], bool]) -> list[FieldError]:
+    """The findings as `principal` may read them: about a secret, for anyone but an admin, only
+    where it is and how grave, not what it says (that two passwords are equal, that one is weak)."""
+    if principal.role == "admin":
+        return findings
+    return [FieldError(finding.section, finding.key, "secret", "a problem with this secret (an admin key is told "
+                       "what)", None, finding.file, finding.line, finding.severity) if is_secret(finding) else finding
+            for finding in findings]
 
 
 require_read = require("read")

@@ -6,6 +6,7 @@ prefix. Secrets are masked everywhere: a changed secret shows as changed, never 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
@@ -17,13 +18,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from apphub.api.audit import MAX_ID, _time
-from apphub.api.auth import Principal, core_of, require, require_read, require_write
+from apphub.api.auth import Principal, core_of, findings_shown_to, require, require_read, require_write
 from apphub.api.etags import parse_if_match
 from apphub.api.problems import COMMON_RESPONSES, QUERY_RESPONSES, WRITE_RESPONSES, problem_response
 from apphub.api.settings import IfMatch, actor_of, write_response
 from apphub.api.sync import WAIT_DEFAULT_S, Wait, WaitTimeout, history_status, sync_after_write
 from apphub.core import Core
-from apphub.errors import Forbidden
+from apphub.errors import FieldError, Forbidden
 from apphub.history.index import HistoryQuery
 from apphub.history.rollback import plan_rollback, rollback
 from apphub.store.inistore import IniStore
@@ -127,7 +128,7 @@ def read_diff(
 
 @router.post("/settings/rollback/plan", summary="What a rollback would do, touching nothing",
              responses=PLAN_RESPONSES)
-def plan(request: Request, _: Annotated[Principal, Depends(require_read)],
+def plan(request: Request, principal: Annotated[Principal, Depends(require_read)],
          body: Annotated[PlanRequest, Body()]) -> dict[str, Any]:
     core = core_of(request)
     engine = getattr(request.app.state, "engine", None)
@@ -136,7 +137,14 @@ def plan(request: Request, _: Annotated[Principal, Depends(require_read)],
         planner = lambda snapshot: engine.plan(core.config.snapshot(), snapshot).to_dict()  # noqa: E731
     elif engine is not None:
         planner = lambda snapshot: engine.plan(snapshot).to_dict()  # noqa: E731
-    return plan_rollback(core.history, _store(core, body.file), body.version, planner).as_dict()
+    store = _store(core, body.file)
+    found = plan_rollback(core.history, store, body.version, planner)
+
+    def is_secret(finding: FieldError) -> bool:
+        return store.schema.is_secret(finding.section, finding.key or "")
+
+    return dataclasses.replace(found, problems=findings_shown_to(principal, found.problems, is_secret),
+                               warnings=findings_shown_to(principal, found.warnings, is_secret)).as_dict()
 
 
 @router.post("/settings/rollback", summary="Bring a version back as a new version", responses=ROLLBACK_RESPONSES)

@@ -8,7 +8,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request
 
-from apphub.api.auth import Principal, check_may_compare_secrets, core_of, require_read, require_write
+from apphub.api.auth import (
+    Principal,
+    check_may_compare_secrets,
+    core_of,
+    findings_shown_to,
+    require_read,
+    require_write,
+)
 from apphub.api.models import Explanation, Validation, ok
 from apphub.api.problems import COMMON_RESPONSES, problem_response
 from apphub.environments.overlays import BASE
@@ -38,18 +45,9 @@ def validate(request: Request, principal: Annotated[Principal, Depends(require_w
     core = core_of(request)
     check_may_compare_secrets(principal, core.config.schema.is_secret, _keys_of(body), "validating")
     findings = core.config.judge(body) if body else core.findings()
-    if principal.role != "admin":
-        schemas = {core.system.name: core.system.schema}
-        findings = [_redacted(finding) if schemas.get(finding.file or "", core.config.schema).is_secret(
-            finding.section, finding.key or "") else finding for finding in findings]
-    return answer(findings)
-
-
-def _redacted(finding: FieldError) -> FieldError:
-    """A finding on a secret, without what it says (that two passwords are equal, that one is weak):
-    where it is and how grave, for a key that may not read the secrets."""
-    return FieldError(finding.section, finding.key, "secret", "a problem with this secret (an admin key is told what)",
-                      None, finding.file, finding.line, finding.severity)
+    schemas = {core.system.name: core.system.schema}
+    return answer(findings_shown_to(principal, findings, lambda finding: schemas.get(
+        finding.file or "", core.config.schema).is_secret(finding.section, finding.key or "")))
 
 
 def _keys_of(body: dict[str, dict[str, Any]] | None) -> dict[str, list[str]]:
