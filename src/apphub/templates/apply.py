@@ -22,7 +22,7 @@ from apphub.store.inistore import IniStore, WriteResult
 from apphub.store.secrets import MASK
 from apphub.store.snapshot import Snapshot, version_changes
 from apphub.store.validate import check_value
-from apphub.templates.catalog import Template
+from apphub.templates.catalog import IsSecret, Template, no_secret_keys
 
 SOURCE = "template"  # the audit source of a template's write
 # Immutable: a template cannot change what it is given; no loader: no include or import.
@@ -35,10 +35,13 @@ def _problem(template: Template, name: str, rule: str, message: str, value: str 
     return FieldError("variables", name, rule, message, value, template.source or template.name)
 
 
-def variables_of(template: Template, given: Mapping[str, str]) -> dict[str, str]:
+def variables_of(template: Template, given: Mapping[str, str],
+                 is_secret: IsSecret = no_secret_keys) -> dict[str, str]:
     """Every variable's value: given, else its default (rendered over the ones before it), else a
     generated credential. ValidationFailed with every problem: an unknown name, a missing required
-    one, a value its type refuses (a secret's never shown)."""
+    one, a value its type refuses (never shown for a variable that feeds a secret key, `is_secret`
+    being config.ini's schema: its default may be the password itself)."""
+    secret = template.secret_variables(is_secret)
     problems = [_problem(template, name, "unknown_variable", f"is not a variable of the template {template.name} "
                          f"(its variables: {', '.join(template.variables) or 'none'})")
                 for name in given if name not in template.variables]
@@ -68,16 +71,17 @@ def variables_of(template: Template, given: Mapping[str, str]) -> dict[str, str]
         if found:
             missing.add(name)
         for problem in found:
-            problems.append(_problem(template, name, problem.rule, problem.message, MASK if spec.secret else text))
+            problems.append(_problem(template, name, problem.rule, problem.message, MASK if name in secret else text))
         values[name] = text
     if problems:
         raise ValidationFailed(problems)
     return values
 
 
-def render(template: Template, given: Mapping[str, str]) -> Changes:
-    """The change of config.ini the template makes with these variables."""
-    values = variables_of(template, given)
+def render(template: Template, given: Mapping[str, str], is_secret: IsSecret = no_secret_keys) -> Changes:
+    """The change of config.ini the template makes with these variables (`is_secret`: config.ini's
+    schema, so that a problem with a variable feeding a secret key does not show its value)."""
+    values = variables_of(template, given, is_secret)
     changes: Changes = {}
     problems = []
     for section, keys in template.settings.items():
@@ -105,14 +109,14 @@ def preview(store: IniStore, template: Template, given: Mapping[str, str]) -> tu
     """The version applying the template would make (validated as the write would be, rules
     included) and what it changes, secrets masked; nothing is written."""
     current = store.snapshot()
-    proposed = store.preview(render(template, given))
+    proposed = store.preview(render(template, given, store.schema.is_secret))
     return proposed, version_changes(current, proposed)
 
 
 def apply(store: IniStore, template: Template, given: Mapping[str, str], actor: Actor,
           message: str | None = None) -> WriteResult:
     """Apply the template: one write of config.ini, audited with the source `template`."""
-    changes = render(template, given)
+    changes = render(template, given, store.schema.is_secret)
     by = Actor(actor.name, SOURCE, actor.request_id)
     return store.update(changes, by, action="template.apply",
                         message=message or f"template {template.name} applied")
