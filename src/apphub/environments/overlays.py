@@ -31,7 +31,7 @@ from apphub.store.snapshot import Snapshot
 logger = logging.getLogger("apphub.environments")
 
 BASE = "base"  # the name of config.ini itself, where a name is asked for
-NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")  # whole names only (fullmatch): `$` lets "prod\n" through
 ACTIVE = ("environments", "active")  # system.ini
 HEADER = b"# An environment's overlay: only the keys whose value differs from config.ini's (apphub environments)\n"
 
@@ -45,13 +45,17 @@ class EnvironmentNotFound(NotFound):
 
 
 RESERVED = {BASE, "diff", "promote"}  # `base` is config.ini; the others are API routes
+NAME_RULE = "1-32 lower-case letters, digits, '_' or '-', and not base, diff or promote"
+
+
+def is_name(name: str) -> bool:
+    return name not in RESERVED and NAME.fullmatch(name) is not None
 
 
 def check_name(name: str) -> str:
-    if name in RESERVED or not NAME.match(name):
-        raise ValidationFailed([FieldError("environments", None, "name", f"'{name}' cannot name an environment: use "
-                                           "1-32 lower-case letters, digits, '_' or '-' (not base, diff, promote)",
-                                           file="environments")])
+    if not is_name(name):
+        raise ValidationFailed([FieldError("environments", None, "name", f"{name!r} cannot name an environment: use "
+                                           f"{NAME_RULE}", file="environments")])
     return name
 
 
@@ -107,18 +111,44 @@ class Environments:
         found = []
         for path in self._data.root.glob("config.*.ini"):
             name = path.name[len("config."):-len(".ini")]
-            if NAME.match(name) and name not in RESERVED:
+            if is_name(name):
                 found.append(name)
         return sorted(found)
 
     def active(self) -> str | None:
-        """The environment this host runs (system.ini [environments] active), or None: the base."""
+        """The environment this host runs (system.ini [environments] active), or None: the base.
+        The name as written, even one that cannot name an environment (`active_problem` says what
+        is wrong with it)."""
         system = self._system.last_good()
         name = (system.document.get(*ACTIVE) or "").strip() if system is not None else ""
         return name or None
 
+    def active_problem(self) -> FieldError | None:
+        """What is wrong with system.ini's `active` when it cannot name an environment (a hand edit:
+        a write through apphub is refused by system.ini's schema), at its line; None when it can."""
+        name = self.active()
+        if name is None or is_name(name):
+            return None
+        system = self._system.last_good()
+        line = system.document.line_of(*ACTIVE) if system is not None else None
+        return FieldError(ACTIVE[0], ACTIVE[1], "environment",
+                          f"{name!r} cannot name an environment (a name is {NAME_RULE}), so config.ini "
+                          "alone applies; `apphub environments use base`, or `use NAME` with an existing "
+                          "environment's name, sets it", name, self._system.name, line)
+
     def path(self, name: str) -> Path:
-        return self._data.root / file_name(check_name(name))
+        return self._data.root / file_name(self._checked_name(name))
+
+    def _checked_name(self, name: str) -> str:
+        """check_name, except that system.ini's invalid `active` asked for (explain, the sync) is
+        blamed where it is written: that line is what the operator has to fix."""
+        try:
+            return check_name(name)
+        except ValidationFailed:
+            problem = self.active_problem()
+            if problem is not None and problem.value == name:
+                raise ValidationFailed([problem]) from None
+            raise
 
     # -- stores -----------------------------------------------------------------------------
 
@@ -164,20 +194,25 @@ class Environments:
     def update(self, name: str, changes: Mapping[str, Mapping[str, object]], actor: Actor, *,
                deletes: Iterable[tuple[str, str]] = (), action: str = "environments.update",
                message: str | None = None, if_match: Collection[str] | None = None) -> WriteResult:
-        """A write of `name`'s overlay, made on first use; a first write that fails leaves no file."""
+        """A write of `name`'s overlay, made on first use. A first write that fails, or changes
+        nothing (`{}`, a promotion of no keys), leaves no file: an overlay file is an environment, and
+        one made by no audited write would be listed with no event or history saying who made it."""
         fresh = not self.path(name).exists()
         store = self.store(name, create=True)
         try:
-            return store.update(changes, actor, deletes=deletes, action=action, message=message, if_match=if_match)
+            result = store.update(changes, actor, deletes=deletes, action=action, message=message, if_match=if_match)
         except BaseException:
             if fresh:
                 self._remove_if_unwritten(name, store)
             raise
+        if fresh and not result.changed:
+            self._remove_if_unwritten(name, store)
+        return result
 
     def _remove_if_unwritten(self, name: str, store: IniStore) -> None:
-        """Remove an overlay made for a write that failed, if no write has been made to it since
-        (another writer's, or this one's made after all): under its lock, only while it holds the bare
-        header it was made with."""
+        """Remove an overlay made for a write that failed or changed nothing, if no write has been
+        made to it since (another writer's, or this one's made after all): under its lock, only while
+        it holds the bare header it was made with."""
         path = self.path(name)
         with contextlib.suppress(ApphubError, OSError), store.write_lock(), self._lock:
             if path.read_bytes() == HEADER:  # any write made since changed it
@@ -185,8 +220,18 @@ class Environments:
                 self._stores.pop(name, None)
 
     def overlay(self, name: str | None) -> Snapshot | None:
-        """The overlay of `name` as it is now (None: the base, or no file for it)."""
+        """The overlay of `name` as it is now (None: the base, or no file for it).
+
+        system.ini's `active` typed by hand as a name no environment can have is taken as the sync
+        takes it: it refuses that overlay and applies config.ini alone, so config.ini alone is what
+        is judged (a config.ini write is not blocked by a typo in another file, and a switch away
+        from it, `environments use base`, is judged from what runs now). Any other invalid name is
+        the caller's error (ValidationFailed)."""
         if name is None or name == BASE:
+            return None
+        problem = None if is_name(name) else self.active_problem()
+        if problem is not None and problem.value == name:
+            logger.warning("%s: config.ini alone is judged, as the sync applies it", problem)
             return None
         try:
             return self.store(name).snapshot()
@@ -213,6 +258,8 @@ class Environments:
             overlay = self.store(name).snapshot()
         except EnvironmentNotFound as exc:
             return None, [f"system.ini [environments] active: {exc}"]
+        except ValidationFailed as exc:  # system.ini's `active` is no environment's name: its line says so
+            return None, [str(error) for error in exc.errors]
         except (IniParseError, ApphubError) as exc:
             return None, [str(exc)]
         problems = field_errors(overlay.document, overlay.schema, self._box, overlay.name, plaintext_secrets=False)
