@@ -59,3 +59,19 @@ def test_a_first_write_after_an_unknown_hand_edit_reports_the_files_problems_as_
     result = core.config.update({"gitea": {"user_email": "second@example.org"}}, ACTOR)
     assert [(w.section, w.key, w.severity) for w in result.warnings] == [("cockpit", "port", "warning")]
     assert "(in the file as it is)" in result.warnings[0].message
+
+
+def test_a_switch_of_environment_after_an_unknown_hand_edit_of_system_ini_is_still_judged_as_a_switch(
+        core: Core) -> None:
+    listen_port = core.config.snapshot().document.get("nginx_proxy_manager", "listen_port")
+    (core.data.root / "config.prod.ini").write_text(f"[cockpit]\nport = {listen_port}\n")  # the console's port
+    system_ini = core.data.system_ini
+    system_ini.write_text(system_ini.read_text() + "\n# a note typed by hand\n")
+    another_process = Core(core.data)  # which has written nothing yet
+    try:
+        with pytest.raises(ValidationFailed) as refused:
+            another_process.system.update({"environments": {"active": "prod"}}, ACTOR)
+    finally:
+        another_process.close()
+    assert ("cockpit", "port", "port_conflict", "error") in [
+        (e.section, e.key, e.rule, e.severity) for e in refused.value.errors]

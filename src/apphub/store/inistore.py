@@ -434,8 +434,12 @@ class IniStore:
         if self.rules is None or not (touched or outside or outside is None):
             return []
         if outside is None:
-            findings = [finding if (finding.section, finding.key) in touched else
-                        dataclasses.replace(finding, severity="warning") for finding in self.rules(written, None)]
+            # The write's own keys judged as any write's (a switch of environment on everything it
+            # changes); the rest of the file as a whole-file check does, its findings as warnings.
+            findings = self.rules(written, touched) if touched else []
+            seen = {(f.file, f.section, f.key, f.rule) for f in findings}
+            findings += [dataclasses.replace(finding, severity="warning") for finding in self.rules(written, None)
+                         if (finding.file, finding.section, finding.key, finding.rule) not in seen]
         else:
             findings = [_by_hand(finding) if (finding.section, finding.key) in outside - touched else finding
                         for finding in self.rules(written, touched | outside)]
