@@ -277,6 +277,27 @@ def test_a_hand_edit_of_an_inactive_overlay_recorded_by_a_later_write_is_judged_
         assert "config.qa.ini" in _config_error(engine.status_dict())
 
 
+def test_a_typo_in_active_or_a_switch_to_a_broken_overlay_keeps_the_running_environment(world: SyncWorld) -> None:
+    world.standard()
+    _overlay(world, "prod", "web", title="Prod")
+    _overlay(world, "staging", "web", title="Staging")
+    _use(world, "prod")
+    with world.engine() as engine:
+        world.sync_now(engine)
+        assert _served(world)[1] == "Prod"
+        _edit(world.data.system_ini, r"^active = prod$", "active = Prod")  # typed by hand
+        world.sync_now(engine)
+        world.settle(engine)
+        assert _served(world)[1] == "Prod"
+        assert "the environment 'prod' stays applied" in _config_error(engine.status_dict())
+        _edit(world.data.root / "config.staging.ini", r"^title = Staging$", "title = Staging\nport = abc")
+        _edit(world.data.system_ini, r"^active = Prod$", "active = staging")
+        world.sync_now(engine)
+        world.settle(engine)
+        assert _served(world)[1] == "Prod"
+        assert "config.staging.ini" in _config_error(engine.status_dict())
+
+
 def test_a_plaintext_secret_typed_into_the_active_overlay_is_encrypted_in_place(world: SyncWorld) -> None:
     world.standard()
     _overlay(world, "prod", "web", title="Prod")

@@ -101,6 +101,7 @@ class SyncEngine(EngineInputs):
         self._refused_version: str | None = None
         self._overlay_refused: str | None = None
         self._last_overlay: dict[str, Snapshot] = {}
+        self._running: str | None = None  # the environment whose overlay was last applied (None: config.ini alone)
         # Services left at an older version. A failed gate is not retried with the same bytes
         # (it would restart the service over and over) unless a reload is asked for; an
         # unreachable backend is retried on a timer.

@@ -73,6 +73,7 @@ class EngineInputs:
     _refused_version: str | None
     _overlay_refused: str | None
     _last_overlay: dict[str, Snapshot]  # per environment, the overlay last applied
+    _running: str | None
     _recovered: bool
     _retry: set[str]
     _retry_at: float | None
@@ -156,12 +157,14 @@ class EngineInputs:
         """What the services get: config.ini with the active environment's overlay over it. A hand
         edit of the overlay is taken as one of config.ini is: audited, judged by the rules on what it
         changed, its plaintext secrets encrypted in place; an overlay that does not parse, fit the
-        schema or pass the rules is refused, config.ini alone is applied, and the status, the log
-        and the audit say why (once)."""
+        schema or pass the rules is refused, and so is a name no overlay has: the last good overlay
+        stays applied (this environment's, else the one running), and the status, the log and the
+        audit say why (once)."""
         environments = self.core.environments
         name = environments.active()
         if name is None:
             self._overlay_refused = None
+            self._running = None
             return base
         overlay, problems = environments.checked(name)
         if overlay is not None:
@@ -178,7 +181,11 @@ class EngineInputs:
                                     for s, k in overlay.secret_keys()):
                 overlay = store.reencrypt_secrets(FILE_ACTOR, only_plaintext=True).snapshot
         if overlay is None or problems:
-            kept = ("its last good version stays applied" if name in self._last_overlay
+            # As for config.ini, the last good version stays applied: this environment's, else the one
+            # running (a typo in `active`, or a switch to a broken overlay, changes nothing), else none.
+            kept_name = name if name in self._last_overlay else self._running
+            kept = ("its last good version stays applied" if kept_name == name else
+                    f"the environment '{kept_name}' stays applied" if kept_name is not None
                     else "config.ini alone is applied")
             message = redact(f"the environment's overlay is refused, {kept}: "
                              + "; ".join(problems), self._masks(), AUDIT_MESSAGE_CHARS)
@@ -187,9 +194,9 @@ class EngineInputs:
                 self.core.audit.record(FILE_ACTOR, "settings.invalid", file="environments", message=message)
                 logger.error("%s", message)
             self.status.update(config_error=message)
-            # as for config.ini, the last good version stays applied (config.ini alone if none was)
-            return merged(base, self._last_overlay.get(name))
+            return merged(base, self._last_overlay.get(kept_name)) if kept_name is not None else base
         self._overlay_refused = None
+        self._running = name
         self._last_overlay[name] = overlay
         return merged(base, overlay)
 
