@@ -233,11 +233,11 @@ def _check_overlays(data: DataDir, config_schema: FileSchema, box: SecretBox | N
     overlays = {name: _check_one(path, overlay_schema, box, plaintext_secrets=False)
                 for name, path in _overlay_files(data).items()}
     name = (system.get(*ACTIVE) or "").strip() if system is not None else ""
-    if system is None or not name or name in overlays:
+    if system is None or not name or name == BASE or name in overlays:
         return list(overlays.values()), overlays.get(name), []
     try:
         why = str(EnvironmentNotFound(check_name(name), sorted(overlays)))
-    except ValidationFailed as exc:  # `base`, or a name no overlay can have (the sync refuses both)
+    except ValidationFailed as exc:  # a name no overlay can have (the sync refuses it)
         why = exc.errors[0].message
     where = f"{SYSTEM}:{system.line_of(*ACTIVE)}: [{ACTIVE[0]}] {ACTIVE[1]} = {name!r}"
     return list(overlays.values()), None, [f"{where}: {why}; the sync refuses it"]

@@ -121,7 +121,7 @@ class Environments:
         is wrong with it)."""
         system = self._system.last_good()
         name = (system.document.get(*ACTIVE) or "").strip() if system is not None else ""
-        return name or None
+        return None if name in ("", BASE) else name  # `base`, typed by hand, is config.ini alone as elsewhere
 
     def active_problem(self) -> FieldError | None:
         """What is wrong with system.ini's `active` when it cannot name an environment (a hand edit:
