@@ -17,9 +17,8 @@ from apphub.history.index import HistoryEntry
 from apphub.history.inidiff import KeyChange
 from apphub.history.recorder import CONFIG
 from apphub.history.service import History
-from apphub.store.check import field_errors
 from apphub.store.inistore import IniStore, WriteResult
-from apphub.store.snapshot import Snapshot, version_changes
+from apphub.store.snapshot import Snapshot
 
 # What the sync engine would do to each service for a version (its plan, as a dict), if one runs.
 ServicePlanner = Callable[[Snapshot], dict[str, Any]]
@@ -65,30 +64,15 @@ def plan_rollback(history: History, store: IniStore, reference: str,
     except IniParseError as exc:
         problem = FieldError("?", None, "ini", exc.public, file=store.name)
         return RollbackPlan(target, current.version, changes, [problem])
-    problems, warnings = _judged(store, current, snapshot)
+    found = store.restore_findings(current, snapshot)  # as the rollback itself will judge it
+    problems = [finding for finding in found if finding.severity == "error"]
+    warnings = [finding for finding in found if finding.severity != "error"]
     plan = RollbackPlan(target, current.version, changes, problems, warnings)
     if plan_services is not None and store.name in (CONFIG, "env.ini"):
         plan.services = plan_services(snapshot)
     if snapshot.version == current.version:
         plan.notes.append(f"{store.name} is at that version already: a rollback changes nothing")
     return plan
-
-
-def _judged(store: IniStore, current: Snapshot, target: Snapshot) -> tuple[list[FieldError], list[FieldError]]:
-    """The errors and warnings IniStore.restore (unforced) would find in `target`, found the same way:
-    the whole file against today's schema; only if that passes, the store's rule hook on the keys the
-    rollback changes, so that a plan never says valid to a rollback the rules then refuse. The rules
-    mask what they quote of a secret, as they do in the refusal of the rollback itself."""
-    errors = field_errors(target.document, target.schema, target.box, store.name)
-    if errors or store.rules is None:
-        return errors, []
-    touched = frozenset((change.section, change.key) for change in version_changes(current, target)
-                        if change.key is not None)
-    if not touched:  # restore runs no rule on a version that changes no value
-        return [], []
-    findings = store.rules(target, touched)
-    return ([finding for finding in findings if finding.severity == "error"],
-            [finding for finding in findings if finding.severity != "error"])
 
 
 def _reversed(change: KeyChange) -> KeyChange:

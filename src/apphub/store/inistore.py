@@ -243,19 +243,30 @@ class IniStore:
 
         def make(current: Snapshot) -> Edited:
             target = self._parse(raw, current.schema)
-            errors = field_errors(target.document, current.schema, self._box, self.name)
             if force:
-                errors = [error for error in errors if error.rule == UNREADABLE]
-            if errors:
-                raise ValidationFailed(errors)
+                found = [error for error in field_errors(target.document, current.schema, self._box, self.name)
+                         if error.rule == UNREADABLE]
+            else:
+                found = self.restore_findings(current, target)
+            if any(finding.severity == "error" for finding in found):
+                raise ValidationFailed(found)
+            warnings = found
             changes = version_changes(current, target)
-            warnings = [] if force else self._judged(
-                target, frozenset((c.section, c.key) for c in changes if c.key is not None))
             if not changes and target.raw != current.raw:  # comments or layout only: still that version's bytes
                 changes = [Change("*", None, "layout")]
             return Edited(target, changes, warnings)
 
         return self._write(make, actor, if_match=if_match, action=action, message=message)
+
+    def restore_findings(self, current: Snapshot, target: Snapshot) -> list[FieldError]:
+        """What `restore` (not forced) finds in `target` over `current`, raising nothing: the whole
+        file against today's schema; only if that passes, the rules on the keys it changes. A
+        rollback's plan asks this, so that it never says valid to a rollback then refused."""
+        errors = field_errors(target.document, current.schema, self._box, self.name)
+        if errors or self.rules is None:
+            return errors
+        touched = frozenset((c.section, c.key) for c in version_changes(current, target) if c.key is not None)
+        return self.rules(target, touched) if touched else []
 
     def reencrypt_secrets(self, actor: Actor, *, only_plaintext: bool) -> WriteResult:
         """Encrypt secrets typed in plaintext, or (rotation) every secret with the primary key."""
