@@ -131,6 +131,46 @@ _MIGRATIONS: list[str] = [
     """
     ALTER TABLE audit_events ADD COLUMN warnings TEXT;
     """,
+    # Notifications (notify/): where to, and the outbox of deliveries with every attempt. A
+    # destination's URL and signing secret are stored encrypted (SecretBox): a chat webhook's URL
+    # is its credential.
+    """
+    CREATE TABLE notify_destinations (
+        name TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        url TEXT NOT NULL,
+        secret TEXT,
+        events TEXT NOT NULL,
+        services TEXT NOT NULL,
+        sections TEXT NOT NULL,
+        enabled INTEGER NOT NULL DEFAULT 1,
+        disabled_reason TEXT,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE notify_outbox (
+        id INTEGER PRIMARY KEY,
+        event_id TEXT NOT NULL,
+        destination TEXT NOT NULL,
+        event TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_at REAL NOT NULL,
+        created_at TEXT NOT NULL,
+        last_status INTEGER,
+        last_error TEXT,
+        done_at TEXT,
+        UNIQUE (event_id, destination)
+    );
+    CREATE INDEX notify_outbox_due ON notify_outbox (state, next_at);
+    CREATE TABLE notify_attempts (
+        delivery INTEGER NOT NULL REFERENCES notify_outbox (id) ON DELETE CASCADE,
+        at TEXT NOT NULL,
+        status INTEGER,
+        error TEXT,
+        duration_ms REAL NOT NULL
+    );
+    CREATE INDEX notify_attempts_delivery ON notify_attempts (delivery);
+    """,
 ]
 
 

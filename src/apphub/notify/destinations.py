@@ -1,0 +1,168 @@
+"""Where notifications go: a generic webhook (Standard Webhooks signatures), Slack, Discord, or a
+WeCom group robot, each with the event types it wants and, optionally, only some services or
+sections.
+
+A chat webhook's URL is its credential (whoever has it may post), and a webhook's signing secret is
+one too: both are stored encrypted with the data folder's key, and shown masked (`public`).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+from urllib.parse import urlsplit
+
+from apphub.db import Database
+from apphub.errors import FieldError, NotFound, ValidationFailed
+from apphub.notify.events import EVENT_TYPES, Event, now
+from apphub.store.secrets import MASK, Secret, SecretBox
+
+Kind = Literal["webhook", "slack", "discord", "wecom"]
+KINDS: tuple[Kind, ...] = ("webhook", "slack", "discord", "wecom")
+ALL = "*"
+NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, no secret)  the Standard Webhooks form of a signing secret: whsec_ + base64 of the key
+
+
+class DestinationNotFound(NotFound):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"there is no notification destination '{name}'")
+
+
+@dataclass(frozen=True)
+class Destination:
+    name: str
+    kind: Kind
+    url: Secret  # plaintext in memory only, as a Secret (its repr is the mask)
+    secret: Secret | None  # the webhook's signing secret (whsec_...); None for the chat kinds
+    events: tuple[str, ...]  # event types, or ("*",)
+    services: tuple[str, ...]  # empty: every service
+    sections: tuple[str, ...]  # empty: every section
+    enabled: bool = True
+    disabled_reason: str | None = None
+    created_at: str = ""
+
+    def wants(self, event: Event) -> bool:
+        """Whether this destination asked for `event`: its type, and (when it names some) one of
+        the services or sections the event concerns. An event about no service in particular goes
+        to a destination that names services only if it concerns one of its sections."""
+        if not self.enabled or (ALL not in self.events and event.type not in self.events):
+            return False
+        if not self.services and not self.sections:
+            return True
+        return bool(set(self.services) & set(event.services)) or bool(set(self.sections) & set(event.sections))
+
+    def public(self) -> dict[str, Any]:
+        """As an answer shows it: the URL's scheme and host only (its path or query holds the
+        token), the secret masked."""
+        parts = urlsplit(self.url.reveal())
+        return {"name": self.name, "kind": self.kind, "url": f"{parts.scheme}://{parts.hostname}/{MASK}",
+                "secret": MASK if self.secret else None, "events": list(self.events),
+                "services": list(self.services), "sections": list(self.sections), "enabled": self.enabled,
+                "disabled_reason": self.disabled_reason, "created_at": self.created_at}
+
+
+def new_signing_secret() -> str:
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+
+
+class Destinations:
+    """The destinations of one data folder, in its database."""
+
+    def __init__(self, db: Database, box: SecretBox) -> None:
+        self._db = db
+        self._box = box
+
+    def add(self, name: str, kind: str, url: str, *, secret: str | None = None, events: Iterable[str] = (ALL,),
+            services: Iterable[str] = (), sections: Iterable[str] = ()) -> Destination:
+        """A new destination (ValidationFailed names every problem). A webhook without a secret
+        gets a fresh one: receivers need it to verify, so `add`'s answer is where it is shown once."""
+        events, services, sections = tuple(events) or (ALL,), tuple(services), tuple(sections)
+        problems = _problems(name, kind, url, secret, events)
+        if problems:
+            raise ValidationFailed(problems)
+        if kind == "webhook" and secret is None:
+            secret = new_signing_secret()
+        if kind != "webhook":
+            secret = None
+        with self._db.transaction(durable=True) as connection:
+            if connection.execute("SELECT 1 FROM notify_destinations WHERE name = ?", (name,)).fetchone():
+                raise ValidationFailed([_error("name", f"a destination named '{name}' exists already")])
+            connection.execute(
+                "INSERT INTO notify_destinations (name, kind, url, secret, events, services, sections, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (name, kind, self._box.encrypt(url), self._box.encrypt(secret) if secret else None,
+                 json.dumps(events), json.dumps(services), json.dumps(sections), now()))
+        return self.get(name)
+
+    def get(self, name: str) -> Destination:
+        rows = self._db.query("SELECT * FROM notify_destinations WHERE name = ?", (name,))
+        if not rows:
+            raise DestinationNotFound(name)
+        return self._destination(rows[0])
+
+    def all(self) -> list[Destination]:
+        return [self._destination(row) for row in self._db.query("SELECT * FROM notify_destinations ORDER BY name")]
+
+    def remove(self, name: str) -> None:
+        """The destination goes; what it had pending is dropped with it (kept deliveries stay listed)."""
+        with self._db.transaction() as connection:
+            if connection.execute("DELETE FROM notify_destinations WHERE name = ?", (name,)).rowcount == 0:
+                raise DestinationNotFound(name)
+            connection.execute("UPDATE notify_outbox SET state = 'failed', last_error = 'the destination was removed'"
+                               " WHERE destination = ? AND state = 'pending'", (name,))
+
+    def set_enabled(self, name: str, enabled: bool, reason: str | None = None) -> None:
+        with self._db.transaction() as connection:
+            changed = connection.execute(
+                "UPDATE notify_destinations SET enabled = ?, disabled_reason = ? WHERE name = ?",
+                (int(enabled), None if enabled else reason, name)).rowcount
+        if changed == 0:
+            raise DestinationNotFound(name)
+
+    def _destination(self, row: Any) -> Destination:
+        where = f"notification destination '{row['name']}'"
+        return Destination(
+            row["name"], cast(Kind, row["kind"]), self._box.decrypt(row["url"], where),
+            self._box.decrypt(row["secret"], where) if row["secret"] else None, tuple(json.loads(row["events"])),
+            tuple(json.loads(row["services"])), tuple(json.loads(row["sections"])), bool(row["enabled"]),
+            row["disabled_reason"], row["created_at"])
+
+
+def _error(field: str, message: str) -> FieldError:
+    return FieldError("notify", field, "destination", message, file="notifications")
+
+
+def _problems(name: str, kind: str, url: str, secret: str | None, events: tuple[str, ...]) -> list[FieldError]:
+    problems = []
+    if not NAME.fullmatch(name):
+        problems.append(_error("name", f"{name!r} cannot name a destination: use 1-64 lower-case letters, digits, "
+                                       "'_' or '-'"))
+    if kind not in KINDS:
+        problems.append(_error("kind", f"{kind!r} is no destination kind (one of {', '.join(KINDS)})"))
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        problems.append(_error("url", "the URL must be http:// or https:// with a host"))  # never echoed: a credential
+    if secret is not None and kind == "webhook" and not _is_signing_secret(secret):
+        problems.append(_error("secret", f"a signing secret is {SECRET_PREFIX} and the base64 of 24 to 64 bytes"))
+    unknown = [event for event in events if event != ALL and event not in EVENT_TYPES]
+    if unknown:
+        problems.append(_error("events", f"unknown event type(s) {', '.join(map(repr, unknown))} (known: "
+                                         f"{', '.join(EVENT_TYPES)}, or {ALL})"))
+    return problems
+
+
+def _is_signing_secret(secret: str) -> bool:
+    if not secret.startswith(SECRET_PREFIX):
+        return False
+    try:
+        key = base64.b64decode(secret[len(SECRET_PREFIX):], validate=True)
+    except ValueError:
+        return False
+    return 24 <= len(key) <= 64

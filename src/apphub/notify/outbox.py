@@ -1,0 +1,158 @@
+"""The durable outbox: one delivery per event and destination, in SQLite, with every attempt.
+
+An event is queued for all its destinations in one transaction, flushed to the disk before
+`enqueue` returns: what is queued survives a crash or a restart. A delivery is `pending` until a
+destination answers 2xx (`delivered`), or it has used up the retry schedule, or the destination
+answered `410 Gone` (`failed`: kept, listed, and `replay` queues it again).
+
+The schedule is Standard Webhooks' (immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h) with
+two more days, about three days in all; a destination's `Retry-After` (or Discord's `retry_after`)
+is honoured when it asks for longer.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from apphub.db import Database
+from apphub.errors import NotFound
+from apphub.notify.events import Event, now
+
+State = Literal["pending", "delivered", "failed"]
+# Seconds to wait before each attempt after the first: the Standard Webhooks guidance, then two more days.
+RETRY_SCHEDULE_S = (5, 300, 1800, 7200, 18000, 36000, 36000, 86400, 86400)
+JITTER = 0.1  # +-10 %: deliveries that failed together do not all come back at the same second
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: int
+    event: Event
+    destination: str
+    state: State
+    attempts: int
+    next_at: float  # unix time of the next attempt, while pending
+    created_at: str
+    last_status: int | None
+    last_error: str | None
+    done_at: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "event_id": self.event.id, "event_type": self.event.type,
+                "summary": self.event.summary, "destination": self.destination, "state": self.state,
+                "attempts": self.attempts, "next_attempt_at": _iso(self.next_at) if self.state == "pending" else None,
+                "created_at": self.created_at, "last_status": self.last_status, "last_error": self.last_error,
+                "done_at": self.done_at}
+
+
+@dataclass(frozen=True)
+class Attempt:
+    at: str
+    status: int | None  # None: no answer (refused, timed out)
+    error: str | None
+    duration_ms: float
+
+
+def next_delay(attempts: int, retry_after: float | None = None) -> float | None:
+    """Seconds before the next attempt after `attempts` failed ones; None when the schedule is used
+    up. `retry_after`, what the destination asked for, wins when it is longer."""
+    if attempts > len(RETRY_SCHEDULE_S):
+        return None
+    delay = RETRY_SCHEDULE_S[attempts - 1] * random.uniform(1 - JITTER, 1 + JITTER)  # jitter: no secret
+    return max(delay, retry_after or 0.0)
+
+
+class Outbox:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def enqueue(self, event: Event, destinations: Iterable[str]) -> list[int]:
+        """Queue `event` for each destination, due now; the ids of the deliveries made. Queuing the
+        same event for a destination twice makes no second delivery."""
+        body = json.dumps(event.as_dict(), separators=(",", ":"))
+        made = []
+        with self._db.transaction(durable=True) as connection:
+            for destination in dict.fromkeys(destinations):
+                cursor = connection.execute(
+                    "INSERT OR IGNORE INTO notify_outbox (event_id, destination, event, state, next_at, created_at)"
+                    " VALUES (?, ?, ?, 'pending', ?, ?)", (event.id, destination, body, time.time(), event.at))
+                if cursor.rowcount:
+                    made.append(int(cursor.lastrowid or 0))
+        return made
+
+    def due(self, at: float | None = None, limit: int = 100) -> list[Delivery]:
+        """The pending deliveries whose time has come, oldest first."""
+        rows = self._db.query("SELECT * FROM notify_outbox WHERE state = 'pending' AND next_at <= ? ORDER BY id"
+                              " LIMIT ?", (time.time() if at is None else at, limit))
+        return [_delivery(row) for row in rows]
+
+    def next_due_at(self) -> float | None:
+        rows = self._db.query("SELECT min(next_at) FROM notify_outbox WHERE state = 'pending'")
+        return float(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    def get(self, delivery: int) -> Delivery:
+        rows = self._db.query("SELECT * FROM notify_outbox WHERE id = ?", (delivery,))
+        if not rows:
+            raise NotFound(f"there is no delivery {delivery}")
+        return _delivery(rows[0])
+
+    def deliveries(self, *, destination: str | None = None, state: str | None = None, before_id: int | None = None,
+             limit: int = 50) -> list[Delivery]:
+        """Deliveries, newest first."""
+        rows = self._db.query(
+            "SELECT * FROM notify_outbox WHERE (:destination IS NULL OR destination = :destination)"
+            " AND (:state IS NULL OR state = :state) AND (:before IS NULL OR id < :before)"
+            " ORDER BY id DESC LIMIT :limit",
+            {"destination": destination, "state": state, "before": before_id, "limit": limit})
+        return [_delivery(row) for row in rows]
+
+    def attempts(self, delivery: int) -> list[Attempt]:
+        rows = self._db.query("SELECT at, status, error, duration_ms FROM notify_attempts WHERE delivery = ?"
+                              " ORDER BY rowid", (delivery,))
+        return [Attempt(row["at"], row["status"], row["error"], row["duration_ms"]) for row in rows]
+
+    def record(self, delivery: Delivery, status: int | None, error: str | None, duration_ms: float, *,
+               retry_after: float | None = None, final: bool = False) -> State:
+        """One attempt's result: delivered on a 2xx without an `error` (WeCom answers errors with
+        200); else retried on the schedule, or failed when it is used up or `final` (a 410). The
+        state it leaves the delivery in."""
+        attempts = delivery.attempts + 1
+        delay = None if final else next_delay(attempts, retry_after)
+        delivered = error is None and status is not None and 200 <= status < 300
+        state: State = "delivered" if delivered else "pending" if delay is not None else "failed"
+        with self._db.transaction() as connection:
+            connection.execute("INSERT INTO notify_attempts (delivery, at, status, error, duration_ms)"
+                               " VALUES (?, ?, ?, ?, ?)", (delivery.id, now(), status, error, duration_ms))
+            connection.execute(
+                "UPDATE notify_outbox SET state = ?, attempts = ?, next_at = ?, last_status = ?, last_error = ?,"
+                " done_at = ? WHERE id = ? AND state = 'pending'",
+                (state, attempts, time.time() + (delay or 0.0), status, error,
+                 now() if state != "pending" else None, delivery.id))
+        return state
+
+    def replay(self, delivery: int) -> Delivery:
+        """A failed (or delivered) delivery queued again, due now, with its schedule from the start."""
+        with self._db.transaction(durable=True) as connection:
+            changed = connection.execute(
+                "UPDATE notify_outbox SET state = 'pending', attempts = 0, next_at = ?, done_at = NULL WHERE id = ?"
+                " AND state != 'pending' AND destination IN (SELECT name FROM notify_destinations)",
+                (time.time(), delivery)).rowcount
+        found = self.get(delivery)
+        if not changed and found.state != "pending":
+            raise NotFound(f"delivery {delivery} cannot be replayed: its destination '{found.destination}' is gone")
+        return found
+
+
+def _delivery(row: Any) -> Delivery:
+    return Delivery(row["id"], Event.from_dict(json.loads(row["event"])), row["destination"], row["state"],
+                    row["attempts"], row["next_at"], row["created_at"], row["last_status"], row["last_error"],
+                    row["done_at"])
+
+
+def _iso(at: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))

@@ -1,0 +1,187 @@
+"""Delivers what the outbox holds, in threads of its own: a write or a sync only queues (one SQLite
+transaction), so a destination that is down, slow or hanging costs a change nothing.
+
+Each destination is served by one task at a time, in the order its events came. A chat destination
+is sent no faster than the service takes (Slack about one message a second, Discord five per two
+seconds, WeCom twenty a minute): what piles up meanwhile goes out as one message that sums it up,
+not one by one. A generic webhook gets every event on its own (a machine reads it), signed as the
+Standard Webhooks specification says, with the event's id as `webhook-id` on every retry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+import httpx
+from standardwebhooks.webhooks import Webhook
+
+from apphub.notify.destinations import Destination, DestinationNotFound, Destinations, Kind
+from apphub.notify.events import Event
+from apphub.notify.outbox import Delivery, Outbox
+
+logger = logging.getLogger("apphub.notify")
+
+Render = Callable[[Kind, Sequence[Event]], dict[str, object]]  # one message's body for one or more events
+# The least time between two messages to one chat destination (their documented rates).
+MIN_INTERVAL_S: dict[Kind, float] = {"slack": 1.0, "discord": 0.4, "wecom": 3.0, "webhook": 0.0}
+TIMEOUT_S = 10.0
+ERROR_CHARS = 300  # of a destination's answer, kept with the attempt
+
+
+class Sender:
+    def __init__(self, outbox: Outbox, destinations: Destinations, render: Render, *,
+                 client: httpx.Client | None = None, workers: int = 4) -> None:
+        self._outbox = outbox
+        self._destinations = destinations
+        self._render = render
+        self._client = client or httpx.Client(timeout=TIMEOUT_S, follow_redirects=False)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="apphub-notify")
+        self._busy: set[str] = set()  # destinations with a task in flight
+        self._next_allowed: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="apphub-notify", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def wake(self) -> None:
+        """Something was queued: look now rather than at the next due time."""
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.dispatch()
+            except Exception:  # the notifier must outlive a database hiccup; the next round retries
+                logger.exception("notifications: a round failed")
+            next_at = self._outbox.next_due_at()
+            wait = 5.0 if next_at is None else min(max(next_at - time.time(), 0.05), 5.0)
+            self._wake.wait(wait)
+            self._wake.clear()
+
+    def dispatch(self) -> int:
+        """Start a task for every destination that has deliveries due and none in flight; how many."""
+        by_destination: dict[str, list[Delivery]] = {}
+        for delivery in self._outbox.due(limit=500):
+            by_destination.setdefault(delivery.destination, []).append(delivery)
+        started = 0
+        for name, due in by_destination.items():
+            with self._lock:
+                if name in self._busy or time.monotonic() < self._next_allowed.get(name, 0.0):
+                    continue
+                self._busy.add(name)
+            self._pool.submit(self._serve, name, due)
+            started += 1
+        return started
+
+    def _serve(self, name: str, due: list[Delivery]) -> None:
+        try:
+            try:
+                destination = self._destinations.get(name)
+            except DestinationNotFound:
+                return  # removed: its pending deliveries were failed with it
+            if not destination.enabled:
+                return
+            if destination.kind == "webhook":
+                for delivery in due:
+                    if not self._send(destination, [delivery]):
+                        break  # down: the rest wait for the retry, in order
+            else:
+                self._send(destination, due)  # one message, however many piled up
+                self._next_allowed[name] = time.monotonic() + MIN_INTERVAL_S[destination.kind]
+        except Exception:
+            logger.exception("notifications: delivering to '%s' failed", name)
+        finally:
+            with self._lock:
+                self._busy.discard(name)
+            self._wake.set()
+
+    def _send(self, destination: Destination, deliveries: list[Delivery]) -> bool:
+        """One POST for `deliveries` (one, or a chat destination's pile); each records the result.
+        Whether it was delivered."""
+        events = [delivery.event for delivery in deliveries]
+        body = json.dumps(self._render(destination.kind, events), separators=(",", ":"), ensure_ascii=False)
+        url, headers = destination.url.reveal(), {"content-type": "application/json", "user-agent": "apphub"}
+        if destination.kind == "webhook":
+            headers.update(_signed(destination, events[0], body))
+        if destination.kind == "discord":
+            url += ("&" if "?" in url else "?") + "wait=true"  # Discord says what is wrong only with wait=true
+        started = time.monotonic()
+        status, error, retry_after = None, None, None
+        try:
+            response = self._client.post(url, content=body.encode("utf-8"), headers=headers)
+            status, error, retry_after = _judged(destination.kind, response)
+        except httpx.TimeoutException:
+            error = f"no answer within {TIMEOUT_S:g} s"
+        except httpx.HTTPError as exc:
+            error = f"could not connect ({type(exc).__name__})"  # the exception's text names the URL: a credential
+        duration_ms = (time.monotonic() - started) * 1000
+        gone = status == 410
+        for delivery in deliveries:
+            self._outbox.record(delivery, status, error, duration_ms,
+                                retry_after=retry_after, final=gone)
+        if gone:
+            self._destinations.set_enabled(destination.name, False, "the destination answered 410 Gone: it no "
+                                           "longer exists; add it again with its new URL")
+            logger.warning("notifications: destination '%s' answered 410 Gone and is disabled", destination.name)
+        return error is None and status is not None and 200 <= status < 300
+
+
+def _signed(destination: Destination, event: Event, body: str) -> dict[str, str]:
+    """The Standard Webhooks headers: the event's id (the same on every retry: receivers de-duplicate
+    on it), the time of this attempt, and the HMAC-SHA256 signature of `id.timestamp.body`."""
+    assert destination.secret is not None  # a webhook always has one (Destinations.add)
+    at = datetime.now(UTC)
+    signature = Webhook(destination.secret.reveal()).sign(event.id, at, body)
+    return {"webhook-id": event.id, "webhook-timestamp": str(int(at.timestamp())), "webhook-signature": signature}
+
+
+def _judged(kind: Kind, response: httpx.Response) -> tuple[int, str | None, float | None]:
+    """The status, what went wrong (None: delivered), and how long the destination asked us to wait."""
+    status = response.status_code
+    retry_after = _retry_after(response)
+    if 200 <= status < 300:
+        if kind == "wecom":  # WeCom answers 200 with an error code in the body
+            code = _json(response).get("errcode", 0)
+            if code != 0:
+                return status, f"WeCom errcode {code}: {str(_json(response).get('errmsg', ''))[:ERROR_CHARS]}", None
+        return status, None, None
+    return status, f"HTTP {status}: {response.text[:ERROR_CHARS]}", retry_after
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """`Retry-After` in seconds or as an HTTP date, or Discord's `retry_after` (seconds) in its body."""
+    header = response.headers.get("retry-after")
+    if header:
+        with contextlib.suppress(ValueError):
+            return max(float(header), 0.0)
+        with contextlib.suppress(TypeError, ValueError):
+            return max(email.utils.parsedate_to_datetime(header).timestamp() - time.time(), 0.0)
+    found = _json(response).get("retry_after")
+    return float(found) if isinstance(found, int | float) else None
+
+
+def _json(response: httpx.Response) -> dict[str, object]:
+    try:
+        found = response.json()
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}

@@ -1,0 +1,259 @@
+"""The outbox and the sender, against real HTTP receivers on loopback: signatures a Standard
+Webhooks library verifies, retries with backoff and Retry-After, 410 Gone, a hanging receiver that
+holds up no other destination, a pile of chat messages sent as one, what survives a restart, and no
+credential in what is stored."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from apphub.db import Database
+from apphub.notify import outbox as outbox_module
+from apphub.notify.destinations import Destinations, Kind
+from apphub.notify.events import Event
+from apphub.notify.outbox import Outbox, next_delay
+from apphub.notify.sender import Sender
+from apphub.store.secrets import SecretBox
+
+TOKEN = "T0KEN-in-the-url-9f8e7d"  # a chat webhook's URL is its credential
+
+
+@dataclass
+class Receiver:
+    """An HTTP receiver: answers `script` in turn (then 200), records what it got."""
+
+    script: list[tuple[int, dict[str, str], bytes]] = field(default_factory=list)
+    hang_s: float = 0.0
+    got: list[tuple[str, dict[str, str], bytes]] = field(default_factory=list)
+    url: str = ""
+
+    def answer(self) -> tuple[int, dict[str, str], bytes]:
+        return self.script.pop(0) if self.script else (200, {}, b"ok")
+
+
+@contextlib.contextmanager
+def receiving(receiver: Receiver) -> Iterator[Receiver]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("content-length", "0")))
+            receiver.got.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+            if receiver.hang_s:
+                time.sleep(receiver.hang_s)
+            status, headers, answer = receiver.answer()
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("content-length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    class Server(ThreadingHTTPServer):
+        def handle_error(self, request: object, client_address: object) -> None:
+            pass  # a client that gave up on a hanging answer: a broken pipe, as intended
+
+    server = Server(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    receiver.url = f"http://127.0.0.1:{server.server_address[1]}/hook/{TOKEN}"
+    try:
+        yield receiver
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def render(kind: Kind, events: Sequence[Event]) -> dict[str, object]:
+    if kind == "webhook":
+        return {"type": events[0].type, "timestamp": events[0].at, "data": events[0].as_dict()}
+    return {"text": f"{len(events)} event(s)", "ids": [event.id for event in events]}
+
+
+@pytest.fixture
+def parts(tmp_path: Path) -> Iterator[tuple[Database, Destinations, Outbox]]:
+    key = tmp_path / "secret.key"
+    SecretBox.create_key_file(key)
+    db = Database(tmp_path / "apphub.db")
+    db.migrate()
+    try:
+        yield db, Destinations(db, SecretBox(key)), Outbox(db)
+    finally:
+        db.close()
+
+
+@pytest.fixture
+def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(outbox_module, "RETRY_SCHEDULE_S", (0.05, 0.05, 0.05))
+    monkeypatch.setattr(outbox_module, "JITTER", 0.0)
+
+
+def event(summary: str = "gitea changed", **data: object) -> Event:
+    return Event("settings.changed", summary, "v1", data, sections=("gitea",))
+
+
+def deliver_until(sender: Sender, outbox: Outbox, done: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        sender.dispatch()
+        if sum(1 for d in outbox.deliveries(limit=1000) if d.state != "pending") >= done:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"not {done} deliveries done: {[d.as_dict() for d in outbox.deliveries()]}")
+
+
+def test_a_webhook_is_signed_so_that_the_standard_webhooks_library_verifies_it(parts, fast_retries) -> None:
+    _, destinations, outbox = parts
+    with receiving(Receiver()) as receiver:
+        hook = destinations.add("ops", "webhook", receiver.url)
+        sent = event()
+        outbox.enqueue(sent, ["ops"])
+        sender = Sender(outbox, destinations, render)
+        try:
+            deliver_until(sender, outbox, 1)
+        finally:
+            sender.stop()
+    _, headers, body = receiver.got[0]
+    assert hook.secret is not None
+    verified = Webhook(hook.secret.reveal()).verify(body, headers)
+    assert verified["data"]["id"] == sent.id
+    assert headers["webhook-id"] == sent.id
+    assert outbox.deliveries()[0].state == "delivered"
+
+
+def test_a_receiver_down_then_up_gets_the_event_with_the_same_id_after_retries(parts, fast_retries) -> None:
+    _, destinations, outbox = parts
+    script = [(503, {}, b"down"), (500, {}, b"down"), (429, {"Retry-After": "0"}, b"slow down")]
+    with receiving(Receiver(script=list(script))) as receiver:
+        destinations.add("ops", "webhook", receiver.url)
+        sent = event()
+        [delivery] = outbox.enqueue(sent, ["ops"])
+        sender = Sender(outbox, destinations, render)
+        try:
+            deliver_until(sender, outbox, 1)
+        finally:
+            sender.stop()
+    assert [headers["webhook-id"] for _, headers, _ in receiver.got] == [sent.id] * 4
+    assert [attempt.status for attempt in outbox.attempts(delivery)] == [503, 500, 429, 200]
+    assert outbox.get(delivery).state == "delivered"
+
+
+def test_retry_after_longer_than_the_schedule_is_honoured_and_the_schedule_ends() -> None:
+    assert next_delay(1, retry_after=120) == 120
+    assert 4.5 <= (next_delay(1) or 0) <= 5.5
+    assert sum(outbox_module.RETRY_SCHEDULE_S) > 2.5 * 86400  # about three days in all
+    assert next_delay(len(outbox_module.RETRY_SCHEDULE_S) + 1) is None
+
+
+def test_a_delivery_that_finally_fails_is_kept_and_can_be_replayed(parts, fast_retries) -> None:
+    _, destinations, outbox = parts
+    with receiving(Receiver(script=[(500, {}, b"no")] * 4)) as receiver:
+        destinations.add("ops", "webhook", receiver.url)
+        [delivery] = outbox.enqueue(event(), ["ops"])
+        sender = Sender(outbox, destinations, render)
+        try:
+            deliver_until(sender, outbox, 1)
+            assert outbox.get(delivery).state == "failed"
+            assert len(outbox.attempts(delivery)) == 4
+            outbox.replay(delivery)
+            deliver_until(sender, outbox, 1)
+        finally:
+            sender.stop()
+    assert outbox.get(delivery).state == "delivered"
+
+
+def test_410_gone_disables_the_destination_and_says_so(parts, fast_retries) -> None:
+    _, destinations, outbox = parts
+    with receiving(Receiver(script=[(410, {}, b"gone")])) as receiver:
+        destinations.add("chat", "slack", receiver.url)
+        [delivery] = outbox.enqueue(event(), ["chat"])
+        sender = Sender(outbox, destinations, render)
+        try:
+            deliver_until(sender, outbox, 1)
+        finally:
+            sender.stop()
+    assert outbox.get(delivery).state == "failed"
+    found = destinations.get("chat")
+    assert not found.enabled
+    assert "410 Gone" in (found.disabled_reason or "")
+
+
+def test_a_hanging_receiver_holds_up_no_other_destination(parts, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, destinations, outbox = parts
+    monkeypatch.setattr("apphub.notify.sender.TIMEOUT_S", 1.0)
+    import httpx
+    with receiving(Receiver(hang_s=3.0)) as hanging, receiving(Receiver()) as quick:
+        destinations.add("hangs", "webhook", hanging.url)
+        destinations.add("quick", "webhook", quick.url)
+        outbox.enqueue(event(), ["hangs", "quick"])
+        sender = Sender(outbox, destinations, render, client=httpx.Client(timeout=1.0))
+        started = time.monotonic()
+        try:
+            sender.dispatch()
+            while not quick.got and time.monotonic() - started < 5:
+                time.sleep(0.01)
+            took = time.monotonic() - started
+        finally:
+            sender.stop()
+    assert quick.got
+    assert took < 1.0, f"the quick destination waited {took:.2f} s for the hanging one"
+
+
+def test_a_pile_of_chat_events_goes_out_as_one_message(parts, fast_retries) -> None:
+    _, destinations, outbox = parts
+    with receiving(Receiver()) as receiver:
+        destinations.add("chat", "slack", receiver.url)
+        queued = [event(f"change {n}") for n in range(12)]
+        for one in queued:
+            outbox.enqueue(one, ["chat"])
+        sender = Sender(outbox, destinations, render)
+        try:
+            deliver_until(sender, outbox, 12)
+        finally:
+            sender.stop()
+    assert len(receiver.got) == 1
+    assert json.loads(receiver.got[0][2])["ids"] == [one.id for one in queued]
+
+
+def test_what_is_pending_survives_a_restart(parts, tmp_path: Path) -> None:
+    _db, destinations, outbox = parts
+    destinations.add("ops", "webhook", "http://127.0.0.1:9/hook")
+    sent = event()
+    outbox.enqueue(sent, ["ops"])
+    reopened = Database(tmp_path / "apphub.db")
+    try:
+        [pending] = Outbox(reopened).due()
+    finally:
+        reopened.close()
+    assert pending.event == sent
+
+
+def test_no_credential_is_stored_or_shown_in_plaintext(parts, tmp_path: Path, fast_retries) -> None:
+    db, destinations, outbox = parts
+    hook = destinations.add("ops", "webhook", f"http://127.0.0.1:9/hook/{TOKEN}")  # nothing listens: refused
+    outbox.enqueue(event(), ["ops"])
+    sender = Sender(outbox, destinations, render)
+    try:
+        deliver_until(sender, outbox, 1)
+    finally:
+        sender.stop()
+    assert hook.secret is not None
+    shown = json.dumps([hook.public(), *[d.as_dict() for d in outbox.deliveries()]])
+    assert TOKEN not in shown
+    assert hook.secret.reveal() not in shown
+    db.close()
+    raw = (tmp_path / "apphub.db").read_bytes() + b"".join(p.read_bytes() for p in tmp_path.glob("apphub.db-*"))
+    assert TOKEN.encode() not in raw
+    assert hook.secret.reveal().encode() not in raw
