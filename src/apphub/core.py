@@ -14,6 +14,7 @@ from apphub.envvars.store import EnvStore, ensure_file
 from apphub.errors import DataDirError, FieldError, IniParseError
 from apphub.history.service import History
 from apphub.keys import KeyStore
+from apphub.notify.notifier import Notifier
 from apphub.paths import DataDir
 from apphub.rules.book import standard_rules
 from apphub.store.check import field_errors
@@ -59,6 +60,11 @@ class Core:
             store.after_write.append(self.history.notify)
         self.history.more_stores = self.environments.stores
         self.environments.on_new_store.append(lambda store: store.after_write.append(self.history.notify))
+        # Every write is told to the notification destinations that want it (the server delivers).
+        self.notifications = Notifier(data.database, self.box)
+        for store in stores:
+            store.after_change.append(self.notifications.on_write)
+        self.environments.on_new_store.append(lambda store: store.after_change.append(self.notifications.on_write))
 
     def findings(self) -> list[FieldError]:
         """Every problem of config.ini and system.ini as they are now: the schema's, then the
@@ -91,6 +97,7 @@ class Core:
         return IniStore(path, self.data.lock_for(path), schema_of, self.box, self.audit)
 
     def close(self) -> None:
+        self.notifications.close()
         self.history.close()
         self._audit_db.close()
         self._keys_db.close()

@@ -6,6 +6,7 @@ with its body); a key whose role is too weak is 403; every other combination get
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 import sys
 from collections.abc import Callable
@@ -67,7 +68,14 @@ READ_POSTS = {"/api/v1/settings/plan", "/api/v1/settings/rollback/plan", "/api/v
               "/api/v1/templates/{name}/preview"}
 # A service's bundle holds its secrets in plaintext (an admin or that service's own key); the
 # initialisers create accounts.
-ADMIN_ONLY = {"/api/v1/services/{name}/config", "/api/v1/init"}
+ADMIN_ONLY = {"/api/v1/services/{name}/config", "/api/v1/init", *(
+    f"/api/v1/notifications/{path}" for path in (
+        "destinations", "destinations/{name}", "destinations/{name}/enable", "destinations/{name}/test",
+        "deliveries", "deliveries/{delivery}", "deliveries/{delivery}/replay"))}
+# What an allowed request answers where it is not 200.
+STATUS = {("POST", "/api/v1/notifications/destinations"): 201,
+          ("DELETE", "/api/v1/notifications/destinations/{name}"): 204,
+          ("POST", "/api/v1/notifications/destinations/{name}/test"): 202}
 
 
 def client_with(server: LiveServer, headers: dict[str, str] | dict[bytes, bytes]) -> httpx.Client:
@@ -124,6 +132,8 @@ PARAMS: dict[tuple[str, str], dict[str, str]] = {
 
 
 def send(client: httpx.Client, operation: Operation, admin: httpx.Client) -> httpx.Response:
+    if operation.template.startswith("/api/v1/notifications/"):
+        return send_notifications(client, operation, admin)
     values = PATH_VALUES.get(operation.template, {})
     # the history's routes take a version: the current one (a rollback to it changes nothing)
     version = admin.get("/api/v1/settings").json()["version"]
@@ -147,6 +157,18 @@ def send(client: httpx.Client, operation: Operation, admin: httpx.Client) -> htt
     return client.request(operation.method, path, json=body, params=params)
 
 
+def send_notifications(client: httpx.Client, operation: Operation, admin: httpx.Client) -> httpx.Response:
+    """The notification routes, each on a destination (and a delivery) made for it with the admin key."""
+    admin.post("/api/v1/notifications/destinations",
+               json={"name": "matrix", "kind": "webhook", "url": "http://127.0.0.1:9/matrix"})  # 422 once there
+    if operation.template == "/api/v1/notifications/destinations" and operation.method == "POST":
+        body = {"name": f"matrix-{secrets.token_hex(4)}", "kind": "slack", "url": "http://127.0.0.1:9/matrix"}
+        return client.post(operation.template, json=body)
+    delivery = admin.post("/api/v1/notifications/destinations/matrix/test").json()["deliveries"][0]
+    path = operation.template.format(name="matrix", delivery=delivery)
+    return client.request(operation.method, path)
+
+
 def check(operation: Operation, credential: str, response: httpx.Response) -> None:
     needs = operation.needs
     if needs is None:
@@ -166,7 +188,7 @@ def check(operation: Operation, credential: str, response: httpx.Response) -> No
         else:
             assert_problem(response, 403, credential, needs)
         return
-    assert response.status_code == 200, response.text[:500]
+    assert response.status_code == STATUS.get((operation.method, operation.template), 200), response.text[:500]
 
 
 def run_matrix(live_server: LiveServer, admin: httpx.Client, key_for: Callable[[], list[str | None]],

@@ -51,6 +51,13 @@ ROUTES = {
     "/api/v1/templates/{name}": {"get"},
     "/api/v1/templates/{name}/preview": {"post"},
     "/api/v1/templates/{name}/apply": {"post"},
+    "/api/v1/notifications/destinations": {"get", "post"},
+    "/api/v1/notifications/destinations/{name}": {"delete"},
+    "/api/v1/notifications/destinations/{name}/enable": {"post"},
+    "/api/v1/notifications/destinations/{name}/test": {"post"},
+    "/api/v1/notifications/deliveries": {"get"},
+    "/api/v1/notifications/deliveries/{delivery}": {"get"},
+    "/api/v1/notifications/deliveries/{delivery}/replay": {"post"},
 }
 
 

@@ -16,7 +16,19 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from starlette.responses import HTMLResponse, JSONResponse
 
 import apphub
-from apphub.api import audit, env, environments, history, legacy, rules, services, settings, system, templates
+from apphub.api import (
+    audit,
+    env,
+    environments,
+    history,
+    legacy,
+    notifications,
+    rules,
+    services,
+    settings,
+    system,
+    templates,
+)
 from apphub.api import sync as sync_routes
 from apphub.api.auth import AuthenticationMiddleware, Principal, require_read
 from apphub.api.middleware import BodyLimitMiddleware, EncodedSlashMiddleware, RequestContextMiddleware
@@ -92,7 +104,9 @@ def create_app(data: DataDir, *, sync: bool = True, backends: BackendFactory | N
             from apphub.reload.build import build_backends
 
             engine = SyncEngine(core, backends or build_backends, watch=watch)
+            engine.on_report.append(core.notifications.on_report)
             engine.start()
+        core.notifications.start()
         app.state.engine = engine
         services_worker = start_services(app, core)
         try:
@@ -127,7 +141,8 @@ def create_app(data: DataDir, *, sync: bool = True, backends: BackendFactory | N
     app.add_middleware(RequestContextMiddleware)
     # The reads that tools poll first: a request is matched against the routes in this order.
     for router in (settings.router, env.router, system.router, audit.router, legacy.router, sync_routes.router,
-                   history.router, services.router, rules.router, environments.router, templates.router):
+                   history.router, services.router, rules.router, environments.router, templates.router,
+                   notifications.router):
         app.include_router(router)
 
     @app.get("/healthz", tags=["health"], summary="Liveness: the process answers (no key needed)",

@@ -45,9 +45,9 @@ def cli(ctx: click.Context, data_dir: Path) -> None:
 
 
 def _register() -> None:
-    from apphub.cli import config, env, environments, history, keys, legacy, serve, services, sync, templates
+    from apphub.cli import config, env, environments, history, keys, legacy, notify, serve, services, sync, templates
 
-    for module in (serve, config, keys, sync, history, legacy, env, services, environments, templates):
+    for module in (serve, config, keys, sync, history, legacy, env, services, environments, templates, notify):
         for command in module.COMMANDS:
             cli.add_command(command)
 

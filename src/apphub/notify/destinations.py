@@ -49,14 +49,7 @@ class Destination:
     created_at: str = ""
 
     def wants(self, event: Event) -> bool:
-        """Whether this destination asked for `event`: its type, and (when it names some) one of
-        the services or sections the event concerns. An event about no service in particular goes
-        to a destination that names services only if it concerns one of its sections."""
-        if not self.enabled or (ALL not in self.events and event.type not in self.events):
-            return False
-        if not self.services and not self.sections:
-            return True
-        return bool(set(self.services) & set(event.services)) or bool(set(self.sections) & set(event.sections))
+        return self.enabled and _wants(self.events, self.services, self.sections, event)
 
     def public(self) -> dict[str, Any]:
         """As an answer shows it: the URL's scheme and host only (its path or query holds the
@@ -101,6 +94,13 @@ class Destinations:
                  json.dumps(events), json.dumps(services), json.dumps(sections), now()))
         return self.get(name)
 
+    def wanting(self, event: Event) -> list[str]:
+        """The enabled destinations that ask for `event`, by name (nothing decrypted: this runs on
+        every change)."""
+        rows = self._db.query("SELECT name, events, services, sections FROM notify_destinations WHERE enabled = 1")
+        return [row["name"] for row in rows if _wants(tuple(json.loads(row["events"])), tuple(json.loads(
+            row["services"])), tuple(json.loads(row["sections"])), event)]
+
     def get(self, name: str) -> Destination:
         rows = self._db.query("SELECT * FROM notify_destinations WHERE name = ?", (name,))
         if not rows:
@@ -133,6 +133,16 @@ class Destinations:
             self._box.decrypt(row["secret"], where) if row["secret"] else None, tuple(json.loads(row["events"])),
             tuple(json.loads(row["services"])), tuple(json.loads(row["sections"])), bool(row["enabled"]),
             row["disabled_reason"], row["created_at"])
+
+
+def _wants(events: tuple[str, ...], services: tuple[str, ...], sections: tuple[str, ...], event: Event) -> bool:
+    """Whether a destination with these filters asked for `event`: its type, and (when it names
+    some) one of the services or sections the event concerns."""
+    if ALL not in events and event.type not in events:
+        return False
+    if not services and not sections:
+        return True
+    return bool(set(services) & set(event.services)) or bool(set(sections) & set(event.sections))
 
 
 def _error(field: str, message: str) -> FieldError:

@@ -118,7 +118,13 @@ class Sender:
         """One POST for `deliveries` (one, or a chat destination's pile); each records the result.
         Whether it was delivered."""
         events = [delivery.event for delivery in deliveries]
-        body = json.dumps(self._render(destination.kind, events), separators=(",", ":"), ensure_ascii=False)
+        try:
+            body = json.dumps(self._render(destination.kind, events), separators=(",", ":"), ensure_ascii=False)
+        except Exception as exc:  # recorded like a refusal: retried on the schedule, never in a tight loop
+            logger.exception("notifications: the message for '%s' could not be built", destination.name)
+            for delivery in deliveries:
+                self._outbox.record(delivery, None, f"the message could not be built ({type(exc).__name__})", 0.0)
+            return False
         url, headers = destination.url.reveal(), {"content-type": "application/json", "user-agent": "apphub"}
         if destination.kind == "webhook":
             headers.update(_signed(destination, events[0], body))

@@ -39,7 +39,7 @@ from apphub.store.schema import FileSchema
 from apphub.store.secrets import MASK, Secret, SecretBox, is_encrypted, mask
 from apphub.store.snapshot import Snapshot, version_changes
 from apphub.store.validate import Problem, check_file, check_name, check_text, shown_value, to_ini_text
-from apphub.store.versionlog import VersionLog
+from apphub.store.versionlog import OUTSIDE_ACTOR, VersionLog
 
 logger = logging.getLogger("apphub.store")
 
@@ -115,6 +115,8 @@ class IniStore:
         self._cache_lock = threading.Lock()
         self._known: Snapshot | None = None  # the version this store last wrote or accounted for (audited)
         self.after_write: list[Callable[[], None]] = []  # told after each write made (the history wakes)
+        # told what each write made changed, and by whom (notifications); after the write, never in its way
+        self.after_change: list[Callable[[str, WriteResult, Actor, str | None], None]] = []
         self.rules: RuleHook | None = None
 
     @property
@@ -322,9 +324,12 @@ class IniStore:
                 self._cache = written
                 self._cache_stat = None
             self._known = written
+        result = WriteResult(written, audit_changes, current.version, warnings)
         for listener in self.after_write:
             listener()
-        return WriteResult(written, audit_changes, current.version, warnings)
+        for told in self.after_change:
+            told(self.name, result, actor, message)
+        return result
 
     def write_lock(self, wait: float = 10.0) -> contextlib.AbstractContextManager[None]:
         """The file's write lock (no write is in flight while it is held); LockTimeout after `wait`."""
@@ -471,10 +476,15 @@ class IniStore:
         with exclusive_lock(self._lock_path, what=self.name):
             current = self.snapshot()
             self._versions.settle()
-            self._versions.account_for(current, previous, "settings.file", f"{self.name} edited by hand",
-                                       warnings=warnings)
+            recorded = self._versions.account_for(current, previous, "settings.file", f"{self.name} edited by hand",
+                                                  warnings=warnings)
             self._known = current
-            return current
+        if recorded:
+            result = WriteResult(current, version_changes(previous, current) if previous is not None else [],
+                                 previous.version if previous is not None else "")
+            for told in self.after_change:
+                told(self.name, result, OUTSIDE_ACTOR, f"{self.name} edited by hand")
+        return current
 
     def _plan(
         self,

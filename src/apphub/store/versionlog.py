@@ -183,22 +183,24 @@ class VersionLog:
 
     def account_for(self, current: Snapshot, previous: Snapshot | None = None, action: str = "settings.unaudited",
                     message: str | None = None, *, made: Sequence[int] | None = None,
-                    warnings: Sequence[str] = ()) -> None:
+                    warnings: Sequence[str] = ()) -> bool:
         """Record a version on disk that no audit event produced, so the chain has no gap: a hand
         edit (or a writer of an apphub older than the pending events). Call `settle` first; `made`:
-        what it returned, if it did not mark them.
+        what it returned, if it did not mark them. Whether it recorded one.
         """
         audited = self._audit.last_version(self.name, made=made)
-        if audited is not None and audited != current.version:
-            known = previous if previous is not None and previous.version == audited else None
-            self._audit.record(
-                OUTSIDE_ACTOR,
-                action,
-                version_changes(known, current) if known is not None else [],
-                file=self.name,
-                version_before=audited,
-                version_after=current.version,
-                message=message or f"{self.name} changed outside apphub (a hand edit)",
-                content=recordable(current),
-                warnings=warnings,
-            )
+        if audited is None or audited == current.version:
+            return False
+        known = previous if previous is not None and previous.version == audited else None
+        self._audit.record(
+            OUTSIDE_ACTOR,
+            action,
+            version_changes(known, current) if known is not None else [],
+            file=self.name,
+            version_before=audited,
+            version_after=current.version,
+            message=message or f"{self.name} changed outside apphub (a hand edit)",
+            content=recordable(current),
+            warnings=warnings,
+        )
+        return True

@@ -22,7 +22,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -81,6 +81,7 @@ class SyncEngine(EngineInputs):
         self._immediate = False
         self._full = True
         self._reports: dict[int, ApplyReport] = {}
+        self.on_report: list[Callable[[ApplyReport], None]] = []  # told each round's report (notifications)
         self._noticed_at: float | None = None  # monotonic time of the first request not yet served
         # what the sync thread alone reads and writes
         self._settings: SyncSettings | None = None
@@ -208,7 +209,16 @@ class SyncEngine(EngineInputs):
                 for old in [t for t in self._reports if t < served - 64]:
                     del self._reports[old]
                 self._cond.notify_all()
+            self._tell(report)
             self._sleep()
+
+    def _tell(self, report: ApplyReport) -> None:
+        """Each listener (notifications) hears of every round's report; one that fails does not stop the engine."""
+        for listener in self.on_report:
+            try:
+                listener(report)
+            except Exception:
+                logger.exception("a listener of the sync reports failed")
 
     def _sleep(self) -> None:
         """Wait for the next request, file event, drift check or retry; then the debounce."""

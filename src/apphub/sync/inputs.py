@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from apphub.environments.judging import relocated
 from apphub.environments.overlays import merged
 from apphub.envvars.check import env_problems
 from apphub.errors import ApphubError, IniParseError, LockTimeout, ManifestError
+from apphub.notify.events import refused
 from apphub.reload.base import Backends
 from apphub.rules.base import CONFIG, SYSTEM, KeyRef
 from apphub.store.check import located_problems
@@ -329,6 +331,9 @@ class EngineInputs:
             self.core.audit.record(FILE_ACTOR, "settings.invalid", file="config.ini", message=message)
             logger.error("%s", message)
             self.status.metrics.failures.labels("config_invalid").inc()
+            # `identity` is the refused version, or the parse error's text when there is no version
+            version = identity if re.fullmatch(r"[0-9a-f]{32}", identity) else None
+            self.core.notifications.publish(refused("config.ini", message, version))
         self.status.update(config_error=message)
 
     def _masks(self) -> list[str]:

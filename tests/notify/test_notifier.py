@@ -1,0 +1,74 @@
+"""Notifications end to end with a served apphub: a write through the API reaches a webhook
+receiver as one signed `settings.changed` event (who, what, old and new, secrets masked), a write
+no destination asked for queues nothing, and a CLI write is queued for the server to deliver."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+from standardwebhooks.webhooks import Webhook
+
+from apphub.audit.log import Actor
+from apphub.core import Core
+from apphub.paths import DataDir
+from apphub.store.secrets import MASK
+from tests.conftest import LiveServer
+from tests.notify.test_delivery import Receiver, receiving
+
+NEW_PASSWORD = "Notify-Secret-Horse-4417"
+
+
+def wait_for(receiver: Receiver, count: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while len(receiver.got) < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(receiver.got) >= count, f"{len(receiver.got)} of {count} messages arrived"
+
+
+def test_a_write_reaches_a_webhook_as_one_signed_event_with_secrets_masked(
+        core: Core, live_server: LiveServer, admin: httpx.Client) -> None:
+    with receiving(Receiver()) as receiver:
+        hook = core.notifications.destinations.add("ops", "webhook", receiver.url, events=["settings.changed"])
+        answer = admin.put("/api/v1/settings/gitea", json={"user_email": "notified@example.org",
+                                                           "user_pwd": NEW_PASSWORD})
+        assert answer.status_code == 200, answer.text
+        wait_for(receiver, 1)
+        time.sleep(0.3)  # nothing more is coming: one change set, one message
+    assert len(receiver.got) == 1
+    _, headers, body = receiver.got[0]
+    assert hook.secret is not None
+    payload = Webhook(hook.secret.reveal()).verify(body, headers)
+    assert payload["type"] == "settings.changed"
+    data = payload["data"]
+    assert data["version"] == answer.json()["version"]
+    changes = {(c["section"], c["key"]): c for c in data["data"]["changes"]}
+    assert changes[("gitea", "user_email")]["new"] == "notified@example.org"
+    assert changes[("gitea", "user_pwd")]["new"] == MASK
+    assert NEW_PASSWORD not in body.decode()
+    stored = json.dumps([d.as_dict() for d in core.notifications.outbox.deliveries()])
+    assert NEW_PASSWORD not in stored
+
+
+def test_a_write_no_destination_asked_for_queues_nothing(core: Core) -> None:
+    core.notifications.destinations.add("failures", "webhook", "http://127.0.0.1:9/hook", events=["sync.failed"])
+    core.config.update({"gitea": {"user_email": "quiet@example.org"}}, Actor("notify-test", "test"))
+    assert core.notifications.outbox.deliveries() == []
+
+
+def test_a_cli_write_is_queued_and_the_server_delivers_it(data_dir: DataDir) -> None:
+    from tests.conftest import serving
+
+    with receiving(Receiver()) as receiver:
+        cli = Core(data_dir)
+        try:
+            cli.notifications.destinations.add("ops", "webhook", receiver.url)
+            cli.config.update({"gitea": {"user_email": "from-cli@example.org"}}, Actor("cli", "cli"))
+            assert [d.state for d in cli.notifications.outbox.deliveries()] == ["pending"]
+        finally:
+            cli.close()
+        assert receiver.got == []  # a CLI command only queues
+        with serving(data_dir):
+            wait_for(receiver, 1)
+    assert json.loads(receiver.got[0][2])["data"]["data"]["source"] == "cli"
