@@ -19,9 +19,14 @@ require_admin = require("admin")
 
 Admin = Annotated[Principal, Depends(require_admin)]
 Name = Annotated[str, Path(description="A destination's name", examples=["ops-slack"])]
+SQLITE_MAX = 2**63 - 1  # SQLite's integers: a larger id is none of ours (not a 500)
+DeliveryId = Annotated[int, Path(ge=1, le=SQLITE_MAX, description="A delivery's id")]
 FORBIDDEN: dict[int | str, dict[str, Any]] = {
     403: problem_response("Notifications are an admin's: the key's role is too weak")}
-RESPONSES: dict[int | str, dict[str, Any]] = {**COMMON_RESPONSES, **FORBIDDEN}
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    **COMMON_RESPONSES, **FORBIDDEN,
+    400: problem_response("The request cannot be read: malformed JSON, a missing body, a malformed parameter; "
+                          "`errors` names each")}
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: problem_response("No such destination or delivery")}
 
 
@@ -84,7 +89,8 @@ def send_test(name: Name, request: Request, _: Admin) -> dict[str, Any]:
 def list_deliveries(request: Request, _: Admin,
                     destination: Annotated[str | None, Query(description="Only this destination's")] = None,
                     state: Annotated[Literal["pending", "delivered", "failed"] | None, Query()] = None,
-                    before_id: Annotated[int | None, Query(ge=1, description="The page after this id")] = None,
+                    before_id: Annotated[int | None, Query(ge=1, le=SQLITE_MAX, description="The page after this id")]
+                    = None,
                     limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
     found = core_of(request).notifications.outbox.deliveries(destination=destination, state=state,
                                                              before_id=before_id, limit=limit)
@@ -92,7 +98,7 @@ def list_deliveries(request: Request, _: Admin,
 
 
 @router.get("/deliveries/{delivery}", summary="A delivery and every attempt", responses={**RESPONSES, **NOT_FOUND})
-def read_delivery(delivery: Annotated[int, Path(ge=1)], request: Request, _: Admin) -> dict[str, Any]:
+def read_delivery(delivery: DeliveryId, request: Request, _: Admin) -> dict[str, Any]:
     outbox = core_of(request).notifications.outbox
     return {**outbox.get(delivery).as_dict(),
             "attempts": [attempt.__dict__ for attempt in outbox.attempts(delivery)]}
@@ -100,7 +106,7 @@ def read_delivery(delivery: Annotated[int, Path(ge=1)], request: Request, _: Adm
 
 @router.post("/deliveries/{delivery}/replay", summary="Queue a delivery again, its retries from the start",
              responses={**RESPONSES, **NOT_FOUND})
-def replay_delivery(delivery: Annotated[int, Path(ge=1)], request: Request, _: Admin) -> dict[str, Any]:
+def replay_delivery(delivery: DeliveryId, request: Request, _: Admin) -> dict[str, Any]:
     notifications = core_of(request).notifications
     found = notifications.outbox.replay(delivery)
     if notifications.sender is not None:
