@@ -56,11 +56,16 @@ class Sender:
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Stop dispatching, and give the sends in flight up to `timeout` to record their result
+        (one cut off stays pending, and is sent again: receivers de-duplicate on the event's id)."""
+        deadline = time.monotonic() + timeout
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
         self._pool.shutdown(wait=False, cancel_futures=True)
+        while self._busy and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def wake(self) -> None:
         """Something was queued: look now rather than at the next due time."""
