@@ -115,17 +115,22 @@ def deliver_until(sender: Sender, outbox: Outbox, done: int, timeout: float = 10
     raise AssertionError(f"not {done} deliveries done: {[d.as_dict() for d in outbox.deliveries()]}")
 
 
+def delivered(outbox: Outbox, destinations: Destinations, done: int) -> None:
+    """A sender of its own delivers until `done` deliveries are no longer pending, then stops."""
+    sender = Sender(outbox, destinations, render)
+    try:
+        deliver_until(sender, outbox, done)
+    finally:
+        sender.stop()
+
+
 def test_a_webhook_is_signed_so_that_the_standard_webhooks_library_verifies_it(parts, fast_retries) -> None:
     _, destinations, outbox = parts
     with receiving(Receiver()) as receiver:
         hook = destinations.add("ops", "webhook", receiver.url)
         sent = event()
         outbox.enqueue(sent, ["ops"])
-        sender = Sender(outbox, destinations, render)
-        try:
-            deliver_until(sender, outbox, 1)
-        finally:
-            sender.stop()
+        delivered(outbox, destinations, 1)
     _, headers, body = receiver.got[0]
     assert hook.secret is not None
     verified = Webhook(hook.secret.reveal()).verify(body, headers)
@@ -141,11 +146,7 @@ def test_a_receiver_down_then_up_gets_the_event_with_the_same_id_after_retries(p
         destinations.add("ops", "webhook", receiver.url)
         sent = event()
         [delivery] = outbox.enqueue(sent, ["ops"])
-        sender = Sender(outbox, destinations, render)
-        try:
-            deliver_until(sender, outbox, 1)
-        finally:
-            sender.stop()
+        delivered(outbox, destinations, 1)
     assert [headers["webhook-id"] for _, headers, _ in receiver.got] == [sent.id] * 4
     assert [attempt.status for attempt in outbox.attempts(delivery)] == [503, 500, 429, 200]
     assert outbox.get(delivery).state == "delivered"
@@ -180,11 +181,7 @@ def test_410_gone_disables_the_destination_and_says_so(parts, fast_retries) -> N
     with receiving(Receiver(script=[(410, {}, b"gone")])) as receiver:
         destinations.add("chat", "slack", receiver.url)
         [delivery] = outbox.enqueue(event(), ["chat"])
-        sender = Sender(outbox, destinations, render)
-        try:
-            deliver_until(sender, outbox, 1)
-        finally:
-            sender.stop()
+        delivered(outbox, destinations, 1)
     assert outbox.get(delivery).state == "failed"
     found = destinations.get("chat")
     assert not found.enabled
@@ -220,11 +217,7 @@ def test_a_pile_of_chat_events_goes_out_as_one_message(parts, fast_retries) -> N
         queued = [event(f"change {n}") for n in range(12)]
         for one in queued:
             outbox.enqueue(one, ["chat"])
-        sender = Sender(outbox, destinations, render)
-        try:
-            deliver_until(sender, outbox, 12)
-        finally:
-            sender.stop()
+        delivered(outbox, destinations, 12)
     assert len(receiver.got) == 1
     assert json.loads(receiver.got[0][2])["ids"] == [one.id for one in queued]
 
@@ -246,11 +239,7 @@ def test_no_credential_is_stored_or_shown_in_plaintext(parts, tmp_path: Path, fa
     db, destinations, outbox = parts
     hook = destinations.add("ops", "webhook", f"http://127.0.0.1:9/hook/{TOKEN}")  # nothing listens: refused
     outbox.enqueue(event(), ["ops"])
-    sender = Sender(outbox, destinations, render)
-    try:
-        deliver_until(sender, outbox, 1)
-    finally:
-        sender.stop()
+    delivered(outbox, destinations, 1)
     assert hook.secret is not None
     shown = json.dumps([hook.public(), *[d.as_dict() for d in outbox.deliveries()]])
     assert TOKEN not in shown
