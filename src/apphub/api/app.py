@@ -37,6 +37,7 @@ from apphub.api.openapi import openapi_document
 from apphub.api.problems import install_error_handlers
 from apphub.core import Core
 from apphub.db import Database
+from apphub.environments.overlays import file_name
 from apphub.errors import ApphubError
 from apphub.history.push import Pusher, PushSettings
 from apphub.history.worker import HistoryWorker
@@ -69,15 +70,31 @@ def start_history(core: Core) -> tuple[HistoryWorker, Pusher]:
         logger.error("%s", core.history.problem)
     worker = HistoryWorker(core.history)
     pusher = Pusher(core.history, lambda: PushSettings.from_system(core.system.snapshot()))
+    pusher.on_failure.append(core.notifications.on_push_failed)
     worker.start()
     pusher.start()
     return worker, pusher
+
+
+def notify_of_sync(core: Core, engine: SyncEngine) -> None:
+    """Every sync round is told to the notification destinations, and a write of a file the sync
+    carries is known to be followed by its report (a chat destination sends both as one)."""
+    engine.on_report.append(core.notifications.on_report)
+    core.notifications.synced = lambda file: file in synced_files(core)
+
+
+def synced_files(core: Core) -> set[str]:
+    """The files the sync engine carries to the services: config.ini, the running environment's
+    overlay, env.ini (a write of one of them is followed by a sync report)."""
+    active = core.environments.active()
+    return {core.data.config_ini.name, core.data.env_ini.name} | ({file_name(active)} if active else set())
 
 
 def start_services(app: FastAPI, core: Core) -> ServicesWorker:
     """The products' initialisation and every service's connection tests, in a thread of their own:
     serving never waits for them."""
     manager = ServiceManager(core, InitStatus(Database(core.data.database)))
+    manager.on_run.append(core.notifications.on_init_run)
     app.state.services_database = manager.status.database
     board = ServiceBoard(manager, core.data.root / "services.yaml", core.data.root)
     worker = ServicesWorker(manager, board)
@@ -104,7 +121,7 @@ def create_app(data: DataDir, *, sync: bool = True, backends: BackendFactory | N
             from apphub.reload.build import build_backends
 
             engine = SyncEngine(core, backends or build_backends, watch=watch)
-            engine.on_report.append(core.notifications.on_report)
+            notify_of_sync(core, engine)
             engine.start()
         core.notifications.start()
         app.state.engine = engine

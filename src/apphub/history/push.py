@@ -113,6 +113,8 @@ class Pusher:
         self._last_attempt: str | None = None
         self._failures = 0
         self._next_attempt = 0.0  # monotonic
+        # told of each failure (remote, branch, error, failures in a row): the notifications
+        self.on_failure: list[Callable[[str, str | None, str, int], None]] = []
         history.listeners.append(self._wake.set)
 
     def start(self) -> None:
@@ -224,7 +226,14 @@ class Pusher:
             delay = RETRY_DELAYS_S[min(self._failures, len(RETRY_DELAYS_S)) - 1]
             self._next_attempt = time.monotonic() + delay
             self._state, self._last_error = state, text
+            failures = self._failures
         logger.warning("history push: %s (next try in %g s)", text, delay)
+        for told in self.on_failure:
+            try:
+                told(settings.url if settings is not None else "(not configured)",
+                     settings.branch if settings is not None else None, text, failures)
+            except Exception:
+                logger.exception("a listener of the history push failed")
 
     def _pushed(self, settings: PushSettings) -> str | None:
         rows = self._db.query("SELECT remote, branch, pushed_commit FROM history_push WHERE id = 1")

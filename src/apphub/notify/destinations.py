@@ -51,6 +51,9 @@ class Destination:
     def wants(self, event: Event) -> bool:
         return self.enabled and _wants(self.events, self.services, self.sections, event)
 
+    def wants_type(self, kind: str) -> bool:
+        return ALL in self.events or kind in self.events
+
     def public(self) -> dict[str, Any]:
         """As an answer shows it: the URL's scheme and host only (its path or query holds the
         token), the secret masked."""
@@ -94,12 +97,12 @@ class Destinations:
                  json.dumps(events), json.dumps(services), json.dumps(sections), now()))
         return self.get(name)
 
-    def wanting(self, event: Event) -> list[str]:
+    def wanting(self, event: Event, *, filtered: bool = True) -> list[str]:
         """The enabled destinations that ask for `event`, by name (nothing decrypted: this runs on
-        every change)."""
+        every change). `filtered=False`: by its type alone, whatever services or sections they name."""
         rows = self._db.query("SELECT name, events, services, sections FROM notify_destinations WHERE enabled = 1")
         return [row["name"] for row in rows if _wants(tuple(json.loads(row["events"])), tuple(json.loads(
-            row["services"])), tuple(json.loads(row["sections"])), event)]
+            row["services"])) if filtered else (), tuple(json.loads(row["sections"])) if filtered else (), event)]
 
     def get(self, name: str) -> Destination:
         rows = self._db.query("SELECT * FROM notify_destinations WHERE name = ?", (name,))

@@ -12,7 +12,7 @@ import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from apphub.audit.log import Actor, Change
 
@@ -29,6 +29,8 @@ EventType = Literal[
     "notify.test",  # `apphub notify test`: what a destination receives, on demand
 ]
 EVENT_TYPES: tuple[EventType, ...] = EventType.__args__  # type: ignore[attr-defined]
+CHANGE_TYPES = frozenset({"settings.changed", "settings.rolled_back"})
+SYNC_TYPES = frozenset({"sync.applied", "sync.failed"})
 
 # How many per-key changes an event carries: a rewrite of a whole file is summarised past this.
 MAX_CHANGES = 200
@@ -68,8 +70,9 @@ class Event:
 
 
 def settings_changed(actor: Actor, file: str, changes: Sequence[Change], version: str | None, *,
-                     message: str | None = None, commit: str | None = None) -> Event:
-    """A version of `file` made by `actor` (its changes as the audit log holds them: masked)."""
+                     message: str | None = None, commit: str | None = None, sync_expected: bool = False) -> Event:
+    """A version of `file` made by `actor` (its changes as the audit log holds them: masked).
+    `sync_expected`: the sync will report how the services took it (a `sync.*` event follows)."""
     keys = [change for change in changes if change.key is not None]
     shown = [{"section": c.section, "key": c.key, "change": c.change, "old": c.old, "new": c.new}
              for c in keys[:MAX_CHANGES]]
@@ -78,7 +81,8 @@ def settings_changed(actor: Actor, file: str, changes: Sequence[Change], version
                                                                       else "")
     summary = f"{actor.name} ({actor.source}) changed {what or file}"
     data: dict[str, Any] = {"file": file, "actor": actor.name, "source": actor.source, "changes": shown,
-                            "changes_total": len(keys), "message": message, "commit": commit}
+                            "changes_total": len(keys), "message": message, "commit": commit,
+                            "sync_expected": sync_expected}
     if actor.request_id:
         data["request_id"] = actor.request_id
     kind: EventType = "settings.rolled_back" if actor.source == "rollback" else "settings.changed"
@@ -95,11 +99,48 @@ def sync_applied(version: str, outcomes: Iterable[Mapping[str, Any]], timings_ms
     if failed:
         summary = f"{', '.join(failed)} failed on the new version and got the previous one back"
         kind: EventType = "sync.failed"
+    elif done:
+        summary = f"{', '.join(done)} took the new version{took}"
+        kind = "sync.applied"
     else:
-        summary = f"{', '.join(done) or 'no service'} took the new version{took}"
+        summary = f"no service needed a change for the new version (checked{took})"
         kind = "sync.applied"
     return Event(kind, summary, version, {"services": services, "timings_ms": dict(timings_ms)},
                  services=tuple(s["service"] for s in services))
+
+
+def drift(found: Mapping[str, Sequence[str]], repaired: Iterable[str], version: str | None) -> list[Event]:
+    """Files of services edited outside apphub (`found`: service -> what was edited): one event for
+    those the sync put back (`drift.repaired`), one for those it only reports (`drift.found`)."""
+    fixed = [name for name in found if name in set(repaired)]
+    left = [name for name in found if name not in fixed]
+    made = []
+    for kind, names, done in (("drift.repaired", fixed, "put back"), ("drift.found", left, "left as edited")):
+        if names:
+            edited = {name: list(found[name]) for name in names}
+            what = "; ".join(f"{name}: {', '.join(paths)}" for name, paths in edited.items())
+            made.append(Event(cast(EventType, kind), f"edited outside apphub, {done}: {what}", version,
+                              {"edited": edited}, services=tuple(names)))
+    return made
+
+
+def push_failed(remote: str, branch: str | None, error: str, failures: int) -> Event:
+    """The history could not be pushed to its remote (`error` already has any credential redacted)."""
+    return Event("history.push_failed", f"the history could not be pushed to {remote}: {error}", None,
+                 {"remote": remote, "branch": branch, "error": error, "failures": failures})
+
+
+def init_failed(run: Mapping[str, Any]) -> Event:
+    """A product's initialiser that did not finish (ProductRun.to_dict: its steps' errors are
+    redacted by the step runner)."""
+    steps = [{"step": step.get("name"), "state": step.get("state"),
+              "error": step.get("last_error") or step.get("detail")}
+             for step in run.get("steps") or () if step.get("state") in ("failed", "manual")]
+    why = "; ".join(f"{step['step']}: {step['error'] or step['state']}" for step in steps)
+    service = str(run.get("service"))
+    return Event("init.failed", f"the initialiser of {run.get('title') or service} did not finish: {why or 'failed'}",
+                 None, {"service": service, "state": run.get("state"), "trigger": run.get("trigger"),
+                        "attempt": run.get("attempt"), "steps": steps}, services=(service,))
 
 
 def refused(file: str, reason: str, version: str | None) -> Event:

@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from apphub.notify import changesets
 from apphub.notify.events import Event
 from apphub.notify.outline import (
     BAD_NEWS,
@@ -41,6 +42,7 @@ from apphub.notify.outline import (
     TYPE_TITLES,
     Line,
     Outline,
+    change_set_outline,
     digest_outline,
     outline,
     parsed_time,
@@ -330,20 +332,25 @@ def body_for(kind: str, event: Event) -> dict[str, Any]:
 
 
 def body_for_many(kind: str, events: Sequence[Event]) -> dict[str, Any]:
-    """One message for `events`: an event's own when there is one, and when several piled up for a
-    chat destination (its rate reached), a digest of them within the same limits. A webhook is sent
+    """One message for `events`: an event's own when there is one; a change and the sync event that
+    followed it as one (changesets); and when more piled up for a chat destination (its rate
+    reached, or a change set held), a digest of them within the same limits. A webhook is sent
     one event per request, each signed with its own id: more than one is a ValueError."""
     if not events:
         raise ValueError("no events to put in a message")
     if len(events) == 1:
         return body_for(kind, events[0])
+    if changesets.is_change_set(events):  # a change and how the services took it
+        content, label = change_set_outline(*events), f"{TYPE_TITLES[events[0].type]}, {TYPE_TITLES[events[1].type]}"
+        color = _discord_color(events[1].type if events[1].type == "sync.failed" else events[0].type)
+    else:
+        content, label, color = digest_outline(events), f"{len(events)} events", DISCORD_COLORS["neutral"]
     if kind == "slack":
-        return _slack_message(digest_outline(events))
+        return _slack_message(content)
     if kind == "discord":
-        return _discord_message(digest_outline(events), f"{len(events)} events", DISCORD_COLORS["neutral"],
-                                events[-1].at)
+        return _discord_message(content, label, color, events[-1].at)
     if kind == "wecom":
-        return _wecom_message(digest_outline(events))
+        return _wecom_message(content)
     if kind == "webhook":
         raise ValueError(f"a webhook message holds one event (its id signs it), not {len(events)}")
     raise ValueError(f"no message format for the destination kind '{kind}' (one of {', '.join(RENDERERS)})")

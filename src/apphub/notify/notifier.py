@@ -1,6 +1,6 @@
 """Notifications for one data folder: the destinations, the outbox, the sender, and what turns a
-write or a sync round into an event. The server starts the sender; a CLI command only queues (the
-server, or the next one started, delivers).
+write, a sync round, a history push or an initialiser's run into an event. The server starts the
+sender; a CLI command only queues (the server, or the next one started, delivers).
 
 What publishing costs the change it tells of: one query of the destinations' filters (no secret
 decrypted) and, when one wants the event, one SQLite transaction. Sending happens elsewhere.
@@ -9,13 +9,16 @@ decrypted) and, when one wants the event, one SQLite transaction. Sending happen
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from apphub.audit.log import Actor
 from apphub.db import Database
+from apphub.notify import events
 from apphub.notify.destinations import Destinations, Kind
-from apphub.notify.events import Event, settings_changed, sync_applied, test_event
+from apphub.notify.events import Event
 from apphub.notify.outbox import Outbox
 from apphub.notify.sender import Render, Sender
 from apphub.store.inistore import WriteResult
@@ -35,6 +38,12 @@ class Notifier:
         self.outbox = Outbox(self._db)
         self._render = render or _default_render
         self.sender: Sender | None = None
+        # Which files' writes the sync reports on (set when a sync engine runs): a chat destination
+        # holds their change until that report comes, to send both as one message.
+        self.synced: Callable[[str], bool] = lambda file: False
+        self._lock = threading.Lock()
+        self._last_version: str | None = None  # of the last sync report heard
+        self._drift_told: dict[str, tuple[str, ...]] = {}  # service -> the edit last told of
 
     def start(self) -> None:
         """Deliver in the background (the server); what is pending from before goes out first."""
@@ -51,36 +60,79 @@ class Notifier:
         a notification that cannot be queued must not fail the change it tells of."""
         try:
             wanted = self.destinations.wanting(event)
-            made = self.outbox.enqueue(event, wanted) if wanted else []
+            if event.type in events.SYNC_TYPES:  # the end of a change set a chat destination holds
+                holding = self.outbox.awaiting_sync()
+                wanted += [name for name in self.destinations.wanting(event, filtered=False)
+                           if name not in wanted and name in holding]
+            return self._queue(event, wanted)
         except Exception:
             logger.exception("notifications: the event %s (%s) could not be queued", event.id, event.type)
             return []
-        if made and self.sender is not None:
-            self.sender.wake()
-        return made
 
     def test(self, name: str) -> list[int]:
         """Queue a test event for the destination `name` alone (DestinationNotFound if none)."""
         self.destinations.get(name)
-        made = self.outbox.enqueue(test_event(name), [name])
-        if self.sender is not None:
+        return self._queue(events.test_event(name), [name])
+
+    def _queue(self, event: Event, destinations: Sequence[str]) -> list[int]:
+        made = self.outbox.enqueue(event, destinations) if destinations else []
+        if made and self.sender is not None:
             self.sender.wake()
         return made
 
-    # -- what the store and the sync engine report ------------------------------------------
+    # -- what the store, the sync engine, the history and the initialisers report ------------
 
     def on_write(self, file: str, result: WriteResult, actor: Actor, message: str | None) -> None:
         if result.changed:
-            self.publish(settings_changed(actor, file, result.changes, result.snapshot.version, message=message))
+            self.publish(events.settings_changed(actor, file, result.changes, result.snapshot.version,
+                                                 message=message, sync_expected=self.synced(file)))
 
     def on_report(self, report: ApplyReport) -> None:
-        news = [outcome.to_dict() for outcome in report.outcomes.values() if outcome.result in NEWS]
-        if news:
+        """A sync round: its drift, then how the services took the version (one event, also when
+        no service needed a change: it ends the change set a chat destination holds)."""
+        if report.refused:
+            return  # the refusal is told where it is decided (settings.refused)
+        repaired = [name for name in report.drift if _result(report, name) == "applied"]
+        for event in self._drift_news(report, repaired):
+            self.publish(event)
+        news = [outcome.to_dict() for name, outcome in report.outcomes.items()
+                if outcome.result in NEWS and name not in repaired]
+        with self._lock:
+            new_version = self._last_version is not None and report.version != self._last_version
+            self._last_version = report.version
+        if news or new_version:
             timings = {name: round(seconds * 1000, 3) for name, seconds in report.timings.items()}
-            self.publish(sync_applied(report.version, news, timings))
+            self.publish(events.sync_applied(report.version, news, timings))
+
+    def _drift_news(self, report: ApplyReport, repaired: Sequence[str]) -> list[Event]:
+        """Drift events, each edit told once: a periodic check finds a reported edit again."""
+        with self._lock:
+            for name, outcome in report.outcomes.items():
+                if outcome.result == "applied" and name not in report.drift:
+                    self._drift_told.pop(name, None)  # its files are apphub's again
+            fresh = {name: paths for name, paths in report.drift.items()
+                     if name in repaired or self._drift_told.get(name) != tuple(paths)}
+            for name, paths in fresh.items():
+                self._drift_told[name] = () if name in repaired else tuple(paths)
+        return events.drift(fresh, repaired, report.version) if fresh else []
+
+    def on_push_failed(self, remote: str, branch: str | None, error: str, failures: int) -> None:
+        """The history push failed: told on the first failure in a row, not on every retry."""
+        if failures == 1:
+            self.publish(events.push_failed(remote, branch, error, failures))
+
+    def on_init_run(self, run: Mapping[str, Any], previous_state: str | None) -> None:
+        """An initialiser's run ended: told when it failed and the run before it did not."""
+        if run.get("state") == "failed" and previous_state != "failed":
+            self.publish(events.init_failed(run))
 
 
-def _default_render(kind: Kind, events: Sequence[Event]) -> dict[str, object]:
+def _result(report: ApplyReport, service: str) -> str | None:
+    outcome = report.outcomes.get(service)
+    return outcome.result if outcome is not None else None
+
+
+def _default_render(kind: Kind, found: Sequence[Event]) -> dict[str, object]:
     from apphub.notify.formats import body_for_many  # the formats are only needed where something is sent
 
-    return body_for_many(kind, events)
+    return body_for_many(kind, found)

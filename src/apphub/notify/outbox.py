@@ -91,6 +91,27 @@ class Outbox:
                               " LIMIT ?", (time.time() if at is None else at, limit))
         return [_delivery(row) for row in rows]
 
+    def untried(self, destination: str) -> list[Delivery]:
+        """The pending deliveries of `destination` never sent yet (due, or held: see postpone)."""
+        rows = self._db.query("SELECT * FROM notify_outbox WHERE destination = ? AND state = 'pending'"
+                              " AND attempts = 0 ORDER BY id", (destination,))
+        return [_delivery(row) for row in rows]
+
+    def awaiting_sync(self) -> set[str]:
+        """The destinations holding a change whose sync report has not come yet (never sent, and
+        its event says a `sync.*` event follows)."""
+        rows = self._db.query(
+            "SELECT DISTINCT destination FROM notify_outbox WHERE state = 'pending' AND attempts = 0"
+            " AND json_extract(event, '$.data.sync_expected') = 1"
+            " AND json_extract(event, '$.type') IN ('settings.changed', 'settings.rolled_back')")
+        return {row["destination"] for row in rows}
+
+    def postpone(self, deliveries: Iterable[Delivery], until: float) -> None:
+        """Hold pending deliveries until `until` (unix time), unless sent earlier with others."""
+        with self._db.transaction() as connection:
+            connection.executemany("UPDATE notify_outbox SET next_at = max(next_at, ?) WHERE id = ?"
+                                   " AND state = 'pending'", [(until, delivery.id) for delivery in deliveries])
+
     def next_due_at(self) -> float | None:
         rows = self._db.query("SELECT min(next_at) FROM notify_outbox WHERE state = 'pending'")
         return float(rows[0][0]) if rows and rows[0][0] is not None else None

@@ -83,6 +83,19 @@ def digest_outline(events: Sequence[Event]) -> Outline:
     return Outline(printable(title), items=items, noun="events", footer=footer)
 
 
+def change_set_outline(change: Event, sync: Event) -> Outline:
+    """A change and how the services took it, as one message: the change's title and the sync's,
+    who and where, one line per service, then the changes."""
+    told = _changes_outline(change)
+    services = [service for service in _listed(sync.data.get("services")) if isinstance(service, Mapping)]
+    per_service = [(shown(service.get("service"), NAME_CHARS) or "(blank)", _service_line(service)[1:])
+                   for service in services]
+    title = f"{_title(change)}; {_title(sync)}"
+    footer = shown(f"{change.type} · {change.at} · {change.id} · {sync.id}", FOOTER_CHARS)
+    return Outline(shown(title, TITLE_CHARS), told.facts + _facts(*per_service), told.items, told.unlisted,
+                   "changes", footer)
+
+
 def _changes_outline(event: Event) -> Outline:
     data = event.data
     facts = _facts(("By", _plain(_actor(data))), ("File", _code(data.get("file"))), ("Version", _code(event.version)),

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 import httpx
 from standardwebhooks.webhooks import Webhook
 
+from apphub.notify import changesets
 from apphub.notify.destinations import Destination, DestinationNotFound, Destinations, Kind
 from apphub.notify.events import Event
 from apphub.notify.outbox import Delivery, Outbox
@@ -110,14 +111,28 @@ class Sender:
                     if not self._send(destination, [delivery]):
                         break  # down: the rest wait for the retry, in order
             else:
-                self._send(destination, due)  # one message, however many piled up
-                self._next_allowed[name] = time.monotonic() + MIN_INTERVAL_S[destination.kind]
+                self._serve_chat(destination, due)
         except Exception:
             logger.exception("notifications: delivering to '%s' failed", name)
         finally:
             with self._lock:
                 self._busy.discard(name)
             self._wake.set()
+
+    def _serve_chat(self, destination: Destination, due: list[Delivery]) -> None:
+        """One message, however many piled up; a change whose sync report is on its way waits for
+        it (changesets), with what came after it."""
+        pile = due
+        if destination.wants_type("sync.applied"):
+            held = {delivery.id: delivery for delivery in self._outbox.untried(destination.name)}
+            pile = sorted({**held, **{delivery.id: delivery for delivery in due}}.values(), key=lambda d: d.id)
+            pile, waiting, until = changesets.split(pile, time.time())
+            if waiting and until is not None:
+                self._outbox.postpone(waiting, until)
+        if pile:
+            self._send(destination, pile)
+            with self._lock:
+                self._next_allowed[destination.name] = time.monotonic() + MIN_INTERVAL_S[destination.kind]
 
     def _send(self, destination: Destination, deliveries: list[Delivery]) -> bool:
         """One POST for `deliveries` (one, or a chat destination's pile); each records the result.

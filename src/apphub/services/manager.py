@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import threading
 import time
@@ -36,6 +37,8 @@ from apphub.services.status import InitStatus, ProductRun
 from apphub.services.steps import RetryPolicy, StepResult, StepRunner
 from apphub.sync.settings import SyncSettings
 from apphub.sync.values import Values
+
+logger = logging.getLogger("apphub.services")
 
 INIT_ACTOR = Actor("init", "init")
 PRODUCTS: dict[str, Callable[[ProductContext], Product]] = {
@@ -70,6 +73,8 @@ class ServiceManager:
         self.stop = threading.Event()
         self._running: set[str] = set()
         self._lock = threading.Lock()
+        # told of every run that ended (the run as a dict, the state of the run before it): the notifications
+        self.on_run: list[Callable[[Mapping[str, Any], str | None], None]] = []
 
     # -- settings -----------------------------------------------------------------------------
 
@@ -174,6 +179,7 @@ class ServiceManager:
             run = ProductRun(name, name, trigger, [StepResult("settings", "read the product's settings",
                                                               "failed", 1, str(exc))], "failed")
             self.status.save(run)
+            self._tell(run, previous)
             return run
         run = ProductRun(name, product.title, trigger, [StepResult(step.name, step.description) for step in steps],
                          "running", utc_now())
@@ -199,7 +205,16 @@ class ServiceManager:
             run.finished_at = utc_now()
             run.duration_ms = round((time.monotonic() - started) * 1000, 1)
             self.status.save(run)
+        self._tell(run, previous)
         return run
+
+    def _tell(self, run: ProductRun, previous: ProductRun | None) -> None:
+        """Each listener (notifications) hears of every run that ended, with the state of the one before."""
+        for told in self.on_run:
+            try:
+                told(run.to_dict(), previous.state if previous is not None else None)
+            except Exception:
+                logger.exception("a listener of the initialisers failed")
 
     # -- connection tests ---------------------------------------------------------------------
 

@@ -72,6 +72,9 @@ class ApplyReport:
     outcomes: dict[str, ServiceOutcome] = field(default_factory=dict)
     refused: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    # services found edited outside apphub this round -> what was edited (their outcome says
+    # whether the sync put them back; one that is only reported has none)
+    drift: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

@@ -362,13 +362,13 @@ class SyncEngine(EngineInputs):
                 # (an environment's recreate or supervisor-update is that already: it is kept)
                 service.level = self._levels[service.name]
                 service.action = self._manifest.services[service.name].action_for(service.level)
-        if changed is not None:
-            self._handle_drift(plan, changed)
+        drifted = self._handle_drift(plan, changed) if changed is not None else {}
         for service in plan.services.values():
             for file in service.files:
                 self._written[file.real] = {
                     hashlib.sha256(data).hexdigest() for data in (file.after, file.before) if data is not None}
         report = self._applier.apply(plan, self._manifest, dependency_order(self._manifest), force=force)
+        report.drift = drifted
         for name, outcome in report.outcomes.items():
             planned = plan.services.get(name)  # None: it could not be rendered (the version is refused)
             for file in planned.files if planned is not None else []:
@@ -437,10 +437,12 @@ class SyncEngine(EngineInputs):
                 file="config.ini", version_before=snapshot.version,
                 message=redact(errors, self._masks(), AUDIT_MESSAGE_CHARS) if errors else None)
 
-    def _handle_drift(self, plan: Plan, changed: set[tuple[str, str]]) -> None:
+    def _handle_drift(self, plan: Plan, changed: set[tuple[str, str]]) -> dict[str, list[str]]:
         """A service whose files differ from their render though no key it reads changed was
         edited behind apphub's back: audit it, and take it out of the plan where the service's
-        policy is to report only (whatever else the round does)."""
+        policy is to report only (whatever else the round does). The services found, and what
+        of each was edited."""
+        found: dict[str, list[str]] = {}
         for service in plan.changed():
             if not service.reads.isdisjoint(changed):
                 continue  # a change of its own keys: not drift
@@ -457,11 +459,12 @@ class SyncEngine(EngineInputs):
             logger.warning("service %s: %s edited outside apphub (policy %s)", service.name, ", ".join(paths),
                            spec.drift)
             status = self.status.service(service.name)
-            status.drift = paths
+            status.drift = found[service.name] = paths
             self._drifted.update(file.real for file in service.files if file.changed)
             if spec.drift == "report":
                 status.state = "drifted"
                 del plan.services[service.name]  # reported, not repaired
+        return found
 
     def _remove_leftovers(self) -> None:
         """At start: the staged files an earlier run left next to any target (a swap that failed in
