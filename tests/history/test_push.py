@@ -8,6 +8,7 @@ URL, log or status.
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import subprocess
 import threading
@@ -23,6 +24,7 @@ from apphub.audit.log import Actor
 from apphub.core import Core
 from apphub.errors import HistoryError
 from apphub.history.push import Pusher, PushSettings
+from apphub.notify.outbox import Delivery
 from apphub.paths import DataDir
 from tests.conftest import LiveServer, serving
 from tests.history.git_http_remote import GitRemote
@@ -267,3 +269,30 @@ def wait_for(read: Any, done: Any, timeout: float = 15.0) -> dict[str, Any]:
         if time.monotonic() > deadline:
             raise AssertionError(f"not reached within {timeout} s: {value}")
         time.sleep(0.1)
+
+
+# -- told to the notifications ----------------------------------------------------------------
+
+NOBODY = "http://127.0.0.1:9/hook"  # nothing listens: the events stay queued for the test to read
+
+
+def queued(core: Core, kind: str) -> list[Delivery]:
+    return [d for d in core.notifications.outbox.deliveries(limit=1000) if d.event.type == kind]
+
+
+def test_a_failing_history_push_is_told_once_without_its_token(started: Core, remote: GitRemote) -> None:
+    started.notifications.destinations.add("ops", "webhook", NOBODY, events=["history.push_failed"])
+    remote.create_repo()
+    wrong = "wrong-token-must-not-leak-77"
+    configure(started, remote, token=wrong, create=False)
+    pusher = pusher_of(started)
+    pusher.on_failure.append(started.notifications.on_push_failed)
+
+    assert not pusher.push_once()
+    assert not pusher.push_once()  # the retry fails too: not told again
+
+    [told] = queued(started, "history.push_failed")
+    assert told.event.data["remote"] == remote.url("websoft9")
+    assert "credentials" in told.event.data["error"]
+    assert told.event.data["failures"] == 1
+    assert wrong not in json.dumps(told.event.as_dict())

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from apphub.core import Core
+from apphub.notify.outbox import Delivery
 from apphub.services.bundle import build_bundle
 from apphub.services.manager import INIT_ACTOR
 from apphub.services.status import ProductRun
@@ -230,3 +232,36 @@ def test_cockpit_conf_is_checked_against_what_apphub_renders(stage: Stage, tmp_p
     assert "does not hold what apphub renders" in (stale.steps[1].last_error or "")
     assert states(applied) == {"reach": "unchanged", "configuration": "unchanged"}
     assert f"{target} holds what apphub renders" in (applied.steps[1].detail or "")
+
+
+# -- told to the notifications ----------------------------------------------------------------
+
+NOBODY = "http://127.0.0.1:9/hook"  # nothing listens: the events stay queued for the test to read
+
+
+def queued(core: Core, kind: str) -> list[Delivery]:
+    return [d for d in core.notifications.outbox.deliveries(limit=1000) if d.event.type == kind]
+
+
+def test_a_failing_initialiser_is_told_once_naming_the_step(stage: Stage) -> None:
+    core = stage.core
+    core.notifications.destinations.add("ops", "webhook", NOBODY, events=["init.failed"],
+                                        services=["nginx_proxy_manager"])
+    stage.manager.on_run.append(core.notifications.on_init_run)
+    stage.npm.add_user("admin@mydomain.com", "someone-elses-password")
+
+    [run] = stage.manager.initialise(["nginx_proxy_manager"], trigger="cli").values()
+    assert run.state == "failed"
+    stage.manager.initialise(["nginx_proxy_manager"], trigger="retry")  # fails again: not told again
+
+    [told] = queued(core, "init.failed")
+    assert told.event.services == ("nginx_proxy_manager",)
+    [step] = told.event.data["steps"]
+    assert step["step"] == run.steps[1].name
+    assert "admin@mydomain.com" in step["error"]
+    assert "admin@mydomain.com" in told.event.summary
+    shown = json.dumps(told.event.as_dict())
+    configured = stage.secret("nginx_proxy_manager", "user_pwd")
+    assert configured
+    assert configured not in shown
+    assert "someone-elses-password" not in shown
