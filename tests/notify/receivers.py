@@ -67,7 +67,8 @@ class Answer:
 class Receiver:
     """The server, the records and the planned answers; `answer` is what each service overrides."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
+        self.port = port  # 0: any free one (a test that restarts a receiver at the same URL names it)
         self.got: list[Request] = []
         self._planned: deque[Answer] = deque()
         self._lock = threading.Lock()
@@ -140,7 +141,7 @@ class Receiver:
             def handle_error(self, request: object, client_address: object) -> None:
                 pass  # a client that gave up on a hanging answer: a broken pipe, as intended
 
-        self._server = Server(("127.0.0.1", 0), Handler)
+        self._server = Server(("127.0.0.1", self.port), Handler)
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook/{TOKEN}"
         return self
@@ -406,8 +407,8 @@ class WebhookReceiver(Receiver):
     """Records headers and bodies; with a signing secret, verifies every request with the Standard
     Webhooks reference library (and answers 400 to one that does not verify)."""
 
-    def __init__(self, secret: str | None = None) -> None:
-        super().__init__()
+    def __init__(self, secret: str | None = None, port: int = 0) -> None:
+        super().__init__(port)
         self.secret = secret
         self.verified: list[Any] = []
 
