@@ -5,13 +5,9 @@ credential in what is stored."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -25,56 +21,7 @@ from apphub.notify.events import Event
 from apphub.notify.outbox import Outbox, next_delay
 from apphub.notify.sender import Sender
 from apphub.store.secrets import SecretBox
-
-TOKEN = "T0KEN-in-the-url-9f8e7d"  # a chat webhook's URL is its credential
-
-
-@dataclass
-class Receiver:
-    """An HTTP receiver: answers `script` in turn (then 200), records what it got."""
-
-    script: list[tuple[int, dict[str, str], bytes]] = field(default_factory=list)
-    hang_s: float = 0.0
-    got: list[tuple[str, dict[str, str], bytes]] = field(default_factory=list)
-    url: str = ""
-
-    def answer(self) -> tuple[int, dict[str, str], bytes]:
-        return self.script.pop(0) if self.script else (200, {}, b"ok")
-
-
-@contextlib.contextmanager
-def receiving(receiver: Receiver) -> Iterator[Receiver]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("content-length", "0")))
-            receiver.got.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
-            if receiver.hang_s:
-                time.sleep(receiver.hang_s)
-            status, headers, answer = receiver.answer()
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("content-length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    class Server(ThreadingHTTPServer):
-        def handle_error(self, request: object, client_address: object) -> None:
-            pass  # a client that gave up on a hanging answer: a broken pipe, as intended
-
-    server = Server(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    receiver.url = f"http://127.0.0.1:{server.server_address[1]}/hook/{TOKEN}"
-    try:
-        yield receiver
-    finally:
-        server.shutdown()
-        server.server_close()
+from tests.notify.receivers import TOKEN, Answer, Receiver
 
 
 def render(kind: Kind, events: Sequence[Event]) -> dict[str, object]:
@@ -126,12 +73,12 @@ def delivered(outbox: Outbox, destinations: Destinations, done: int) -> None:
 
 def test_a_webhook_is_signed_so_that_the_standard_webhooks_library_verifies_it(parts, fast_retries) -> None:
     _, destinations, outbox = parts
-    with receiving(Receiver()) as receiver:
+    with Receiver() as receiver:
         hook = destinations.add("ops", "webhook", receiver.url)
         sent = event()
         outbox.enqueue(sent, ["ops"])
         delivered(outbox, destinations, 1)
-    _, headers, body = receiver.got[0]
+    headers, body = receiver.got[0].headers, receiver.got[0].body
     assert hook.secret is not None
     verified = Webhook(hook.secret.reveal()).verify(body, headers)
     assert verified["data"]["id"] == sent.id
@@ -141,13 +88,13 @@ def test_a_webhook_is_signed_so_that_the_standard_webhooks_library_verifies_it(p
 
 def test_a_receiver_down_then_up_gets_the_event_with_the_same_id_after_retries(parts, fast_retries) -> None:
     _, destinations, outbox = parts
-    script = [(503, {}, b"down"), (500, {}, b"down"), (429, {"Retry-After": "0"}, b"slow down")]
-    with receiving(Receiver(script=list(script))) as receiver:
+    with Receiver() as receiver:
+        receiver.plan(Answer(503, b"down"), Answer(500, b"down"), Answer(429, b"slow down", {"Retry-After": "0"}))
         destinations.add("ops", "webhook", receiver.url)
         sent = event()
         [delivery] = outbox.enqueue(sent, ["ops"])
         delivered(outbox, destinations, 1)
-    assert [headers["webhook-id"] for _, headers, _ in receiver.got] == [sent.id] * 4
+    assert [request.headers["webhook-id"] for request in receiver.got] == [sent.id] * 4
     assert [attempt.status for attempt in outbox.attempts(delivery)] == [503, 500, 429, 200]
     assert outbox.get(delivery).state == "delivered"
 
@@ -161,7 +108,8 @@ def test_retry_after_longer_than_the_schedule_is_honoured_and_the_schedule_ends(
 
 def test_a_delivery_that_finally_fails_is_kept_and_can_be_replayed(parts, fast_retries) -> None:
     _, destinations, outbox = parts
-    with receiving(Receiver(script=[(500, {}, b"no")] * 4)) as receiver:
+    with Receiver() as receiver:
+        receiver.fail(4, 500)
         destinations.add("ops", "webhook", receiver.url)
         [delivery] = outbox.enqueue(event(), ["ops"])
         sender = Sender(outbox, destinations, render)
@@ -178,7 +126,8 @@ def test_a_delivery_that_finally_fails_is_kept_and_can_be_replayed(parts, fast_r
 
 def test_410_gone_disables_the_destination_and_says_so(parts, fast_retries) -> None:
     _, destinations, outbox = parts
-    with receiving(Receiver(script=[(410, {}, b"gone")])) as receiver:
+    with Receiver() as receiver:
+        receiver.gone()
         destinations.add("chat", "slack", receiver.url)
         [delivery] = outbox.enqueue(event(), ["chat"])
         delivered(outbox, destinations, 1)
@@ -193,7 +142,8 @@ def test_a_hanging_receiver_holds_up_no_other_destination(parts, monkeypatch: py
     # would wait that long; served side by side, it is served at once (2.5 s: room for a loaded CI).
     _, destinations, outbox = parts
     monkeypatch.setattr("apphub.notify.sender.TIMEOUT_S", 3.0)
-    with receiving(Receiver(hang_s=4.0)) as hanging, receiving(Receiver()) as quick:
+    with Receiver() as hanging, Receiver() as quick:
+        hanging.hang(4.0)
         destinations.add("hangs", "webhook", hanging.url)
         destinations.add("quick", "webhook", quick.url)
         outbox.enqueue(event(), ["hangs", "quick"])
@@ -212,14 +162,14 @@ def test_a_hanging_receiver_holds_up_no_other_destination(parts, monkeypatch: py
 
 def test_a_pile_of_chat_events_goes_out_as_one_message(parts, fast_retries) -> None:
     _, destinations, outbox = parts
-    with receiving(Receiver()) as receiver:
+    with Receiver() as receiver:
         destinations.add("chat", "slack", receiver.url)
         queued = [event(f"change {n}") for n in range(12)]
         for one in queued:
             outbox.enqueue(one, ["chat"])
         delivered(outbox, destinations, 12)
     assert len(receiver.got) == 1
-    assert json.loads(receiver.got[0][2])["ids"] == [one.id for one in queued]
+    assert receiver.got[0].json()["ids"] == [one.id for one in queued]
 
 
 def test_what_is_pending_survives_a_restart(parts, tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from apphub.core import Core
 from apphub.paths import DataDir
 from apphub.store.secrets import MASK
 from tests.conftest import LiveServer
-from tests.notify.test_delivery import Receiver, receiving
+from tests.notify.receivers import Receiver
 
 NEW_PASSWORD = "Notify-Secret-Horse-4417"
 
@@ -29,7 +29,7 @@ def wait_for(receiver: Receiver, count: int, timeout: float = 10.0) -> None:
 
 def test_a_write_reaches_a_webhook_as_one_signed_event_with_secrets_masked(
         core: Core, live_server: LiveServer, admin: httpx.Client) -> None:
-    with receiving(Receiver()) as receiver:
+    with Receiver() as receiver:
         hook = core.notifications.destinations.add("ops", "webhook", receiver.url, events=["settings.changed"])
         answer = admin.put("/api/v1/settings/gitea", json={"user_email": "notified@example.org",
                                                            "user_pwd": NEW_PASSWORD})
@@ -37,7 +37,7 @@ def test_a_write_reaches_a_webhook_as_one_signed_event_with_secrets_masked(
         wait_for(receiver, 1)
         time.sleep(0.3)  # nothing more is coming: one change set, one message
     assert len(receiver.got) == 1
-    _, headers, body = receiver.got[0]
+    headers, body = receiver.got[0].headers, receiver.got[0].body
     assert hook.secret is not None
     payload = Webhook(hook.secret.reveal()).verify(body, headers)
     assert payload["type"] == "settings.changed"
@@ -60,7 +60,7 @@ def test_a_write_no_destination_asked_for_queues_nothing(core: Core) -> None:
 def test_a_cli_write_is_queued_and_the_server_delivers_it(data_dir: DataDir) -> None:
     from tests.conftest import serving
 
-    with receiving(Receiver()) as receiver:
+    with Receiver() as receiver:
         cli = Core(data_dir)
         try:
             cli.notifications.destinations.add("ops", "webhook", receiver.url)
@@ -71,4 +71,4 @@ def test_a_cli_write_is_queued_and_the_server_delivers_it(data_dir: DataDir) -> 
         assert receiver.got == []  # a CLI command only queues
         with serving(data_dir):
             wait_for(receiver, 1)
-    assert json.loads(receiver.got[0][2])["data"]["data"]["source"] == "cli"
+    assert receiver.got[0].json()["data"]["data"]["source"] == "cli"
