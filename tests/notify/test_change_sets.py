@@ -189,3 +189,18 @@ def test_a_reported_drift_is_told_once_and_a_repair_without_a_sync_message(world
     assert [message["type"] for message in got] == ["drift.found", "drift.repaired"]
     assert got[0]["data"]["data"]["edited"] == {"db": [str(db)]}
     assert got[1]["data"]["services"] == ["web"]
+
+
+def test_a_destination_filtered_by_section_gets_its_change_set_whole(world: SyncWorld, notified) -> None:
+    # The sync event names services, not sections: it still ends the change set the destination holds.
+    engine = notified()
+    with SlackReceiver() as slack:
+        world.core.notifications.destinations.add("web-team", "slack", slack.url, sections=["web"])
+        world.core.config.update({"db": {"port": 5500}}, ADMIN)  # not theirs
+        wait_until(lambda: len(world.reloads("db")) == 2, 10, "db's reload")
+        world.settle(engine)
+        world.core.config.update({"web": {"port": 8091}}, ADMIN)
+        [message] = messages(slack, 1)
+    assert "[web] port" in message["text"]
+    assert "web took the new version" in message["text"]
+    assert "db" not in message["text"]
