@@ -72,3 +72,24 @@ def test_a_cli_write_is_queued_and_the_server_delivers_it(data_dir: DataDir) -> 
         with serving(data_dir):
             wait_for(receiver, 1)
     assert receiver.got[0].json()["data"]["data"]["source"] == "cli"
+
+
+def test_a_rollback_is_told_as_one_with_the_version_it_brought_back(
+        core: Core, live_server: LiveServer, admin: httpx.Client) -> None:
+    first = admin.put("/api/v1/settings/gitea", json={"user_email": "first@example.org",
+                                                      "user_pwd": NEW_PASSWORD}).json()["version"]
+    admin.put("/api/v1/settings/gitea", json={"user_email": "second@example.org", "user_pwd": "Second-Horse-99"})
+    core.notifications.destinations.add("ops", "webhook", "http://127.0.0.1:9/hook", events=["settings.rolled_back"])
+
+    rolled = admin.post("/api/v1/settings/rollback", json={"version": first})
+
+    assert rolled.status_code == 200, rolled.text
+    [told] = [d.event for d in core.notifications.outbox.deliveries()]
+    assert told.type == "settings.rolled_back"
+    assert told.version == first
+    assert told.data["source"] == "rollback"
+    assert first[:12] in told.data["message"]
+    changes = {c["key"]: c for c in told.data["changes"]}
+    assert (changes["user_email"]["old"], changes["user_email"]["new"]) == ("second@example.org", "first@example.org")
+    assert changes["user_pwd"]["new"] == MASK
+    assert NEW_PASSWORD not in json.dumps(told.as_dict())
