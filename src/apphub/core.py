@@ -61,7 +61,7 @@ class Core:
         self.history.more_stores = self.environments.stores
         self.environments.on_new_store.append(lambda store: store.after_write.append(self.history.notify))
         # Every write is told to the notification destinations that want it (the server delivers).
-        self.notifications = Notifier(data.database, self.box)
+        self.notifications = Notifier(data.database, self.box, self.audit)
         for store in stores:
             store.after_change.append(self.notifications.on_write)
         self.environments.on_new_store.append(lambda store: store.after_change.append(self.notifications.on_write))

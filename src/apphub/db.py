@@ -171,6 +171,15 @@ _MIGRATIONS: list[str] = [
     );
     CREATE INDEX notify_attempts_delivery ON notify_attempts (delivery);
     """,
+    # How far the notifications have looked at the audit log (see Notifier.catch_up); what
+    # was written before this migration is not told again.
+    """
+    CREATE TABLE notify_cursor (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        audit_event INTEGER NOT NULL
+    );
+    INSERT INTO notify_cursor VALUES (1, (SELECT coalesce(max(id), 0) FROM audit_events));
+    """,
 ]
 
 

@@ -140,6 +140,7 @@ class AuditQuery:
     since: str | None = None
     until: str | None = None
     before_id: int | None = None
+    after_id: int | None = None
     limit: int = 50
 
 
@@ -356,6 +357,9 @@ class AuditLog:
         if query.before_id is not None:
             conditions.append("e.id < ?")
             parameters.append(query.before_id)
+        if query.after_id is not None:
+            conditions.append("e.id > ?")
+            parameters.append(query.after_id)
         if query.section is not None or query.key is not None:
             inner = ["c.event_id = e.id"]
             if query.section is not None:

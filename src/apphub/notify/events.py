@@ -70,9 +70,11 @@ class Event:
 
 
 def settings_changed(actor: Actor, file: str, changes: Sequence[Change], version: str | None, *,
-                     message: str | None = None, commit: str | None = None, sync_expected: bool = False) -> Event:
+                     message: str | None = None, commit: str | None = None, sync_expected: bool = False,
+                     audit_event: int | None = None, at: str | None = None) -> Event:
     """A version of `file` made by `actor` (its changes as the audit log holds them: masked).
-    `sync_expected`: the sync will report how the services took it (a `sync.*` event follows)."""
+    `sync_expected`: the sync will report how the services took it (a `sync.*` event follows);
+    `audit_event`: the audit log's event of the write; `at`: when it was made (default: now)."""
     keys = [change for change in changes if change.key is not None]
     shown = [{"section": c.section, "key": c.key, "change": c.change, "old": c.old, "new": c.new}
              for c in keys[:MAX_CHANGES]]
@@ -82,11 +84,11 @@ def settings_changed(actor: Actor, file: str, changes: Sequence[Change], version
     summary = f"{actor.name} ({actor.source}) changed {what or file}"
     data: dict[str, Any] = {"file": file, "actor": actor.name, "source": actor.source, "changes": shown,
                             "changes_total": len(keys), "message": message, "commit": commit,
-                            "sync_expected": sync_expected}
+                            "sync_expected": sync_expected, "audit_event": audit_event}
     if actor.request_id:
         data["request_id"] = actor.request_id
     kind: EventType = "settings.rolled_back" if actor.source == "rollback" else "settings.changed"
-    return Event(kind, summary, version, data, sections=sections)
+    return Event(kind, summary, version, data, sections=sections, at=at or now())
 
 
 def sync_applied(version: str, outcomes: Iterable[Mapping[str, Any]], timings_ms: Mapping[str, float]) -> Event:

@@ -9,12 +9,13 @@ decrypted) and, when one wants the event, one SQLite transaction. Sending happen
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from apphub.audit.log import Actor
+from apphub.audit.log import Actor, AuditEvent, AuditLog, AuditQuery, normalise_time
 from apphub.db import Database
 from apphub.notify import events
 from apphub.notify.destinations import Destinations, Kind
@@ -29,11 +30,15 @@ logger = logging.getLogger("apphub.notify")
 
 # Results of a service in a round worth telling of (`unchanged` and `skipped` are not news).
 NEWS = frozenset({"applied", "failed"})
+# The files whose writes are told (IniStore.after_change): config.ini, its overlays, system.ini, env.ini.
+TOLD_FILES = re.compile(r"config(\.[^./]+)?\.ini|system\.ini|env\.ini")
+CATCH_UP_PAGE = 500
 
 
 class Notifier:
-    def __init__(self, database: Path, box: SecretBox, render: Render | None = None) -> None:
+    def __init__(self, database: Path, box: SecretBox, audit: AuditLog, render: Render | None = None) -> None:
         self._db = Database(database)  # its own connection: the sender's threads do not queue behind the audit's
+        self._audit = audit
         self.destinations = Destinations(self._db, box)
         self.outbox = Outbox(self._db)
         self._render = render or _default_render
@@ -46,9 +51,43 @@ class Notifier:
         self._drift_told: dict[str, tuple[str, ...]] = {}  # service -> the edit last told of
 
     def start(self) -> None:
-        """Deliver in the background (the server); what is pending from before goes out first."""
+        """Deliver in the background (the server); what is pending from before goes out first,
+        with the writes a process made but died before queuing their event (catch_up)."""
+        try:
+            self.catch_up()
+        except Exception:  # the server must start; what could not be caught up is in the log
+            logger.exception("notifications: the writes since the last start could not be looked at")
         self.sender = Sender(self.outbox, self.destinations, self._render)
         self.sender.start()
+
+    def catch_up(self) -> list[Event]:
+        """Queue the event of every write since the last start that none tells of: a process
+        killed between its write (durable) and the event's queuing (its own transaction, just
+        after). The events are built from the audit log, as the write would have built them.
+        The events queued."""
+        cursor = self.outbox.audit_cursor()
+        made: list[AuditEvent] = []
+        before: int | None = None
+        while page := self._audit.query(AuditQuery(after_id=cursor, before_id=before, limit=CATCH_UP_PAGE)):
+            made += page
+            before = page[-1].id
+        told = self.outbox.told_audit_events(cursor)
+        created = {destination.name: normalise_time(destination.created_at) for destination in self.destinations.all()}
+        queued = []
+        for write in sorted(made, key=lambda event: event.id):
+            if write.id in told or not _is_told_write(write):
+                continue
+            event = events.settings_changed(Actor(write.actor, write.source, write.request_id), write.file or "",
+                                            write.changes, write.version_after, message=write.message,
+                                            audit_event=write.id, at=write.at)
+            wanted = [name for name in self.destinations.wanting(event) if created.get(name, "") <= write.at]
+            if self._queue(event, wanted):
+                queued.append(event)
+                logger.warning("notifications: the event of audit event %d (%s) was queued at start: the process "
+                               "that wrote it stopped first", write.id, write.file)
+        if made:
+            self.outbox.move_audit_cursor(max(event.id for event in made))
+        return queued
 
     def close(self) -> None:
         if self.sender is not None:
@@ -85,7 +124,8 @@ class Notifier:
     def on_write(self, file: str, result: WriteResult, actor: Actor, message: str | None) -> None:
         if result.changed:
             self.publish(events.settings_changed(actor, file, result.changes, result.snapshot.version,
-                                                 message=message, sync_expected=self.synced(file)))
+                                                 message=message, sync_expected=self.synced(file),
+                                                 audit_event=result.audit_event))
 
     def on_report(self, report: ApplyReport) -> None:
         """A sync round: its drift, then how the services took the version (one event, also when
@@ -125,6 +165,13 @@ class Notifier:
         """An initialiser's run ended: told when it failed and the run before it did not."""
         if run.get("state") == "failed" and previous_state != "failed":
             self.publish(events.init_failed(run))
+
+
+def _is_told_write(event: AuditEvent) -> bool:
+    """Whether on_write tells of this audit event: a version of a settings file with changes (a
+    hand edit found by a write, `settings.unaudited`, is left to the sync, which tells of it)."""
+    return (event.version_after is not None and bool(event.changes) and event.action != "settings.unaudited"
+            and TOLD_FILES.fullmatch(event.file or "") is not None)
 
 
 def _result(report: ApplyReport, service: str) -> str | None:

@@ -112,6 +112,22 @@ class Outbox:
             connection.executemany("UPDATE notify_outbox SET next_at = max(next_at, ?) WHERE id = ?"
                                    " AND state = 'pending'", [(until, delivery.id) for delivery in deliveries])
 
+    def audit_cursor(self) -> int:
+        """The audit log's last event the notifications have looked at (see Notifier.catch_up)."""
+        rows = self._db.query("SELECT audit_event FROM notify_cursor WHERE id = 1")
+        return int(rows[0][0]) if rows else 0
+
+    def move_audit_cursor(self, audit_event: int) -> None:
+        with self._db.transaction(durable=True) as connection:
+            connection.execute("UPDATE notify_cursor SET audit_event = max(audit_event, ?) WHERE id = 1",
+                               (audit_event,))
+
+    def told_audit_events(self, after: int) -> set[int]:
+        """The audit log's events after `after` that a queued event tells of."""
+        rows = self._db.query("SELECT DISTINCT json_extract(event, '$.data.audit_event') FROM notify_outbox"
+                              " WHERE json_extract(event, '$.data.audit_event') > ?", (after,))
+        return {int(row[0]) for row in rows}
+
     def next_due_at(self) -> float | None:
         rows = self._db.query("SELECT min(next_at) FROM notify_outbox WHERE state = 'pending'")
         return float(rows[0][0]) if rows and rows[0][0] is not None else None

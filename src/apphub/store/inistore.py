@@ -64,6 +64,7 @@ class WriteResult:
     changes: list[Change]
     previous_version: str
     warnings: list[FieldError] = field(default_factory=list)
+    audit_event: int | None = None  # the audit log's event of the write
 
     @property
     def changed(self) -> bool:
@@ -317,14 +318,15 @@ class IniStore:
             # transaction.
             made = self._versions.settle(mark=False)
             self._versions.account_for(current, made=made)
-            self._versions.replace(current, written, actor, action, audit_changes,
-                                   lambda: Replacement.prepare(self.path, written.raw, current.raw, mode=self._mode),
-                                   made=made, message=message, warnings=[str(w) for w in warnings])
+            event = self._versions.replace(
+                current, written, actor, action, audit_changes,
+                lambda: Replacement.prepare(self.path, written.raw, current.raw, mode=self._mode),
+                made=made, message=message, warnings=[str(w) for w in warnings])
             with self._cache_lock:
                 self._cache = written
                 self._cache_stat = None
             self._known = written
-        result = WriteResult(written, audit_changes, current.version, warnings)
+        result = WriteResult(written, audit_changes, current.version, warnings, event)
         for listener in self.after_write:
             listener()
         for told in self.after_change:
@@ -481,7 +483,7 @@ class IniStore:
             self._known = current
         if recorded:
             result = WriteResult(current, version_changes(previous, current) if previous is not None else [],
-                                 previous.version if previous is not None else "")
+                                 previous.version if previous is not None else "", audit_event=recorded)
             for told in self.after_change:
                 told(self.name, result, OUTSIDE_ACTOR, f"{self.name} edited by hand")
         return current

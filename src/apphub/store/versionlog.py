@@ -74,8 +74,9 @@ class VersionLog:
 
     def replace(self, current: Snapshot, written: Snapshot, actor: Actor, action: str,
                 audit_changes: list[Change], prepare: Callable[[], Replacement], *, made: Sequence[int] = (),
-                message: str | None = None, warnings: Sequence[str] = ()) -> None:
-        """Replace the file with `written` (staged by `prepare`), its audit event recorded first.
+                message: str | None = None, warnings: Sequence[str] = ()) -> int:
+        """Replace the file with `written` (staged by `prepare`), its audit event recorded first;
+        the event's id.
 
         The new file is staged and the event flushed to disk (pending, naming the staged file)
         before the rename, so nothing can fail after the rename that would make the write
@@ -88,14 +89,14 @@ class VersionLog:
         still there.
         """
         try:
-            self._replace(current, written, actor, action, audit_changes, prepare, made, message, warnings)
+            return self._replace(current, written, actor, action, audit_changes, prepare, made, message, warnings)
         except BaseException:
             self._leftovers = True  # a staged file the failure could not remove: the next settle does
             raise
 
     def _replace(self, current: Snapshot, written: Snapshot, actor: Actor, action: str,
                  audit_changes: list[Change], prepare: Callable[[], Replacement], made: Sequence[int],
-                 message: str | None, warnings: Sequence[str]) -> None:
+                 message: str | None, warnings: Sequence[str]) -> int:
         replacement = prepare()
         marker = replacement.staged.name
         try:
@@ -115,6 +116,7 @@ class VersionLog:
                                    f"write), but it may not survive a power loss: {exc}") from exc
             self._not_made(event, replacement, exc)
             raise
+        return event
 
     def _undo(self, replacement: Replacement, written: Snapshot, cause: BaseException) -> bool:
         try:
@@ -183,16 +185,16 @@ class VersionLog:
 
     def account_for(self, current: Snapshot, previous: Snapshot | None = None, action: str = "settings.unaudited",
                     message: str | None = None, *, made: Sequence[int] | None = None,
-                    warnings: Sequence[str] = ()) -> bool:
+                    warnings: Sequence[str] = ()) -> int | None:
         """Record a version on disk that no audit event produced, so the chain has no gap: a hand
         edit (or a writer of an apphub older than the pending events). Call `settle` first; `made`:
-        what it returned, if it did not mark them. Whether it recorded one.
+        what it returned, if it did not mark them. The event recorded, if one was.
         """
         audited = self._audit.last_version(self.name, made=made)
         if audited is None or audited == current.version:
-            return False
+            return None
         known = previous if previous is not None and previous.version == audited else None
-        self._audit.record(
+        return self._audit.record(
             OUTSIDE_ACTOR,
             action,
             version_changes(known, current) if known is not None else [],
@@ -203,4 +205,3 @@ class VersionLog:
             content=recordable(current),
             warnings=warnings,
         )
-        return True
