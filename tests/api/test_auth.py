@@ -70,7 +70,8 @@ READ_POSTS = {"/api/v1/settings/plan", "/api/v1/settings/rollback/plan", "/api/v
 # initialisers create accounts.
 ADMIN_ONLY = {"/api/v1/services/{name}/config", "/api/v1/init", *(
     f"/api/v1/notifications/{path}" for path in (
-        "destinations", "destinations/{name}", "destinations/{name}/enable", "destinations/{name}/test",
+        "destinations", "destinations/{name}", "destinations/{name}/enable", "destinations/{name}/disable",
+        "destinations/{name}/test",
         "deliveries", "deliveries/{delivery}", "deliveries/{delivery}/replay"))}
 # What an allowed request answers where it is not 200.
 STATUS = {("POST", "/api/v1/notifications/destinations"): 201,

@@ -54,6 +54,7 @@ ROUTES = {
     "/api/v1/notifications/destinations": {"get", "post"},
     "/api/v1/notifications/destinations/{name}": {"delete"},
     "/api/v1/notifications/destinations/{name}/enable": {"post"},
+    "/api/v1/notifications/destinations/{name}/disable": {"post"},
     "/api/v1/notifications/destinations/{name}/test": {"post"},
     "/api/v1/notifications/deliveries": {"get"},
     "/api/v1/notifications/deliveries/{delivery}": {"get"},

@@ -37,6 +37,9 @@ def test_add_list_test_deliveries_remove(apphub: RunApphub, data_dir: DataDir) -
     assert (shown["ops"]["events"], shown["ops"]["sections"]) == (["settings.changed"], ["gitea"])
     assert shown["team"]["secret"] is None
 
+    assert "destination team disabled" in ok(apphub("notify", "disable", "team"))
+    assert [d["enabled"] for d in json.loads(ok(apphub("notify", "list")))] == [True, False]
+    assert "destination team enabled" in ok(apphub("notify", "enable", "team"))
     assert "test queued for ops: delivery 1" in ok(apphub("notify", "test", "ops"))
     deliveries = ok(apphub("notify", "deliveries", "--destination", "ops"))
     assert "pending" in deliveries

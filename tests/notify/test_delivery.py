@@ -198,3 +198,21 @@ def test_no_credential_is_stored_or_shown_in_plaintext(parts, tmp_path: Path, fa
     raw = (tmp_path / "apphub.db").read_bytes() + b"".join(p.read_bytes() for p in tmp_path.glob("apphub.db-*"))
     assert TOKEN.encode() not in raw
     assert hook.secret.reveal().encode() not in raw
+
+
+def test_deliveries_done_long_ago_are_forgotten_and_pending_ones_never(parts, fast_retries) -> None:
+    _, destinations, outbox = parts
+    with Receiver() as receiver:
+        destinations.add("ops", "webhook", receiver.url)
+        [old] = outbox.enqueue(event("old"), ["ops"])
+        delivered(outbox, destinations, 1)
+    [recent] = outbox.enqueue(event("recent"), ["ops"])
+    outbox.record(outbox.get(recent), 200, None, 1.0)
+    [pending] = outbox.enqueue(event("pending"), ["ops"])
+    month_later = time.time() + outbox_module.RETAIN_S + 60
+    with outbox._db.transaction() as connection:  # the recent one was done just now, in that month
+        connection.execute("UPDATE notify_outbox SET done_at = ? WHERE id = ?",
+                           (outbox_module.iso_time(month_later - 10), recent))
+    assert outbox.prune(at=month_later) == 1
+    assert {d.id for d in outbox.deliveries()} == {recent, pending}
+    assert outbox.attempts(old) == []

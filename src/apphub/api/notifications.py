@@ -79,6 +79,14 @@ def enable_destination(name: Name, request: Request, _: Admin) -> dict[str, Any]
     return {"destination": destinations.get(name).public()}
 
 
+@router.post("/destinations/{name}/disable", summary="Pause a destination: nothing is queued for it until it is "
+             "enabled (what is pending stays pending)", responses={**RESPONSES, **NOT_FOUND})
+def disable_destination(name: Name, request: Request, _: Admin) -> dict[str, Any]:
+    destinations = core_of(request).notifications.destinations
+    destinations.set_enabled(name, False, "disabled by an admin")
+    return {"destination": destinations.get(name).public()}
+
+
 @router.post("/destinations/{name}/test", status_code=202, summary="Queue a test event for this destination",
              responses={**RESPONSES, **NOT_FOUND})
 def send_test(name: Name, request: Request, _: Admin) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""`apphub notify list|add|test|remove|enable|deliveries|replay`: where events go, and what became
+"""`apphub notify list|add|test|remove|enable|disable|deliveries|replay`: where events go, and what became
 of them. The CLI queues; a running server (or the next one started) delivers."""
 
 from __future__ import annotations
@@ -63,6 +63,16 @@ def enable(ctx: click.Context, name: str) -> None:
     with open_core(ctx) as core:
         core.notifications.destinations.set_enabled(name, True)
     click.echo(f"destination {name} enabled")
+
+
+@notify.command("disable")
+@click.argument("name")
+@click.pass_context
+def disable(ctx: click.Context, name: str) -> None:
+    """Pause destination NAME: nothing is queued for it until `apphub notify enable NAME`."""
+    with open_core(ctx) as core:
+        core.notifications.destinations.set_enabled(name, False, "disabled by an admin")
+    click.echo(f"destination {name} disabled")
 
 
 @notify.command("test")

@@ -9,6 +9,7 @@ the audit log's, which are masked when they are written, and no other builder is
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,8 +42,13 @@ def new_event_id() -> str:
     return "evt_" + secrets.token_hex(16)
 
 
+def iso_time(at: float) -> str:
+    """Unix time `at` as events and deliveries write times: UTC, to the millisecond, with a Z."""
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_time(time.time())
 
 
 @dataclass(frozen=True)

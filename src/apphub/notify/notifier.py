@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,8 @@ from apphub.audit.log import Actor, AuditEvent, AuditLog, AuditQuery, normalise_
 from apphub.db import Database
 from apphub.notify import events
 from apphub.notify.destinations import Destinations, Kind
-from apphub.notify.events import Event
-from apphub.notify.outbox import Outbox
+from apphub.notify.events import Event, iso_time
+from apphub.notify.outbox import RETAIN_S, Outbox
 from apphub.notify.sender import Render, Sender
 from apphub.store.inistore import WriteResult
 from apphub.store.secrets import SecretBox
@@ -66,9 +67,11 @@ class Notifier:
         after). The events are built from the audit log, as the write would have built them.
         The events queued."""
         cursor = self.outbox.audit_cursor()
+        oldest = iso_time(time.time() - RETAIN_S)  # older writes' deliveries may be pruned since: not told again
         made: list[AuditEvent] = []
         before: int | None = None
-        while page := self._audit.query(AuditQuery(after_id=cursor, before_id=before, limit=CATCH_UP_PAGE)):
+        while page := self._audit.query(AuditQuery(since=oldest, after_id=cursor, before_id=before,
+                                                   limit=CATCH_UP_PAGE)):
             made += page
             before = page[-1].id
         told = self.outbox.told_audit_events(cursor)

@@ -21,12 +21,15 @@ from typing import Any, Literal
 
 from apphub.db import Database
 from apphub.errors import NotFound
-from apphub.notify.events import Event, now
+from apphub.notify.events import Event, iso_time, now
 
 State = Literal["pending", "delivered", "failed"]
 # Seconds to wait before each attempt after the first: the Standard Webhooks guidance, then two more days.
 RETRY_SCHEDULE_S = (5, 300, 1800, 7200, 18000, 36000, 36000, 86400, 86400)
 JITTER = 0.1  # +-10 %: deliveries that failed together do not all come back at the same second
+# How long a delivery is kept once delivered or failed (listed, replayable), and how far back the
+# next start looks for writes whose event was never queued (Notifier.catch_up).
+RETAIN_S = 30 * 86400
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,14 @@ class Outbox:
             connection.executemany("UPDATE notify_outbox SET next_at = max(next_at, ?) WHERE id = ?"
                                    " AND state = 'pending'", [(until, delivery.id) for delivery in deliveries])
 
+    def prune(self, at: float | None = None) -> int:
+        """Forget the deliveries done (delivered or failed) more than RETAIN_S ago, with their
+        attempts; how many."""
+        cutoff = iso_time((time.time() if at is None else at) - RETAIN_S)
+        with self._db.transaction() as connection:
+            return connection.execute("DELETE FROM notify_outbox WHERE state != 'pending' AND done_at < ?",
+                                      (cutoff,)).rowcount
+
     def audit_cursor(self) -> int:
         """The audit log's last event the notifications have looked at (see Notifier.catch_up)."""
         rows = self._db.query("SELECT audit_event FROM notify_cursor WHERE id = 1")
@@ -193,3 +204,4 @@ def _delivery(row: Any) -> Delivery:
 
 def _iso(at: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+

@@ -34,6 +34,7 @@ Render = Callable[[Kind, Sequence[Event]], dict[str, object]]  # one message's b
 # The least time between two messages to one chat destination (their documented rates).
 MIN_INTERVAL_S: dict[Kind, float] = {"slack": 1.0, "discord": 0.4, "wecom": 3.0, "webhook": 0.0}
 TIMEOUT_S = 10.0
+PRUNE_EVERY_S = 3600.0  # how often old deliveries are forgotten (Outbox.prune)
 ERROR_CHARS = 300  # of a destination's answer, kept with the attempt
 
 
@@ -73,9 +74,13 @@ class Sender:
         self._wake.set()
 
     def _run(self) -> None:
+        pruned_at = 0.0
         while not self._stop.is_set():
             try:
                 self.dispatch()
+                if time.monotonic() - pruned_at >= PRUNE_EVERY_S:
+                    pruned_at = time.monotonic()
+                    self._outbox.prune()
             except Exception:  # the notifier must outlive a database hiccup; the next round retries
                 logger.exception("notifications: a round failed")
             next_at = self._outbox.next_due_at()
