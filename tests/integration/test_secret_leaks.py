@@ -1,14 +1,17 @@
 """After many writes of secrets through every door, their plaintext is nowhere it should not be.
 
 Not in config.ini or system.ini, not in any API response (but `?reveal=true` for an admin), not in
-the audit database (apphub.db and its -wal and -shm files, read as raw bytes), not in the server's
-debug log (whose access log sees Websoft9's `?value=`), and not in error responses for secrets
-that fail validation. Each secret carries a random hex marker, so the search finds it under any
+the audit database (apphub.db and its -wal and -shm files, read as raw bytes: the notifications'
+outbox too), not in the server's debug log (whose access log sees Websoft9's `?value=`), not in
+any notification a webhook, Slack, Discord or WeCom receiver got, and not in error responses for
+secrets that fail validation. The destinations' own credentials (a chat URL's token, a webhook's
+signing secret) are searched for the same way. Each secret carries a random hex marker, so the search finds it under any
 encoding (URL, JSON) as well.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets as random
 import subprocess
@@ -24,6 +27,7 @@ from apphub.core import Core
 from apphub.paths import DataDir
 from apphub.store.secrets import MASK
 from tests.integration.conftest import ServeProcess, StartServe, assert_stops_cleanly, eventually, run_cli
+from tests.notify.receivers import DiscordReceiver, Receiver, SlackReceiver, WebhookReceiver, WeComReceiver
 from tests.sync.conftest import fragments, make_secret, settle_api
 
 
@@ -102,15 +106,56 @@ def debug_server(data_dir: DataDir, serve: StartServe) -> ServeProcess:
     return serve(data_dir, log_level="debug")
 
 
+def add_destinations(admin: httpx.Client, evidence: Evidence, receivers: dict[str, Receiver]) -> None:
+    """One destination of each kind, its URL holding a token (a chat webhook's URL is its credential)."""
+    for kind, receiver in receivers.items():
+        token = evidence.secret("tok{}")
+        added = admin.post("/api/v1/notifications/destinations", json={
+            "name": kind, "kind": kind, "url": f"{receiver.url}?token={token}",
+            "events": ["settings.changed", "settings.rolled_back", "settings.refused", "notify.test"]})
+        assert added.status_code == 201, added.text  # not recorded: a webhook's secret is shown here, once
+        if "secret" in added.json():
+            evidence.known(added.json()["secret"])
+            assert isinstance(receiver, WebhookReceiver)
+            receiver.secret = added.json()["secret"]
+
+
+def notifications_sent(admin: httpx.Client, receivers: dict[str, Receiver]) -> dict[str, bytes]:
+    """Every request each receiver got, once nothing is pending."""
+    def settled() -> bool:
+        found = admin.get("/api/v1/notifications/deliveries", params={"limit": 500}).json()["deliveries"]
+        return bool(found) and all(delivery["state"] == "delivered" for delivery in found)
+
+    eventually(settled, "every notification delivered", 60)
+    sent = {}
+    for kind, receiver in receivers.items():
+        assert receiver.got, f"{kind} got no notification"
+        assert receiver.problems == [], f"{kind}: {receiver.problems}"
+        for number, request in enumerate(receiver.got):
+            headers = "\n".join(f"{name}: {value}" for name, value in request.headers.items())
+            sent[f"notification {number} to {kind}"] = headers.encode() + b"\n" + request.body
+    return sent
+
+
 def test_secrets_written_through_every_door_appear_nowhere_else(
     data_dir: DataDir, debug_server: ServeProcess, admin_key: str, evidence: Evidence
 ) -> None:
-    server = debug_server
+    receivers: dict[str, Receiver] = {"webhook": WebhookReceiver(), "slack": SlackReceiver(),
+                                      "discord": DiscordReceiver(), "wecom": WeComReceiver()}
+    with contextlib.ExitStack() as stack:
+        for receiver in receivers.values():
+            stack.enter_context(receiver)
+        _write_secrets_through_every_door(data_dir, debug_server, admin_key, evidence, receivers)
+
+
+def _write_secrets_through_every_door(data_dir: DataDir, server: ServeProcess, admin_key: str,
+                                      evidence: Evidence, receivers: dict[str, Receiver]) -> None:
     # keys create prints the new key by design; its output is not a place that must not hold it.
     writer_key = run_cli(data_dir, "keys", "create", "--name", "writer", "--role", "write").stdout.strip()
     evidence.known(writer_key)
     record = evidence.response
     with server.client(admin_key) as admin, server.client(writer_key) as writer:
+        add_destinations(admin, evidence, receivers)
         for round_number in range(6):
             one = evidence.secret()
             assert record(admin.put("/api/v1/settings/gitea", json={"user_pwd": one})).status_code == 200
@@ -163,6 +208,12 @@ def test_secrets_written_through_every_door_appear_nowhere_else(
         system_revealed = admin.get("/api/v1/system/webhook", params={"reveal": "true"})
         assert system_revealed.json()["settings"]["wechat"] == webhook
         assert record(writer.get("/api/v1/settings", params={"reveal": "true"})).status_code == 403
+        for path in ("/api/v1/notifications/destinations", "/api/v1/notifications/deliveries?limit=500",
+                     "/api/v1/notifications/deliveries/1"):
+            assert record(admin.get(path)).status_code == 200, path
+        assert evidence.cli(data_dir, "notify", "list").returncode == 0
+        assert evidence.cli(data_dir, "notify", "deliveries", "--limit", "500").returncode == 0
+        sent = notifications_sent(admin, receivers)
 
     assert current_secrets(data_dir)[("portainer", "user_pwd")] == cli_secret
 
@@ -170,6 +221,7 @@ def test_secrets_written_through_every_door_appear_nowhere_else(
     assert "apphub.db-wal" in places, "read the WAL while the server holds the database open"
     places.update({f"response to {name}": body for name, body in evidence.responses})
     places.update({f"output of apphub {name}": out.encode() for name, out in evidence.cli_outputs})
+    places.update(sent)
     assert_stops_cleanly(server)
     places.update({"server log": server.logs()})
     places.update({f"{name} after stop": content for name, content in state_files(data_dir).items()})
