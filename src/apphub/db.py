@@ -172,8 +172,10 @@ _MIGRATIONS: list[str] = [
     CREATE INDEX notify_attempts_delivery ON notify_attempts (delivery);
     """,
     # How far the notifications have looked at the audit log (see Notifier.catch_up); what
-    # was written before this migration is not told again.
+    # was written before this migration is not told again. When a destination was last enabled:
+    # what was written while it was paused is not told to it.
     """
+    ALTER TABLE notify_destinations ADD COLUMN enabled_at TEXT;
     CREATE TABLE notify_cursor (
         id INTEGER PRIMARY KEY CHECK (id = 1),
         audit_event INTEGER NOT NULL

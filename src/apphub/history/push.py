@@ -62,12 +62,15 @@ class PushSettings:
         url = text("remote_url")
         if not url:
             return None
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise HistoryError(f"system.ini [history] remote_url {url} is not an http(s) URL")
-        if parts.username or parts.password:
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            raise HistoryError("system.ini [history] remote_url is not a URL") from None
+        if parts.username or parts.password:  # checked first: such a URL is never quoted
             raise HistoryError("system.ini [history] remote_url holds a user or password: put the token in "
                                "remote_token (encrypted) and the user in remote_user, never in the URL")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise HistoryError(f"system.ini [history] remote_url {url} is not an http(s) URL")
         token = ""
         if system.document.get("history", "remote_token"):
             secret = system.secret("history", "remote_token")

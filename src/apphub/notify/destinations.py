@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
+import httpx
+
 from apphub.db import Database
 from apphub.errors import FieldError, NotFound, ValidationFailed
 from apphub.notify.events import EVENT_TYPES, Event, now
@@ -26,6 +28,8 @@ Kind = Literal["webhook", "slack", "discord", "wecom"]
 KINDS: tuple[Kind, ...] = ("webhook", "slack", "discord", "wecom")
 ALL = "*"
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+FILTER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")  # a service's or a section's name
+MAX_URL_CHARS = 2048
 SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, no secret)  the Standard Webhooks form of a signing secret: whsec_ + base64 of the key
 
 
@@ -47,6 +51,12 @@ class Destination:
     enabled: bool = True
     disabled_reason: str | None = None
     created_at: str = ""
+    enabled_at: str | None = None  # when it was last enabled again after a pause
+
+    @property
+    def wanting_since(self) -> str:
+        """From when it wants events: its creation, or the end of its last pause."""
+        return max(self.created_at, self.enabled_at or "")
 
     def wants(self, event: Event) -> bool:
         return self.enabled and _wants(self.events, self.services, self.sections, event)
@@ -80,7 +90,7 @@ class Destinations:
         """A new destination (ValidationFailed names every problem). A webhook without a secret
         gets a fresh one: receivers need it to verify, so `add`'s answer is where it is shown once."""
         events, services, sections = tuple(events) or (ALL,), tuple(services), tuple(sections)
-        problems = _problems(name, kind, url, secret, events)
+        problems = _problems(name, kind, url, secret, events, services, sections)
         if problems:
             raise ValidationFailed(problems)
         if kind == "webhook" and secret is None:
@@ -124,8 +134,9 @@ class Destinations:
     def set_enabled(self, name: str, enabled: bool, reason: str | None = None) -> None:
         with self._db.transaction() as connection:
             changed = connection.execute(
-                "UPDATE notify_destinations SET enabled = ?, disabled_reason = ? WHERE name = ?",
-                (int(enabled), None if enabled else reason, name)).rowcount
+                "UPDATE notify_destinations SET enabled = ?, disabled_reason = ?,"
+                " enabled_at = CASE WHEN ? AND enabled = 0 THEN ? ELSE enabled_at END WHERE name = ?",
+                (int(enabled), None if enabled else reason, int(enabled), now(), name)).rowcount
         if changed == 0:
             raise DestinationNotFound(name)
 
@@ -135,7 +146,7 @@ class Destinations:
             row["name"], cast(Kind, row["kind"]), self._box.decrypt(row["url"], where),
             self._box.decrypt(row["secret"], where) if row["secret"] else None, tuple(json.loads(row["events"])),
             tuple(json.loads(row["services"])), tuple(json.loads(row["sections"])), bool(row["enabled"]),
-            row["disabled_reason"], row["created_at"])
+            row["disabled_reason"], row["created_at"], row["enabled_at"])
 
 
 def _wants(events: tuple[str, ...], services: tuple[str, ...], sections: tuple[str, ...], event: Event) -> bool:
@@ -152,18 +163,40 @@ def _error(field: str, message: str) -> FieldError:
     return FieldError("notify", field, "destination", message, file="notifications")
 
 
-def _problems(name: str, kind: str, url: str, secret: str | None, events: tuple[str, ...]) -> list[FieldError]:
+def _is_usable_url(url: str) -> bool:
+    """Whether a request can be sent to `url` (what urllib and httpx both read, as the sender does)."""
+    if len(url) > MAX_URL_CHARS or any(ord(c) < 0x21 or c == "\x7f" for c in url):
+        return False
+    try:
+        parts = urlsplit(url)
+        httpx.URL(url).host.encode("idna")  # a host IDNA refuses (an empty label) fails only when sent
+    except (ValueError, httpx.InvalidURL):
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _filter_problems(field: str, names: tuple[str, ...]) -> list[FieldError]:
+    bad = [name for name in names if not FILTER_NAME.fullmatch(name)]
+    if not bad:
+        return []
+    shown = ", ".join(repr(name[:40]) for name in bad[:5])
+    return [_error(field, f"{shown} cannot name a {field[:-1]}: use 1-64 letters, digits, '_', '-' or '.'")]
+
+
+def _problems(name: str, kind: str, url: str, secret: str | None, events: tuple[str, ...],
+              services: tuple[str, ...] = (), sections: tuple[str, ...] = ()) -> list[FieldError]:
     problems = []
     if not NAME.fullmatch(name):
         problems.append(_error("name", f"{name!r} cannot name a destination: use 1-64 lower-case letters, digits, "
                                        "'_' or '-'"))
     if kind not in KINDS:
         problems.append(_error("kind", f"{kind!r} is no destination kind (one of {', '.join(KINDS)})"))
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        problems.append(_error("url", "the URL must be http:// or https:// with a host"))  # never echoed: a credential
+    if not _is_usable_url(url):  # never echoed: a credential
+        problems.append(_error("url", f"the URL must be http:// or https:// with a host, at most {MAX_URL_CHARS} "
+                                      "characters, without spaces or control characters"))
     if secret is not None and kind == "webhook" and not _is_signing_secret(secret):
         problems.append(_error("secret", f"a signing secret is {SECRET_PREFIX} and the base64 of 24 to 64 bytes"))
+    problems += _filter_problems("services", services) + _filter_problems("sections", sections)
     unknown = [event for event in events if event != ALL and event not in EVENT_TYPES]
     if unknown:
         problems.append(_error("events", f"unknown event type(s) {', '.join(map(repr, unknown))} (known: "

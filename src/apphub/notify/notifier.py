@@ -75,7 +75,7 @@ class Notifier:
             made += page
             before = page[-1].id
         told = self.outbox.told_audit_events(cursor)
-        created = {destination.name: normalise_time(destination.created_at) for destination in self.destinations.all()}
+        since = {destination.name: normalise_time(destination.wanting_since) for destination in self.destinations.all()}
         queued = []
         for write in sorted(made, key=lambda event: event.id):
             if write.id in told or not _is_told_write(write):
@@ -83,7 +83,7 @@ class Notifier:
             event = events.settings_changed(Actor(write.actor, write.source, write.request_id), write.file or "",
                                             write.changes, write.version_after, message=write.message,
                                             audit_event=write.id, at=write.at)
-            wanted = [name for name in self.destinations.wanting(event) if created.get(name, "") <= write.at]
+            wanted = [name for name in self.destinations.wanting(event) if since.get(name, "~") <= write.at]
             if self._queue(event, wanted):
                 queued.append(event)
                 logger.warning("notifications: the event of audit event %d (%s) was queued at start: the process "
@@ -103,9 +103,7 @@ class Notifier:
         try:
             wanted = self.destinations.wanting(event)
             if event.type in events.SYNC_TYPES:  # the end of a change set a chat destination holds
-                holding = self.outbox.awaiting_sync()
-                wanted += [name for name in self.destinations.wanting(event, filtered=False)
-                           if name not in wanted and name in holding]
+                wanted += sorted(self.outbox.awaiting_sync() - set(wanted))
             return self._queue(event, wanted)
         except Exception:
             logger.exception("notifications: the event %s (%s) could not be queued", event.id, event.type)
@@ -141,9 +139,10 @@ class Notifier:
         news = [outcome.to_dict() for name, outcome in report.outcomes.items()
                 if outcome.result in NEWS and name not in repaired]
         with self._lock:
-            new_version = self._last_version is not None and report.version != self._last_version
+            first, new_version = self._last_version is None, report.version != self._last_version
             self._last_version = report.version
-        if news or new_version:
+        # The first round after a start tells only if a change waits for it (it is no news otherwise).
+        if news or (new_version and not first) or (first and self.outbox.awaiting_sync()):
             timings = {name: round(seconds * 1000, 3) for name, seconds in report.timings.items()}
             self.publish(events.sync_applied(report.version, news, timings))
 

@@ -13,6 +13,7 @@ is honoured when it asks for longer.
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 from collections.abc import Iterable
@@ -27,6 +28,7 @@ State = Literal["pending", "delivered", "failed"]
 # Seconds to wait before each attempt after the first: the Standard Webhooks guidance, then two more days.
 RETRY_SCHEDULE_S = (5, 300, 1800, 7200, 18000, 36000, 36000, 86400, 86400)
 JITTER = 0.1  # +-10 %: deliveries that failed together do not all come back at the same second
+MAX_RETRY_AFTER_S = 86400.0  # a destination asking for longer is believed only this far (the schedule ends)
 # How long a delivery is kept once delivered or failed (listed, replayable), and how far back the
 # next start looks for writes whose event was never queued (Notifier.catch_up).
 RETAIN_S = 30 * 86400
@@ -67,7 +69,8 @@ def next_delay(attempts: int, retry_after: float | None = None) -> float | None:
     if attempts > len(RETRY_SCHEDULE_S):
         return None
     delay = RETRY_SCHEDULE_S[attempts - 1] * random.uniform(1 - JITTER, 1 + JITTER)  # jitter: no secret
-    return max(delay, retry_after or 0.0)
+    asked = retry_after if retry_after is not None and math.isfinite(retry_after) else 0.0
+    return max(delay, min(asked, MAX_RETRY_AFTER_S))
 
 
 class Outbox:
@@ -88,10 +91,14 @@ class Outbox:
                     made.append(int(cursor.lastrowid or 0))
         return made
 
-    def due(self, at: float | None = None, limit: int = 100) -> list[Delivery]:
-        """The pending deliveries whose time has come, oldest first."""
-        rows = self._db.query("SELECT * FROM notify_outbox WHERE state = 'pending' AND next_at <= ? ORDER BY id"
-                              " LIMIT ?", (time.time() if at is None else at, limit))
+    def due(self, at: float | None = None, per_destination: int = 100) -> list[Delivery]:
+        """The pending deliveries of enabled destinations whose time has come, oldest first, at
+        most `per_destination` of each (one destination's backlog never hides another's)."""
+        rows = self._db.query(
+            "SELECT * FROM (SELECT o.*, row_number() OVER (PARTITION BY o.destination ORDER BY o.id) AS place"
+            " FROM notify_outbox o JOIN notify_destinations d ON d.name = o.destination AND d.enabled = 1"
+            " WHERE o.state = 'pending' AND o.next_at <= ?) WHERE place <= ? ORDER BY id",
+            (time.time() if at is None else at, per_destination))
         return [_delivery(row) for row in rows]
 
     def untried(self, destination: str) -> list[Delivery]:
@@ -101,12 +108,14 @@ class Outbox:
         return [_delivery(row) for row in rows]
 
     def awaiting_sync(self) -> set[str]:
-        """The destinations holding a change whose sync report has not come yet (never sent, and
-        its event says a `sync.*` event follows)."""
+        """The chat destinations holding a change whose sync report has not come yet (never sent,
+        its event says a `sync.*` event follows, and they hold: they want one; see changesets)."""
         rows = self._db.query(
-            "SELECT DISTINCT destination FROM notify_outbox WHERE state = 'pending' AND attempts = 0"
-            " AND json_extract(event, '$.data.sync_expected') = 1"
-            " AND json_extract(event, '$.type') IN ('settings.changed', 'settings.rolled_back')")
+            "SELECT DISTINCT o.destination FROM notify_outbox o JOIN notify_destinations d ON d.name = o.destination"
+            " WHERE o.state = 'pending' AND o.attempts = 0 AND d.enabled = 1 AND d.kind != 'webhook'"
+            " AND EXISTS (SELECT 1 FROM json_each(d.events) WHERE value IN ('*', 'sync.applied', 'sync.failed'))"
+            " AND json_extract(o.event, '$.data.sync_expected') = 1"
+            " AND json_extract(o.event, '$.type') IN ('settings.changed', 'settings.rolled_back')")
         return {row["destination"] for row in rows}
 
     def postpone(self, deliveries: Iterable[Delivery], until: float) -> None:
@@ -140,7 +149,8 @@ class Outbox:
         return {int(row[0]) for row in rows}
 
     def next_due_at(self) -> float | None:
-        rows = self._db.query("SELECT min(next_at) FROM notify_outbox WHERE state = 'pending'")
+        rows = self._db.query("SELECT min(o.next_at) FROM notify_outbox o JOIN notify_destinations d"
+                              " ON d.name = o.destination AND d.enabled = 1 WHERE o.state = 'pending'")
         return float(rows[0][0]) if rows and rows[0][0] is not None else None
 
     def get(self, delivery: int) -> Delivery:
@@ -188,11 +198,13 @@ class Outbox:
         with self._db.transaction(durable=True) as connection:
             changed = connection.execute(
                 "UPDATE notify_outbox SET state = 'pending', attempts = 0, next_at = ?, done_at = NULL WHERE id = ?"
-                " AND state != 'pending' AND destination IN (SELECT name FROM notify_destinations)",
+                " AND state != 'pending' AND destination IN (SELECT name FROM notify_destinations"
+                " WHERE created_at <= notify_outbox.created_at)",  # not one added later under its name
                 (time.time(), delivery)).rowcount
         found = self.get(delivery)
         if not changed and found.state != "pending":
-            raise NotFound(f"delivery {delivery} cannot be replayed: its destination '{found.destination}' is gone")
+            raise NotFound(f"delivery {delivery} cannot be replayed: its destination '{found.destination}' is gone "
+                           "(a destination added since under that name is another)")
         return found
 
 
@@ -203,5 +215,8 @@ def _delivery(row: Any) -> Delivery:
 
 
 def _iso(at: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+    try:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+    except (OverflowError, OSError, ValueError):  # a time past what the platform can write
+        return "9999-12-31T23:59:59Z"
 

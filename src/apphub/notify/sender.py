@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import functools
 import json
 import logging
+import math
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
+from urllib.parse import quote, urlsplit
 
 import httpx
 from standardwebhooks.webhooks import Webhook
@@ -36,6 +40,7 @@ MIN_INTERVAL_S: dict[Kind, float] = {"slack": 1.0, "discord": 0.4, "wecom": 3.0,
 TIMEOUT_S = 10.0
 PRUNE_EVERY_S = 3600.0  # how often old deliveries are forgotten (Outbox.prune)
 ERROR_CHARS = 300  # of a destination's answer, kept with the attempt
+ANSWER_CHARS = 10_000  # of an answer read for it (pieces of the URL are taken out before it is cut)
 
 
 class Sender:
@@ -65,9 +70,11 @@ class Sender:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown(wait=False, cancel_futures=True)  # a task cancelled before it ran releases its name
         while self._busy and time.monotonic() < deadline:
             time.sleep(0.01)
+        if not self._busy:
+            self._client.close()
 
     def wake(self) -> None:
         """Something was queued: look now rather than at the next due time."""
@@ -91,7 +98,7 @@ class Sender:
     def dispatch(self) -> int:
         """Start a task for every destination that has deliveries due and none in flight; how many."""
         by_destination: dict[str, list[Delivery]] = {}
-        for delivery in self._outbox.due(limit=500):
+        for delivery in self._outbox.due():
             by_destination.setdefault(delivery.destination, []).append(delivery)
         started = 0
         for name, due in by_destination.items():
@@ -99,7 +106,8 @@ class Sender:
                 if name in self._busy or time.monotonic() < self._next_allowed.get(name, 0.0):
                     continue
                 self._busy.add(name)
-            self._pool.submit(self._serve, name, due)
+            task = self._pool.submit(self._serve, name, due)
+            task.add_done_callback(functools.partial(self._release_if_cancelled, name))
             started += 1
         return started
 
@@ -120,15 +128,22 @@ class Sender:
         except Exception:
             logger.exception("notifications: delivering to '%s' failed", name)
         finally:
-            with self._lock:
-                self._busy.discard(name)
+            self._release(name)
             self._wake.set()
+
+    def _release_if_cancelled(self, name: str, task: Future[None]) -> None:
+        if task.cancelled():  # never ran (the sender stopped): its `finally` will not release it
+            self._release(name)
+
+    def _release(self, name: str) -> None:
+        with self._lock:
+            self._busy.discard(name)
 
     def _serve_chat(self, destination: Destination, due: list[Delivery]) -> None:
         """One message, however many piled up; a change whose sync report is on its way waits for
         it (changesets), with what came after it."""
         pile = due
-        if destination.wants_type("sync.applied"):
+        if destination.wants_type("sync.applied") or destination.wants_type("sync.failed"):
             held = {delivery.id: delivery for delivery in self._outbox.untried(destination.name)}
             pile = sorted({**held, **{delivery.id: delivery for delivery in due}}.values(), key=lambda d: d.id)
             pile, waiting, until = changesets.split(pile, time.time())
@@ -153,17 +168,22 @@ class Sender:
         url, headers = destination.url.reveal(), {"content-type": "application/json", "user-agent": "apphub"}
         if destination.kind == "webhook":
             headers.update(_signed(destination, events[0], body))
-        if destination.kind == "discord":
-            url += ("&" if "?" in url else "?") + "wait=true"  # Discord says what is wrong only with wait=true
         started = time.monotonic()
         status, error, retry_after = None, None, None
         try:
-            response = self._client.post(url, content=body.encode("utf-8"), headers=headers)
+            target = httpx.URL(url)
+            if destination.kind == "discord":  # Discord says what is wrong only with wait=true
+                target = target.copy_set_param("wait", "true")
+            response = self._client.post(target, content=body.encode("utf-8"), headers=headers)
             status, error, retry_after = _judged(destination.kind, response)
+            # an error page may repeat the path (a credential): taken out before the text is cut
+            error = without_url(error, url)[:ERROR_CHARS] if error else None
         except httpx.TimeoutException:
             error = f"no answer within {TIMEOUT_S:g} s"
-        except httpx.HTTPError as exc:
-            error = f"could not connect ({type(exc).__name__})"  # the exception's text names the URL: a credential
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:  # UnicodeError: a host IDNA refuses
+            # the exception's text may name the URL: a credential
+            error = f"could not connect ({type(exc).__name__})" if isinstance(exc, httpx.HTTPError) \
+                else f"the URL cannot be used ({type(exc).__name__}): add the destination again with a valid one"
         duration_ms = (time.monotonic() - started) * 1000
         gone = status == 410
         for delivery in deliveries:
@@ -174,6 +194,21 @@ class Sender:
                                            "longer exists; add it again with its new URL")
             logger.warning("notifications: destination '%s' answered 410 Gone and is disabled", destination.name)
         return error is None and status is not None and 200 <= status < 300
+
+
+def without_url(text: str, url: str) -> str:
+    """`text` (a destination's answer) without the URL or any piece of it long enough to be a
+    token: its path, query, and their parts of more than 8 characters."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(the answer is not kept: the URL cannot be read)"
+    pieces = {url, parts.path, parts.query, parts.netloc if parts.password else "",
+              *re.split(r"[/?&=;#]", f"{parts.path}?{parts.query}")}
+    for piece in sorted((p for p in pieces if len(p) > 8), key=len, reverse=True):
+        text = text.replace(piece, "********")
+        text = text.replace(quote(piece, safe="/"), "********")
+    return text
 
 
 def _signed(destination: Destination, event: Event, body: str) -> dict[str, str]:
@@ -193,9 +228,9 @@ def _judged(kind: Kind, response: httpx.Response) -> tuple[int, str | None, floa
         if kind == "wecom":  # WeCom answers 200 with an error code in the body
             code = _json(response).get("errcode", 0)
             if code != 0:
-                return status, f"WeCom errcode {code}: {str(_json(response).get('errmsg', ''))[:ERROR_CHARS]}", None
+                return status, f"WeCom errcode {code}: {str(_json(response).get('errmsg', ''))[:ANSWER_CHARS]}", None
         return status, None, None
-    return status, f"HTTP {status}: {response.text[:ERROR_CHARS]}", retry_after
+    return status, f"HTTP {status}: {response.text[:ANSWER_CHARS]}", retry_after
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -203,11 +238,12 @@ def _retry_after(response: httpx.Response) -> float | None:
     header = response.headers.get("retry-after")
     if header:
         with contextlib.suppress(ValueError):
-            return max(float(header), 0.0)
+            seconds = float(header)
+            return max(seconds, 0.0) if math.isfinite(seconds) else None
         with contextlib.suppress(TypeError, ValueError):
             return max(email.utils.parsedate_to_datetime(header).timestamp() - time.time(), 0.0)
     found = _json(response).get("retry_after")
-    return float(found) if isinstance(found, int | float) else None
+    return float(found) if isinstance(found, int | float) and math.isfinite(found) else None
 
 
 def _json(response: httpx.Response) -> dict[str, object]:

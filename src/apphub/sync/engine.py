@@ -99,7 +99,7 @@ class SyncEngine(EngineInputs):
         self._backends: Backends | None = None
         self._recovered = False  # what an earlier run left in a backend was put right
         self._last_good: Snapshot | None = None
-        self._refused_version: str | None = None
+        self._refused_by_file: dict[str, str] = {}
         self._overlay_refused: str | None = None
         self._last_overlay: dict[str, Snapshot] = {}
         self._running: str | None = None  # the environment whose overlay was last applied (None: config.ini alone)

@@ -72,7 +72,7 @@ class EngineInputs:
     _applied: Snapshot | None
     _last_good: Snapshot | None
     _last_good_env: Snapshot | None
-    _refused_version: str | None
+    _refused_by_file: dict[str, str]  # file -> the refusal last told (the bad version, or its error)
     _overlay_refused: str | None
     _last_overlay: dict[str, Snapshot]  # per environment, the overlay last applied
     _running: str | None
@@ -126,25 +126,25 @@ class EngineInputs:
         try:
             snapshot = self.core.config.settled_snapshot()  # never a version a failing write takes back
         except IniParseError as exc:
-            self._refuse(hashlib.sha256(str(exc).encode()).hexdigest(), exc.public)
+            self._refuse("config.ini", hashlib.sha256(str(exc).encode()).hexdigest(), exc.public)
             return None
         except LockTimeout:
             raise  # config.ini is fine, only busy
         except ApphubError as exc:
-            self._refuse(str(exc), str(exc))
+            self._refuse("config.ini", str(exc), str(exc))
             return None
         if self._last_good is not None and snapshot.version == self._last_good.version:
             if self.status.engine.config_error is not None:  # a refused edit was undone
                 self.status.update(config_error=None)
-                self._refused_version = None
+                self._refused_by_file.pop("config.ini", None)
             return snapshot
         problems, warnings = self._new_problems(snapshot)
         if problems:
-            self._refuse(snapshot.version, "config.ini is refused, the last good version stays applied: "
+            self._refuse("config.ini", snapshot.version, "config.ini is refused, the last good version stays applied: "
                          + "; ".join(problems))
             return None
         self.status.update(config_error=None, config_version=snapshot.version)
-        self._refused_version = None
+        self._refused_by_file.pop("config.ini", None)
         if self.core.audit.last_version("config.ini") != snapshot.version:
             # maybe a hand edit; the store decides under its lock (a write in flight is not one)
             self.core.config.account_for_outside_change(self._last_good, warnings)
@@ -241,11 +241,12 @@ class EngineInputs:
         if problems:
             kept = ("the last good version stays applied" if self._last_good_env is not None
                     else "the services that take an environment wait for a valid one")
-            self._refuse("env.ini:" + "; ".join(problems), f"env.ini is refused, {kept}: " + "; ".join(problems))
+            self._refuse("env.ini", "; ".join(problems), f"env.ini is refused, {kept}: " + "; ".join(problems))
             return self._last_good_env
         assert env is not None
         if self.core.audit.last_version(store.name) != env.version:
             store.account_for_outside_change(self._last_good_env)
+        self._refused_by_file.pop("env.ini", None)
         self._last_good_env = env
         return env
 
@@ -322,18 +323,18 @@ class EngineInputs:
         return ApplyReport(self._applied.version if self._applied else "",
                            refused=[f"config.ini is busy ({exc}); the sync runs again in {BUSY_RETRY_S:g} s"])
 
-    def _refuse(self, identity: str, message: str) -> None:
+    def _refuse(self, file: str, identity: str, message: str) -> None:
         # The store says where a problem is and masks values; masked again here all the same.
         message = redact(message, self._masks(), AUDIT_MESSAGE_CHARS)
         # The audit and the log first, the status last: whoever polls the status finds them written.
-        if identity != self._refused_version:  # say it once per bad version, not every round
-            self._refused_version = identity
-            self.core.audit.record(FILE_ACTOR, "settings.invalid", file="config.ini", message=message)
+        if identity != self._refused_by_file.get(file):  # say it once per bad version of each file
+            self._refused_by_file[file] = identity
+            self.core.audit.record(FILE_ACTOR, "settings.invalid", file=file, message=message)
             logger.error("%s", message)
             self.status.metrics.failures.labels("config_invalid").inc()
             # `identity` is the refused version, or the parse error's text when there is no version
             version = identity if re.fullmatch(r"[0-9a-f]{32}", identity) else None
-            self.core.notifications.publish(refused("config.ini", message, version))
+            self.core.notifications.publish(refused(file, message, version))
         self.status.update(config_error=message)
 
     def _masks(self) -> list[str]:
