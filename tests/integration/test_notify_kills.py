@@ -44,6 +44,8 @@ def test_events_pending_at_a_sigkill_arrive_after_the_restart_as_queued(serve: S
         while not receiver.got and time.monotonic() < deadline:
             time.sleep(0.02)
         assert receiver.got, "the first delivery was not sent"
+        while len(queued_events(data_dir)) < WRITES and time.monotonic() < deadline:
+            time.sleep(0.02)  # the server queues a write's event once its sync round reported
         queued = queued_events(data_dir)
         assert len(queued) == WRITES
 

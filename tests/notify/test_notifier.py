@@ -84,6 +84,9 @@ def test_a_rollback_is_told_as_one_with_the_version_it_brought_back(
     rolled = admin.post("/api/v1/settings/rollback", json={"version": first})
 
     assert rolled.status_code == 200, rolled.text
+    deadline = time.monotonic() + 10  # the server queues it once its sync round reported
+    while not core.notifications.outbox.deliveries() and time.monotonic() < deadline:
+        time.sleep(0.02)
     [told] = [d.event for d in core.notifications.outbox.deliveries()]
     assert told.type == "settings.rolled_back"
     assert told.version == first
@@ -93,3 +96,29 @@ def test_a_rollback_is_told_as_one_with_the_version_it_brought_back(
     assert (changes["user_email"]["old"], changes["user_email"]["new"]) == ("second@example.org", "first@example.org")
     assert changes["user_pwd"]["new"] == MASK
     assert NEW_PASSWORD not in json.dumps(told.as_dict())
+
+
+def test_with_the_sender_running_a_change_is_queued_after_its_sync_round_reports(core: Core) -> None:
+    from apphub.notify import events
+    from apphub.sync.apply import ApplyReport, ServiceOutcome
+
+    notifier = core.notifications
+    notifier.destinations.add("ops", "webhook", "http://127.0.0.1:9/hook")
+    notifier.start()
+    try:
+        notifier.publish(events.settings_changed(Actor("alice", "api"), "config.ini", [], "v2", sync_expected=True))
+        time.sleep(0.3)
+        assert notifier.outbox.deliveries() == []  # the round has the interpreter and the database to itself
+        notifier.on_report(ApplyReport("v2", {"web": ServiceOutcome("web", "applied", "v2", "reload")}))
+        deadline = time.monotonic() + 5
+        while len(notifier.outbox.deliveries()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert [d.event.type for d in reversed(notifier.outbox.deliveries())] == ["settings.changed", "sync.applied"]
+        notifier.publish(events.settings_changed(Actor("alice", "api"), "config.ini", [], "v3", sync_expected=True))
+    finally:
+        notifier.close()  # what was told but not queued yet is queued on the way out
+    reopened = Core(core.data)
+    try:
+        assert reopened.notifications.outbox.deliveries()[0].event.version == "v3"
+    finally:
+        reopened.close()

@@ -12,14 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from apphub.notify.events import CHANGE_TYPES, SYNC_TYPES, Event
+from apphub.notify.events import CHANGE_TYPES, SYNC_TYPES, Event, awaits_sync
 from apphub.notify.outbox import Delivery
 
 HOLD_S = 60.0
-
-
-def awaits_sync(event: Event) -> bool:
-    return event.type in CHANGE_TYPES and event.data.get("sync_expected") is True
 
 
 def split(pile: Sequence[Delivery], now: float) -> tuple[list[Delivery], list[Delivery], float | None]:

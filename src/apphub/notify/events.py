@@ -37,6 +37,11 @@ SYNC_TYPES = frozenset({"sync.applied", "sync.failed"})
 MAX_CHANGES = 200
 
 
+def awaits_sync(event: Event) -> bool:
+    """A change the sync will report on (a `sync.*` event follows it)."""
+    return event.type in CHANGE_TYPES and event.data.get("sync_expected") is True
+
+
 def new_event_id() -> str:
     """`evt_` and 32 random hex digits: unique, with no clock or counter in it to guess."""
     return "evt_" + secrets.token_hex(16)

@@ -8,6 +8,7 @@ decrypted) and, when one wants the event, one SQLite transaction. Sending happen
 
 from __future__ import annotations
 
+import collections
 import logging
 import re
 import threading
@@ -49,6 +50,7 @@ class Notifier:
         self.synced: Callable[[str], bool] = lambda file: False
         self._lock = threading.Lock()
         self._last_version: str | None = None  # of the last sync report heard
+        self._told: collections.deque[Event] = collections.deque()  # to queue, in the sender's thread
         self._drift_told: dict[str, tuple[str, ...]] = {}  # service -> the edit last told of
 
     def start(self) -> None:
@@ -58,7 +60,7 @@ class Notifier:
             self.catch_up()
         except Exception:  # the server must start; what could not be caught up is in the log
             logger.exception("notifications: the writes since the last start could not be looked at")
-        self.sender = Sender(self.outbox, self.destinations, self._render)
+        self.sender = Sender(self.outbox, self.destinations, self._render, before_dispatch=self.flush)
         self.sender.start()
 
     def catch_up(self) -> list[Event]:
@@ -95,11 +97,33 @@ class Notifier:
     def close(self) -> None:
         if self.sender is not None:
             self.sender.stop()
+            self.flush()  # what the last moments told, queued for the next start
         self._db.close()
 
-    def publish(self, event: Event) -> list[int]:
-        """Queue `event` for every destination that wants it; the deliveries made. Never raises:
-        a notification that cannot be queued must not fail the change it tells of."""
+    def publish(self, event: Event) -> None:
+        """Queue `event` for every destination that wants it. Never raises: a notification that
+        cannot be queued must not fail the change it tells of.
+
+        With the sender running (the server), the event is only handed over here, and queued by
+        the sender's thread: a write or a sync round pays for neither the destinations' query nor
+        the outbox's transaction. One that would be lost with the process is a write's, and the
+        audit log holds it (catch_up). A change the sync will report on pauses the sender until
+        the report: the round has the interpreter and the database to itself."""
+        if self.sender is None:
+            self._publish_now(event)
+            return
+        self._told.append(event)
+        if events.awaits_sync(event):
+            self.sender.pause()
+        else:
+            self.sender.wake()
+
+    def flush(self) -> None:
+        """Queue what was handed over (the sender's thread, before each round), in order."""
+        while self._told:
+            self._publish_now(self._told.popleft())
+
+    def _publish_now(self, event: Event) -> list[int]:
         try:
             wanted = self.destinations.wanting(event)
             if event.type in events.SYNC_TYPES:  # the end of a change set a chat destination holds
@@ -131,6 +155,13 @@ class Notifier:
     def on_report(self, report: ApplyReport) -> None:
         """A sync round: its drift, then how the services took the version (one event, also when
         no service needed a change: it ends the change set a chat destination holds)."""
+        try:
+            self._tell_round(report)
+        finally:
+            if self.sender is not None:
+                self.sender.resume()
+
+    def _tell_round(self, report: ApplyReport) -> None:
         if report.refused:
             return  # the refusal is told where it is decided (settings.refused)
         repaired = [name for name in report.drift if _result(report, name) == "applied"]
@@ -142,7 +173,8 @@ class Notifier:
             first, new_version = self._last_version is None, report.version != self._last_version
             self._last_version = report.version
         # The first round after a start tells only if a change waits for it (it is no news otherwise).
-        if news or (new_version and not first) or (first and self.outbox.awaiting_sync()):
+        if news or (new_version and not first) or (first and (_awaiting_in(self._told)
+                                                               or self.outbox.awaiting_sync())):
             timings = {name: round(seconds * 1000, 3) for name, seconds in report.timings.items()}
             self.publish(events.sync_applied(report.version, news, timings))
 
@@ -167,6 +199,10 @@ class Notifier:
         """An initialiser's run ended: told when it failed and the run before it did not."""
         if run.get("state") == "failed" and previous_state != "failed":
             self.publish(events.init_failed(run))
+
+
+def _awaiting_in(told: collections.deque[Event]) -> bool:
+    return any(events.awaits_sync(event) for event in list(told))
 
 
 def _is_told_write(event: AuditEvent) -> bool:

@@ -1,7 +1,10 @@
 """The durable outbox: one delivery per event and destination, in SQLite, with every attempt.
 
-An event is queued for all its destinations in one transaction, flushed to the disk before
-`enqueue` returns: what is queued survives a crash or a restart. A delivery is `pending` until a
+An event is queued for all its destinations in one transaction: what is queued survives a crash
+of the process or a restart (SQLite's WAL holds it when `enqueue` returns). It is not flushed to
+the disk then, which would cost each write an fsync: after a power loss, the next start queues
+again the events of writes the audit log holds and no delivery tells of (Notifier.catch_up), and a
+sync report's event is made again by the first round (it tells what a change waits for). A delivery is `pending` until a
 destination answers 2xx (`delivered`), or it has used up the retry schedule, or the destination
 answered `410 Gone` (`failed`: kept, listed, and `replay` queues it again).
 
@@ -82,7 +85,7 @@ class Outbox:
         same event for a destination twice makes no second delivery."""
         body = json.dumps(event.as_dict(), separators=(",", ":"))
         made = []
-        with self._db.transaction(durable=True) as connection:
+        with self._db.transaction() as connection:  # not durable: see the module's docstring
             for destination in dict.fromkeys(destinations):
                 cursor = connection.execute(
                     "INSERT OR IGNORE INTO notify_outbox (event_id, destination, event, state, next_at, created_at)"

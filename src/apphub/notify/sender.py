@@ -39,14 +39,20 @@ Render = Callable[[Kind, Sequence[Event]], dict[str, object]]  # one message's b
 MIN_INTERVAL_S: dict[Kind, float] = {"slack": 1.0, "discord": 0.4, "wecom": 3.0, "webhook": 0.0}
 TIMEOUT_S = 10.0
 PRUNE_EVERY_S = 3600.0  # how often old deliveries are forgotten (Outbox.prune)
+PAUSE_MAX_S = 2.0  # the longest sends wait for a sync round to end (pause)
 ERROR_CHARS = 300  # of a destination's answer, kept with the attempt
 ANSWER_CHARS = 10_000  # of an answer read for it (pieces of the URL are taken out before it is cut)
 
 
 class Sender:
     def __init__(self, outbox: Outbox, destinations: Destinations, render: Render, *,
-                 client: httpx.Client | None = None, workers: int = 4) -> None:
+                 client: httpx.Client | None = None, workers: int = 4,
+                 before_dispatch: Callable[[], None] | None = None) -> None:
+        """`before_dispatch`: called by the sender's thread before each round (the notifier queues
+        there what it was told meanwhile)."""
         self._outbox = outbox
+        self._before_dispatch = before_dispatch or (lambda: None)
+        self._paused_until = 0.0  # monotonic; see pause
         self._destinations = destinations
         self._render = render
         self._client = client or httpx.Client(timeout=TIMEOUT_S, follow_redirects=False)
@@ -80,10 +86,26 @@ class Sender:
         """Something was queued: look now rather than at the next due time."""
         self._wake.set()
 
+    def pause(self) -> None:
+        """A sync round is carrying a change to the services: neither queue nor send until it
+        reports (resume), at most PAUSE_MAX_S. Sending beside it would take the interpreter and
+        the database from the round, which the change's propagation would pay for."""
+        self._paused_until = time.monotonic() + PAUSE_MAX_S
+
+    def resume(self) -> None:
+        self._paused_until = 0.0
+        self._wake.set()
+
     def _run(self) -> None:
         pruned_at = 0.0
         while not self._stop.is_set():
+            paused = self._paused_until - time.monotonic()
+            if paused > 0:
+                self._wake.wait(paused)
+                self._wake.clear()
+                continue
             try:
+                self._before_dispatch()
                 self.dispatch()
                 if time.monotonic() - pruned_at >= PRUNE_EVERY_S:
                     pruned_at = time.monotonic()
@@ -126,7 +148,8 @@ class Sender:
             else:
                 self._serve_chat(destination, due)
         except Exception:
-            logger.exception("notifications: delivering to '%s' failed", name)
+            if not self._stop.is_set():  # stopping closes the database under a send cut short
+                logger.exception("notifications: delivering to '%s' failed", name)
         finally:
             self._release(name)
             self._wake.set()
