@@ -40,7 +40,7 @@ CHECKS = (
     "ignored_auth",
 )
 SEED = 8  # issue 8
-MAX_EXAMPLES = 40  # random requests per operation, after its examples and coverage cases
+MAX_EXAMPLES = 25  # random requests per operation, after its examples and coverage cases
 
 
 def contract_config(base_url: str) -> schemathesis.Config:

@@ -247,7 +247,7 @@ def test_the_server_pushes_in_the_background_and_the_status_says_so(data_dir: Da
         remote.down()
         client.put("/api/v1/settings/gitea", json={"user_email": "while-down@example.com"}).raise_for_status()
         failing = wait_for(lambda: status_of(client, server), lambda push: push["state"] == "failing")
-        assert failing["pending_commits"] == 1
+        assert failing["pending_commits"] >= 1  # the write's commit (a loaded machine may show one more in flight)
         remote.up()
         wait_for(lambda: status_of(client, server),
                  lambda push: push["state"] == "ok" and push["pending_commits"] == 0, timeout=20)

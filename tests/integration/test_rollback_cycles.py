@@ -4,7 +4,7 @@ Changes come through the API, the CLI and hand edits of config.ini (saved by ren
 do); rollbacks through the API (`?wait=true`) and the CLI, to any earlier version, the very first
 included. After each one, config.ini holds exactly the target version (its bytes, so its version,
 and every setting, secrets decrypted), and once the sync is done the services' files are those
-they had at that version. APPHUB_ROLLBACK_CYCLES sets the number of cycles (default 150: 1,000
+they had at that version. APPHUB_ROLLBACK_CYCLES sets the number of cycles (default 100: 1,000
 took 311 s of CI's 30-minute budget once every write ran the rules; set 1000 or more when touching
 rollback).
 """
@@ -25,7 +25,7 @@ from apphub.store.snapshot import version_of
 from tests.integration.conftest import StartServe, run_cli
 from tests.integration.test_quickstart import PROGRAMS, Quickstart, edit_by_rename, quickstart  # noqa: F401
 
-CYCLES = int(os.environ.get("APPHUB_ROLLBACK_CYCLES", "150"))
+CYCLES = int(os.environ.get("APPHUB_ROLLBACK_CYCLES", "100"))
 COLORS = ["teal", "navy", "olive", "maroon", "purple", "#112233", "#a0b0c0", "coral", "orchid", "plum"]
 
 
