@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import random
 import socket
 import threading
 import time
@@ -61,10 +62,55 @@ def admin_key(data_dir: DataDir) -> str:
     return data_dir.admin_key.read_text().strip()
 
 
-def free_port() -> int:
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _port_slice() -> range:
+    """The ports this process hands out: its own share of those below the kernel's ephemeral range.
+
+    Below that range no outgoing connection takes a port behind our back, and each pytest-xdist
+    worker (PYTEST_XDIST_WORKER gwN of PYTEST_XDIST_WORKER_COUNT) has a share no other worker uses,
+    so a port one test was given and has not bound yet (a server it passes it to, a port it keeps
+    to restart a server on) is never given to a test running beside it.
+    """
+    low, high = 10000, max(_ephemeral_low(), 12000)
+    count = max(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1), 1)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    number = int(worker[2:]) if worker[2:].isdigit() else 0
+    share = (high - low) // count
+    return range(low + share * (number % count), low + share * (number % count + 1))
+
+
+_PORTS: list[int] = []  # the slice's next port, once chosen
+
+
+def _bindable(port: int) -> bool:
+    """Nothing at all holds `port` (no listener, no connection, on any address)."""
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    """A loopback port nobody holds, different from every port given before in this process (until
+    its slice wraps). For a test that must name a port before something binds it (a subprocess, a
+    container, a server restarted on the same port); a server in this process binds port 0 instead."""
+    ports = _port_slice()
+    if not _PORTS:  # a random start: two runs side by side (two clones) rarely meet
+        _PORTS.append(random.SystemRandom().randrange(len(ports)))
+    for _ in range(len(ports)):
+        port = ports[_PORTS[0] % len(ports)]
+        _PORTS[0] += 1
+        if _bindable(port):
+            return port
+    raise RuntimeError(f"no free port in {ports}")
 
 
 @dataclass
@@ -81,11 +127,13 @@ class LiveServer:
 @contextlib.contextmanager
 def serving(data: DataDir) -> Iterator[LiveServer]:
     """The API of `data` served by uvicorn on a loopback port in a thread, stopped on exit."""
-    port = free_port()
+    listener = socket.socket()  # bound here, so no other test can take its port before uvicorn listens
+    listener.bind(("127.0.0.1", 0))
+    port = int(listener.getsockname()[1])
     config = uvicorn.Config(create_app(data), host="127.0.0.1", port=port, log_level="warning",
                             access_log=False, lifespan="on")
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, name="uvicorn-test", daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started:
@@ -97,6 +145,7 @@ def serving(data: DataDir) -> Iterator[LiveServer]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+        listener.close()
 
 
 @pytest.fixture
@@ -127,3 +176,4 @@ def is_made(state: str, marker: str | None, version_after: str | None, folder: P
         return True
     on_disk = hashlib.sha256((folder / "config.ini").read_bytes()).hexdigest()[:32]
     return staged.lstat().st_size == 0 and on_disk == version_after
+

@@ -15,7 +15,6 @@ import base64
 import json
 import os
 import re
-import socket
 import subprocess
 import threading
 import time
@@ -23,6 +22,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from tests.conftest import free_port
 
 SWAGGER = Path(__file__).resolve().parents[1] / "fixtures" / "gitea-v1.26.3-swagger-repos.json"
 _JSON_TYPES = {"string": str, "boolean": bool, "integer": int, "object": dict, "array": list}
@@ -95,7 +96,9 @@ class GitRemote:
         class Handler(_Handler):
             owner = remote
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        # A port of free_port()'s, not the kernel's: `down` then `up` rebinds it, and in between no
+        # other test (another pytest-xdist worker) and no outgoing connection may take it.
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port or free_port()), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -331,8 +334,3 @@ def _spec() -> _Swagger:
         _SWAGGER.append(_Swagger())
     return _SWAGGER[0]
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
