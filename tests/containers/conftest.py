@@ -12,11 +12,13 @@ the end whatever happened.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 import shutil
 import subprocess
 import tarfile
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -149,7 +151,17 @@ def podman_service(podman_environment: dict[str, str], tmp_path_factory: pytest.
 
 @pytest.fixture(scope="session")
 def test_image(podman_environment: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> str:
-    """localhost/apphub-test-busybox:1: /bin/busybox and its applet links, nothing else."""
+    """localhost/apphub-test-busybox:1: /bin/busybox and its applet links, nothing else.
+
+    Imported once for the machine: pytest-xdist workers (and a second run beside this one) share
+    Podman's image store, so the check and the import are made under a lock file they all take.
+    """
+    with (Path(tempfile.gettempdir()) / "apphub-test-image.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        return _import_test_image(podman_environment, tmp_path_factory)
+
+
+def _import_test_image(podman_environment: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> str:
     if podman(podman_environment, "image", "exists", IMAGE).returncode == 0:
         return IMAGE
     folder = tmp_path_factory.mktemp("image")
