@@ -11,9 +11,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -103,11 +105,16 @@ def quickstart(tmp_path: Path) -> Iterator[Quickstart]:
         ports = free_port(), free_port(), free_port()
     environment.update(QUICKSTART_JSON_PORT=str(ports[0]), QUICKSTART_INI_PORT=str(ports[1]),
                        QUICKSTART_ENV_PORT=str(ports[2]), XDG_DATA_HOME=str(tmp_path / "xdg"))
-    made = Quickstart(DataDir(tmp_path / "data"), tmp_path / "data-quickstart", *ports, environment)
+    # In a short folder under /tmp, not tmp_path: supervisord's socket is DATA/supervisor/supervisor.sock,
+    # and it binds it under that path plus a suffix, all within a unix socket's 108 bytes; tmp_path of a
+    # long test name, longer still under pytest-xdist (.../popen-gw0/...), does not leave room for it.
+    short = Path(tempfile.mkdtemp(prefix="apphub-qs-"))
+    made = Quickstart(DataDir(short / "data"), short / "data-quickstart", *ports, environment)
     try:
         yield made
     finally:
         stop_supervisord(made)
+        shutil.rmtree(short, ignore_errors=True)
 
 
 def health(port: int) -> tuple[int, dict[str, Any]]:
@@ -147,6 +154,8 @@ def edit_by_rename(path: Path, old: str, new: str) -> None:
     os.replace(temporary, path)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)  # 41 s alone, 66 s seen beside other tests
 def test_quickstart_end_to_end(quickstart: Quickstart, serve: StartServe) -> None:
     started = quickstart.start()
     assert started.returncode == 0, started.stderr
