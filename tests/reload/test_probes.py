@@ -79,11 +79,11 @@ def test_the_health_gate_waits_for_a_service_coming_back(loopback):
 def test_the_health_gate_fails_with_the_last_reason(loopback):
     loopback.respond = lambda m, path: (500, "boom")
 
-    with pytest.raises(HealthCheckFailed) as raised:
+    with pytest.raises(HealthCheckFailed) as raised:  # 2 s: a loaded machine's loopback may take over 0.5 s
         HealthChecker({"http": HttpProbe()}).wait_healthy(
-            "web", HealthSpec(http=f"{loopback.url}/health", timeout=0.5, interval=0.1))
+            "web", HealthSpec(http=f"{loopback.url}/health", timeout=2.0, interval=0.1))
 
-    assert "service web did not become healthy within 0.5 s" in str(raised.value)
+    assert "service web did not become healthy within 2 s" in str(raised.value)
     assert "http: GET" in str(raised.value)
     assert "HTTP 500 Internal Server Error: boom" in str(raised.value)
 
@@ -154,8 +154,10 @@ def test_every_probe_given_must_pass(loopback):
         # Never accepted: each probe round's connection waits in the backlog, so leave room for
         # all of them (with a backlog of 1 the third connect times out, and the probe fails).
         server.listen(64)
+        # 2 s, not less: each http try may take that long, and on a loaded machine (tests run in
+        # parallel) the loopback server took over 0.3 s to answer, which made http fail too.
         spec = HealthSpec(http=f"{loopback.url}/health", tcp=f"127.0.0.1:{server.getsockname()[1]}",
-                          command=[PYTHON, "-c", "raise SystemExit(5)"], timeout=0.3, interval=0.1)
+                          command=[PYTHON, "-c", "raise SystemExit(5)"], timeout=2.0, interval=0.1)
         checker = HealthChecker({"http": HttpProbe(), "tcp": TcpProbe(), "command": CommandProbe()})
 
         with pytest.raises(HealthCheckFailed) as raised:

@@ -8,6 +8,7 @@ only ever asserted on the keys a test set.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
 import subprocess
@@ -30,6 +31,7 @@ from apphub.paths import DataDir
 from apphub.reload.docker import ContainerEngine
 from apphub.rules.base import CONFIG, SYSTEM, Candidate, KeyRef
 from apphub.rules.holders import HostPorts, PortScan
+from apphub.rules.owners import SyncConnections
 from apphub.rules.ports import PortRule, port_rule
 from tests.conftest import free_port
 from tests.containers.conftest import EXIT_ON_TERM, PodmanService, podman_environment, podman_service, test_image
@@ -445,6 +447,15 @@ def published(podman_service: PodmanService, test_image: str) -> Iterator[Publis
         client.close()
 
 
+@pytest.fixture
+def patient_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rule's engine and supervisord given 10 s, not 1 s: on a loaded machine (another test's
+    containers, tests run in parallel) Podman's first answer (its version, then the containers)
+    took longer than 1 s, and an engine that does not answer in time is not asked (tested above)."""
+    monkeypatch.setattr("apphub.rules.ports.SyncConnections", functools.partial(SyncConnections, timeout=10.0))
+
+
+@pytest.mark.usefixtures("patient_engine")
 def test_a_port_a_container_publishes_fails_naming_the_container(folder: Folder, published: Published) -> None:
     folder.sync(docker_url=published.url)
     folder.manifest(container=published.name)
@@ -457,6 +468,7 @@ def test_a_port_a_container_publishes_fails_naming_the_container(folder: Folder,
                                "this key")  # and not conmon, Podman's listener for it
 
 
+@pytest.mark.usefixtures("patient_engine")
 def test_the_services_own_container_may_publish_its_port(folder: Folder, published: Published) -> None:
     folder.sync(docker_url=published.url)
     folder.manifest(container=published.name)

@@ -254,11 +254,14 @@ def test_an_empty_password_is_left_to_the_required_check(core: Core) -> None:
 def test_a_very_long_password_is_judged_quickly(core: Core, password: str) -> None:
     snapshot = hand_edited(core, "portainer", "user_pwd", password)
 
-    started = time.perf_counter()
+    # The CPU time of this thread, which judges in it: a test on another pytest-xdist worker (or any
+    # other process) taking the CPU stretches the wall-clock time (0.2 s alone, 0.7 s seen on a
+    # loaded machine), not this; an unbounded judge (zxcvbn on the whole text) takes seconds of it.
+    started = time.thread_time()
     found = judge_password(snapshot, "portainer")
-    elapsed = time.perf_counter() - started
+    elapsed = time.thread_time() - started
 
-    assert elapsed < 0.5, f"judging {len(password)} characters took {elapsed:.2f} s"
+    assert elapsed < 0.5, f"judging {len(password)} characters took {elapsed:.2f} s of CPU"
     for finding in found:
         assert_hides(password, finding, "portainer")
 
