@@ -177,3 +177,9 @@ def is_made(state: str, marker: str | None, version_after: str | None, folder: P
     on_disk = hashlib.sha256((folder / "config.ini").read_bytes()).hexdigest()[:32]
     return staged.lstat().st_size == 0 and on_disk == version_after
 
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests marked `slow` (a minute or more of a run's time) first, the rest in their order:
+    run in parallel (pytest-xdist, see ./test.sh), they then start at once, on every worker,
+    instead of one of them starting last and keeping the whole run waiting for it."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

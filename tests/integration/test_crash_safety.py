@@ -224,6 +224,8 @@ def _seed() -> int:
     return int(os.environ.get("APPHUB_CRASH_SEED", "20240607"))
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)  # 40 s alone, 66 s seen beside other tests
 def test_sigkill_during_writes_leaves_an_acknowledged_or_in_flight_version(data_dir: DataDir,
                                                                            writer_script: Path) -> None:
     tally = kill_writer_repeatedly(data_dir, writer_script, rounds=30, seed=_seed(), max_delay=0.25)

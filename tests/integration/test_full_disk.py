@@ -84,6 +84,8 @@ def audit_entries(client: httpx.Client) -> list[dict[str, Any]]:
     return entries
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)  # 34 s alone
 def test_writes_on_a_full_disk_are_made_and_audited_or_refused_and_not_made(small_disk: Path,
                                                                            serve: StartServe) -> None:
     data = DataDir(small_disk / "data")

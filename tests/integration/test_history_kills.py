@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from apphub.paths import DataDir
 from apphub.store.snapshot import version_of
@@ -37,6 +38,8 @@ def head_config(data: DataDir) -> bytes:
                           capture_output=True, check=True).stdout
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)  # 56 s alone; twice that beside another test on a loaded 2-CPU machine
 def test_every_acknowledged_version_is_a_commit_after_kills(tmp_path: Path, serve: StartServe) -> None:
     rng = random.Random(9)
     root = tmp_path / "kills"

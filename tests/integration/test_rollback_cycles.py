@@ -75,6 +75,7 @@ def hand_edit(demo: Quickstart, key: str, value: str) -> None:
     edit_by_rename(demo.data.config_ini, old.group(0), f"{key} = {value}")
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_every_rollback_restores_the_version_and_its_files_exactly(quickstart: Quickstart,  # noqa: F811
                                                                     serve: StartServe) -> None:
