@@ -52,6 +52,16 @@ def parts(tmp_path: Path) -> Iterator[tuple[Destinations, Outbox]]:
         db.close()
 
 
+def attempted_once(destinations: Destinations, outbox: Outbox, delivery: int) -> None:
+    """A sender of its own dispatches once and stops when `delivery` has one attempt recorded."""
+    sender = Sender(outbox, destinations, render)
+    try:
+        sender.dispatch()
+        wait_until(lambda: outbox.get(delivery).attempts == 1, 5, "the attempt recorded")
+    finally:
+        sender.stop()
+
+
 def change(summary: str = "a change") -> Event:
     return Event("settings.changed", summary, "v1", {})
 
@@ -90,12 +100,7 @@ def test_a_url_httpx_cannot_use_is_refused_and_an_old_one_is_recorded(parts) -> 
         connection.execute("UPDATE notify_destinations SET url = ? WHERE name = 'old'",
                            (destinations._box.encrypt("https://hooks..slack.com/T0KEN"),))
     [made] = outbox.enqueue(change(), ["old"])
-    sender = Sender(outbox, destinations, render)
-    try:
-        sender.dispatch()
-        wait_until(lambda: outbox.get(made).attempts == 1, 5, "the attempt recorded")
-    finally:
-        sender.stop()
+    attempted_once(destinations, outbox, made)
     [attempt] = outbox.attempts(made)
     assert attempt.error is not None
     assert "the URL cannot be used" in attempt.error
@@ -116,12 +121,7 @@ def test_an_error_page_repeating_the_token_is_stored_without_it(parts, monkeypat
         receiver.plan(Answer(404, f"<pre>Cannot POST /hook/{TOKEN}?token=abcdefghijkl</pre>".encode()))
         destinations.add("ops", "slack", f"{receiver.url}?token=abcdefghijkl")
         [made] = outbox.enqueue(change(), ["ops"])
-        sender = Sender(outbox, destinations, render)
-        try:
-            sender.dispatch()
-            wait_until(lambda: outbox.get(made).attempts == 1, 5, "the attempt recorded")
-        finally:
-            sender.stop()
+        attempted_once(destinations, outbox, made)
     stored = outbox.get(made).last_error or ""
     assert stored.startswith("HTTP 404: <pre>Cannot POST ")
     assert TOKEN not in stored
