@@ -107,12 +107,12 @@ class Destinations:
                  json.dumps(events), json.dumps(services), json.dumps(sections), now()))
         return self.get(name)
 
-    def wanting(self, event: Event, *, filtered: bool = True) -> list[str]:
+    def wanting(self, event: Event) -> list[str]:
         """The enabled destinations that ask for `event`, by name (nothing decrypted: this runs on
-        every change). `filtered=False`: by its type alone, whatever services or sections they name."""
+        every change)."""
         rows = self._db.query("SELECT name, events, services, sections FROM notify_destinations WHERE enabled = 1")
         return [row["name"] for row in rows if _wants(tuple(json.loads(row["events"])), tuple(json.loads(
-            row["services"])) if filtered else (), tuple(json.loads(row["sections"])) if filtered else (), event)]
+            row["services"])), tuple(json.loads(row["sections"])), event)]
 
     def get(self, name: str) -> Destination:
         rows = self._db.query("SELECT * FROM notify_destinations WHERE name = ?", (name,))
