@@ -182,6 +182,20 @@ _MIGRATIONS: list[str] = [
     );
     INSERT INTO notify_cursor VALUES (1, (SELECT coalesce(max(id), 0) FROM audit_events));
     """,
+    # The web console's sessions: a cookie's hash, the key it was exchanged for (its hash, so
+    # that revoking or replacing the key ends the session), its role and CSRF token, and when it ends.
+    """
+    CREATE TABLE web_sessions (
+        token_hash TEXT PRIMARY KEY,
+        key_name TEXT NOT NULL,
+        key_hash TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('read', 'write', 'admin')),
+        csrf_token TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    );
+    CREATE INDEX web_sessions_expires_at ON web_sessions (expires_at);
+    """,
 ]
 
 
