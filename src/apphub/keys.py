@@ -46,7 +46,8 @@ def has_role(granted: Role, needed: Role) -> bool:
     return ROLE_RANK[granted] >= ROLE_RANK[needed]
 
 
-def _hash(key: str) -> str:
+def hash_key(key: str) -> str:
+    """What the store keeps of a key (and a console session of the key it was exchanged for)."""
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
@@ -82,7 +83,7 @@ class KeyStore:
                 connection.execute(
                     "INSERT INTO api_keys (name, key_id, key_hash, role, created_at, service) "
                     "VALUES (?, ?, ?, ?, ?, ?)",
-                    (name, key_id, _hash(key), role, utc_now(), service),
+                    (name, key_id, hash_key(key), role, utc_now(), service),
                 )
         except sqlite3.IntegrityError as exc:
             raise KeyNameError(f"a key named {name!r} already exists; revoke it first") from exc
@@ -115,7 +116,7 @@ class KeyStore:
         match = _KEY_PATTERN.match(presented)
         if match is None:
             return None
-        digest = _hash(presented)
+        digest = hash_key(presented)
         version = int(self._db.query("PRAGMA data_version")[0][0])
         with self._cache_lock:
             if version != self._verified_at:
@@ -130,6 +131,13 @@ class KeyStore:
                 if self._verified_at == version and len(self._verified) < 1024:
                     self._verified[digest] = found
         return found
+
+    def by_hash(self, digest: str) -> ApiKey | None:
+        """The key whose hash is `digest`, while it is not revoked (a console session's key)."""
+        rows = self._db.query("SELECT name, role, created_at, key_id, service FROM api_keys WHERE key_hash = ?",
+                              (digest,))
+        return ApiKey(rows[0]["name"], rows[0]["role"], rows[0]["created_at"], rows[0]["key_id"], rows[0]["service"]) \
+            if rows else None
 
     def _lookup(self, key_id: str, digest: str) -> ApiKey | None:
         rows = self._db.query(

@@ -24,6 +24,7 @@ from apphub.api import (
     legacy,
     notifications,
     rules,
+    schema,
     services,
     settings,
     system,
@@ -48,13 +49,16 @@ from apphub.services.status import InitStatus
 from apphub.services.worker import ServicesWorker
 from apphub.sync.engine import SyncEngine
 from apphub.sync.inputs import BackendFactory
+from apphub.web import routes as console
+from apphub.web.sessions import SessionStore
 
 logger = logging.getLogger("apphub.api")
 
 DESCRIPTION = """\
 Configuration center: `config.ini` (user settings) and `system.ini` (system settings, read-only here)
-are the single source of truth. Every route but `GET /healthz` needs an `x-api-key` header; keys
-have a role (`read`, `write`, `admin`). Errors on `/api/v1` are RFC 9457 problem details.
+are the single source of truth. Every route but `GET /healthz` and the console's sign-in needs an
+`x-api-key` header (or the console's session cookie, with `x-csrf-token` on writes); keys have a
+role (`read`, `write`, `admin`). Errors on `/api/v1` are RFC 9457 problem details.
 Reads return an `ETag`; send it back as `If-Match` to make a write fail (412) if someone else
 changed the file in between.
 """
@@ -114,6 +118,8 @@ def create_app(data: DataDir, *, sync: bool = True, backends: BackendFactory | N
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         core = Core(data)
         app.state.core = core
+        sessions_database = Database(data.database)
+        app.state.sessions = SessionStore(sessions_database)
         history_worker, pusher = start_history(core)
         app.state.pusher = pusher
         engine = None
@@ -135,6 +141,7 @@ def create_app(data: DataDir, *, sync: bool = True, backends: BackendFactory | N
                 engine.stop()
             history_worker.stop()
             pusher.stop()
+            sessions_database.close()
             core.close()
 
     app = FastAPI(
@@ -159,8 +166,9 @@ def create_app(data: DataDir, *, sync: bool = True, backends: BackendFactory | N
     # The reads that tools poll first: a request is matched against the routes in this order.
     for router in (settings.router, env.router, system.router, audit.router, legacy.router, sync_routes.router,
                    history.router, services.router, rules.router, environments.router, templates.router,
-                   notifications.router):
+                   notifications.router, schema.router, console.router):
         app.include_router(router)
+    app.mount("/assets", console.Assets(directory=console.STATIC / "assets"), name="assets")
 
     @app.get("/healthz", tags=["health"], summary="Liveness: the process answers (no key needed)",
              response_model=None, responses=ok(Health))

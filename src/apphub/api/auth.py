@@ -1,8 +1,10 @@
-"""Who is calling: the `x-api-key` header, checked against the named keys and Websoft9's key.
+"""Who is calling: the `x-api-key` header, checked against the named keys and Websoft9's key, or
+the web console's session cookie, exchanged once for such a key.
 
 Named keys (`ahk_...`) are stored hashed and carry a role. Websoft9's key lives encrypted in
 `config.ini` as `[api_key] key`, because its clients fetch it with `apphub getkey`; it is accepted
-as an admin key (DESIGN §10). Both comparisons run in constant time.
+as an admin key (DESIGN §10). Both comparisons run in constant time. A session holds for as long
+as the key it was exchanged for does, and its writes must carry its CSRF token.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from apphub.api.problems import apphub_error_response
 from apphub.core import Core
 from apphub.errors import ApphubError, AuthError, FieldError, Forbidden, Unauthenticated
-from apphub.keys import WEBSOFT9_KEY, Role, has_role
+from apphub.keys import WEBSOFT9_KEY, Role, has_role, hash_key
+from apphub.web.sessions import COOKIE_NAME, CSRF_HEADER, Session, SessionStore
 
 LEGACY_ACTOR = "api_key"
 
@@ -35,6 +38,7 @@ class Principal:
     name: str
     role: Role
     service: str | None = None
+    session: Session | None = None  # signed in to the web console with a cookie, not a header
 
 
 def core_of(request: HTTPConnection) -> Core:
@@ -62,7 +66,49 @@ def authenticate(core: Core, presented: str | None) -> Principal:
     raise Unauthenticated("Invalid API Key")
 
 
-OPEN_PATHS = frozenset({"/healthz"})
+def _legacy_key_hash(core: Core) -> str | None:
+    try:
+        snapshot = core.config.last_good()
+        legacy = snapshot.secret(*WEBSOFT9_KEY) if snapshot is not None else None
+    except ApphubError:
+        return None
+    return hash_key(legacy.reveal()) if legacy else None
+
+
+def key_still_valid(core: Core, session: Session) -> bool:
+    """Whether the key a session was opened with still opens the API: not revoked, and for
+    Websoft9's key, not replaced since (`apphub genkey`)."""
+    if session.key_name == LEGACY_ACTOR:
+        current = _legacy_key_hash(core)
+        return current is not None and hmac.compare_digest(current, session.key_hash)
+    key = core.keys.by_hash(session.key_hash)
+    return key is not None and key.service is None and key.name == session.key_name
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def session_principal(sessions: SessionStore, core: Core, token: str, method: str,
+                      csrf_token: str | None) -> Principal:
+    """The caller of a request that carries the console's cookie, or AuthError: the session
+    ended (expired, signed out, its key revoked), or a write lacks the session's CSRF token."""
+    session = sessions.find(token)
+    if session is None or not key_still_valid(core, session):
+        raise Unauthenticated("the console session has ended (expired, signed out, or its key was revoked): "
+                              "sign in again")
+    if method not in SAFE_METHODS and not session.csrf_matches(csrf_token):
+        raise Forbidden(f"a write with the console's session cookie needs the session's {CSRF_HEADER} header")
+    return Principal(session.key_name, session.role, session=session)
+
+
+OPEN_PATHS = frozenset({"/healthz", "/", "/favicon.ico"})
+# The console's files (nothing secret in them: the page asks the API for everything) and its sign-in.
+OPEN_PREFIXES = ("/assets/",)
+SIGN_IN = ("POST", "/api/v1/session")
+
+
+def is_open(method: str, path: str) -> bool:
+    return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES) or (method, path) == SIGN_IN
 # What a service's key may call: its own configuration bundle and its dependencies' health.
 SERVICE_KEY_ROUTES = ("config", "dependencies")
 
@@ -78,22 +124,30 @@ def check_service_key(principal: Principal, method: str, path: str) -> None:
 
 
 class AuthenticationMiddleware:
-    """Checks `x-api-key` before routing and before the body is read.
+    """Checks `x-api-key` (or else the console's session cookie) before routing and before the
+    body is read.
 
-    So a caller without a valid key gets 401 for anything but /healthz, and learns nothing else:
-    not whether a route exists, nor whether its body would have parsed.
+    So a caller without a valid key gets 401 for anything but /healthz, the console's files and
+    its sign-in, and learns nothing else: not whether a route exists, nor whether its body would
+    have parsed.
     """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan" or scope.get("path") in OPEN_PATHS:
+        if scope["type"] == "lifespan" or is_open(scope.get("method", "GET"), scope.get("path", "")):
             await self.app(scope, receive, send)
             return
         request = Request(scope) if scope["type"] == "http" else HTTPConnection(scope)
         try:
-            principal = authenticate(core_of(request), request.headers.get("x-api-key"))
+            presented = request.headers.get("x-api-key")
+            token = request.cookies.get(COOKIE_NAME)
+            if presented is None and token:
+                principal = session_principal(request.app.state.sessions, core_of(request), token,
+                                              scope.get("method", "GET"), request.headers.get(CSRF_HEADER))
+            else:
+                principal = authenticate(core_of(request), presented)
             check_service_key(principal, scope.get("method", "GET"), scope["path"])
         except AuthError as exc:
             if scope["type"] == "websocket":  # no route serves one yet; a future one is closed too
@@ -114,7 +168,7 @@ def require(role: Role) -> Callable[..., Awaitable[Principal]]:
     # The header parameter is there for the OpenAPI document; the middleware has checked it.
     async def dependency(request: Request, presented: str | None = Security(api_key_header)) -> Principal:
         principal: Principal | None = getattr(request.state, "principal", None)
-        if principal is None:
+        if principal is None:  # the sign-in route has no principal yet: it needs none
             principal = authenticate(core_of(request), presented)
         if not has_role(principal.role, role):
             raise Forbidden(f"the key '{principal.name}' has the role '{principal.role}'; this needs '{role}'")

@@ -122,8 +122,17 @@ def read_diff(
     new: Annotated[str | None, Query(alias="to", max_length=64,
                                      description="A version or commit id; none: the current version")] = None,
     file: Annotated[str, Query(pattern="^(config|system|env)\\.ini$")] = "config.ini",
+    services: Annotated[bool, Query(description="config.ini only: also what going from `from` to `to` does to "
+                                                "each service (both rendered and compared, and the action)")] = False,
 ) -> dict[str, Any]:
-    return core_of(request).history.diff(old, new, file).as_dict()
+    core = core_of(request)
+    found = core.history.diff(old, new, file).as_dict()
+    engine = getattr(request.app.state, "engine", None)
+    if services and file == "config.ini" and engine is not None:
+        before = core.history.snapshot(core.history.resolve(old))
+        after = core.history.snapshot(core.history.resolve(new)) if new else core.config.snapshot()
+        found["services"] = engine.compare(before, after).to_dict()
+    return found
 
 
 @router.post("/settings/rollback/plan", summary="What a rollback would do, touching nothing",

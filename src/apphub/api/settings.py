@@ -65,7 +65,9 @@ WRITE = {**ok(WriteAnswer, ETAG_HEADER), **WRITE_RESPONSES}
 
 
 def actor_of(request: Request, principal: Principal) -> Actor:
-    return Actor(principal.name, "api", getattr(request.state, "request_id", None))
+    """Who makes the change, and through what: `console` for the web console, `api` otherwise."""
+    source = "console" if principal.session is not None else "api"
+    return Actor(principal.name, source, getattr(request.state, "request_id", None))
 
 
 def read_response(snapshot: Snapshot, if_none_match: str | None, payload: dict[str, Any] | None = None) -> Response:

@@ -1,11 +1,16 @@
-"""The sync engine over HTTP: plan a change, sync now, status, Prometheus metrics."""
+"""The sync engine over HTTP: plan a change, sync now, status (and its live stream), Prometheus metrics."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
@@ -14,6 +19,7 @@ from apphub.api.problems import SYNC_RESPONSES, WRITE_RESPONSES, problem_respons
 from apphub.errors import SyncError
 from apphub.sync.apply import ApplyReport
 from apphub.sync.engine import SyncEngine
+from apphub.sync.status import StatusBoard
 
 router = APIRouter(tags=["sync"], responses=SYNC_RESPONSES)
 
@@ -92,6 +98,46 @@ async def status(request: Request, _: Annotated[Principal, Depends(require_read)
     body = engine_of(request).status_dict()
     body["history"] = await run_in_threadpool(history_status, request)
     return body
+
+
+# The status is also compared this often, for what the engine changes without telling (a
+# drift found in place); what it tells (applying, applied, failed) goes out at once.
+STREAM_CHECK_S = 2.0
+PING_S = 15
+
+
+async def status_events(board: StatusBoard) -> AsyncIterator[dict[str, str]]:
+    """A `status` event with the engine's status now, then one after every change of it."""
+    changed = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def tell() -> None:  # in the sync thread: hand the news to this loop, never block
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the stream is over
+            loop.call_soon_threadsafe(changed.set)
+
+    unsubscribe = board.subscribe(tell)
+    try:
+        sent = None
+        while True:
+            changed.clear()
+            body = json.dumps(board.snapshot())
+            if body != sent:
+                yield {"event": "status", "data": body}
+                sent = body
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), STREAM_CHECK_S)
+    finally:
+        unsubscribe()
+
+
+@router.get("/api/v1/sync/events", summary="The status as server-sent events: `status` now, then after every change",
+            response_class=Response,
+            responses={200: {"description": "text/event-stream: `event: status`, `data:` the body of "
+                                            "GET /api/v1/sync/status without `history`",
+                             "content": {"text/event-stream": {}}}})
+async def events(request: Request, _: Annotated[Principal, Depends(require_read)]) -> EventSourceResponse:
+    return EventSourceResponse(status_events(engine_of(request).status), ping=PING_S,
+                               headers={"Cache-Control": "no-cache"})
 
 
 def history_status(request: Request) -> dict[str, Any]:

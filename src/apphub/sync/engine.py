@@ -182,6 +182,15 @@ class SyncEngine(EngineInputs):
             env = self._last_good_env or self.core.env.snapshot()
         return planner.plan(snapshot, previous=self._applied, env=env)
 
+    def compare(self, old: Snapshot, new: Snapshot) -> Plan:
+        """What going from version `old` of config.ini to `new` does to each service (both under the
+        running environment's overlay, with env.ini as it is): the renders of the two compared, and
+        the action their changed keys call for. Nothing is read from a container."""
+        overlay = self.core.environments.overlay(self.core.environments.active())
+        planner = Planner(self._manifest, self._templates_dir(), self._environ, set(self._known_secrets))
+        env = self._last_good_env or self.core.env.snapshot()
+        return planner.compare(merged(old, overlay), merged(new, overlay), env=env)
+
     # -- the thread ------------------------------------------------------------------------------
 
     def _run(self) -> None:
@@ -367,6 +376,9 @@ class SyncEngine(EngineInputs):
             for file in service.files:
                 self._written[file.real] = {
                     hashlib.sha256(data).hexdigest() for data in (file.after, file.before) if data is not None}
+        if not plan.refused:
+            self.status.applying(sorted({service.name for service in plan.changed()} | (force & set(plan.services))),
+                                 plan.version)
         report = self._applier.apply(plan, self._manifest, dependency_order(self._manifest), force=force)
         report.drift = drifted
         for name, outcome in report.outcomes.items():

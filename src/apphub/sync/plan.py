@@ -177,6 +177,18 @@ class Planner:
                 failed[name] = mask_secrets(str(exc), masks)
         return Plan(snapshot.version, plans, list(failed.values()), failed, masks)
 
+    def compare(self, old: Snapshot, new: Snapshot, *, env: Snapshot | None = None) -> Plan:
+        """What going from version `old` to version `new` does to every service: both are rendered,
+        and each file's diff is between the two renders, not against the disk (which holds neither,
+        perhaps). The action is the one the keys changed between them call for."""
+        first = self.plan(old, env=env)
+        rendered = {file.real: file.after for service in first.services.values() for file in service.files}
+        second = self.plan(new, previous=old, env=env)
+        for service in second.services.values():
+            for file in service.files:
+                file.before = rendered.get(file.real, file.before)
+        return second
+
     def _plan_service(self, name: str, service: ServiceSpec, snapshot: Snapshot, previous: Snapshot | None,
                       changed: set[Key] | None, masks: list[str], env: Snapshot | None = None) -> ServicePlan:
         files = []

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -18,7 +20,7 @@ _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 
 @dataclass
 class ServiceStatus:
     service: str
-    state: str = "unknown"  # applied | failed | interrupted | drifted | unknown
+    state: str = "unknown"  # applying | applied | failed | interrupted | drifted | unknown
     wanted_version: str | None = None
     applied_version: str | None = None
     last_action: str | None = None
@@ -57,18 +59,49 @@ class SyncMetrics:
 
 
 class StatusBoard:
-    """The engine's status, updated by the sync thread and read by the API (under a lock)."""
+    """The engine's status, updated by the sync thread and read by the API (under a lock).
+
+    Whoever shows it live (the console's event stream) subscribes: it is called, in the sync
+    thread, after each change, and must only hand the news on (never block)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.engine = EngineStatus()
         self.services: dict[str, ServiceStatus] = {}
         self.metrics = SyncMetrics()
+        self._listeners: list[Callable[[], None]] = []
+
+    def subscribe(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call `listener` after every change; returns what unsubscribes it."""
+        with self._lock:
+            self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with self._lock, contextlib.suppress(ValueError):
+                self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def touch(self) -> None:
+        """Tell the subscribers that something changed (the engine changed a service's status in place)."""
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener()
 
     def update(self, **changes: Any) -> None:
         with self._lock:
             for name, value in changes.items():
                 setattr(self.engine, name, value)
+        self.touch()
+
+    def applying(self, names: Iterable[str], version: str) -> None:
+        """These services are being given `version` (their files swapped, reloaded, gated)."""
+        with self._lock:
+            for name in names:
+                status = self.services.setdefault(name, ServiceStatus(name))
+                status.state, status.wanted_version = "applying", version
+        self.touch()
 
     def service(self, name: str) -> ServiceStatus:
         with self._lock:
@@ -79,6 +112,7 @@ class StatusBoard:
             self.services = {name: status for name, status in self.services.items() if name in names}
             for name in names:
                 self.services.setdefault(name, ServiceStatus(name))
+        self.touch()
 
     def record(self, report: ApplyReport, stage_times: dict[str, float]) -> None:
         now = utc_now()
@@ -122,6 +156,7 @@ class StatusBoard:
             self.engine.refused = list(report.refused)
             self.engine.last_sync_at = now
             self.engine.syncs += 1
+        self.touch()
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
