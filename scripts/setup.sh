@@ -20,11 +20,14 @@ command -v git >/dev/null || missing+=(git)
 command -v supervisord >/dev/null || missing+=(supervisor)  # the quickstart demo of ./run.sh
 if [ -n "$extras" ]; then
     # The tests drive the real components: a Docker-compatible engine (Podman with runc), a
-    # busybox image built from busybox-static, and supervisord.
+    # busybox image built from busybox-static, supervisord, and a browser.
     command -v podman >/dev/null || missing+=(podman)
     command -v runc >/dev/null || missing+=(runc)
     [ -x /bin/busybox ] || missing+=(busybox-static)
     command -v curl >/dev/null || missing+=(curl)
+    # The console's end-to-end tests drive Debian's Chromium with Playwright (never `playwright
+    # install`: it downloads a browser of its own).
+    command -v chromium >/dev/null || missing+=(chromium)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null; then sudo="sudo"; else
