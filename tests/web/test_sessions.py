@@ -21,7 +21,7 @@ import pytest
 from apphub.core import Core
 from apphub.db import Database
 from apphub.paths import DataDir
-from apphub.web.routes import STATIC
+from apphub.web.routes import ASSETS_PATH, STATIC
 from apphub.web.sessions import COOKIE_NAME, CSRF_HEADER, LIFETIME, SessionStore
 from tests.api.conftest import Keys, assert_problem, websoft9_key_of
 from tests.conftest import LiveServer
@@ -212,8 +212,8 @@ def test_a_session_ends_after_its_lifetime(data_dir: DataDir, core: Core) -> Non
 def test_the_page_and_its_files_are_served_without_a_key_with_a_strict_policy(live_server: LiveServer) -> None:
     with live_server.client() as client:
         page = client.get("/")
-        script = client.get("/assets/app.js")
-        missing = client.get("/assets/nothing.js")
+        script = client.get(f"{ASSETS_PATH}/app.js")
+        missing = client.get(f"{ASSETS_PATH}/nothing.js")
 
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
@@ -223,6 +223,8 @@ def test_the_page_and_its_files_are_served_without_a_key_with_a_strict_policy(li
     assert script.status_code == 200
     assert "javascript" in script.headers["content-type"]
     assert script.headers["x-content-type-options"] == "nosniff"
+    assert "immutable" in script.headers["cache-control"]  # its URL changes with it
+    assert f'src="{ASSETS_PATH}/app.js"' in page.text
     assert missing.status_code == 404
 
 

@@ -168,7 +168,7 @@ def create_app(data: DataDir, *, sync: bool = True, backends: BackendFactory | N
                    history.router, services.router, rules.router, environments.router, templates.router,
                    notifications.router, schema.router, console.router):
         app.include_router(router)
-    app.mount("/assets", console.Assets(directory=console.STATIC / "assets"), name="assets")
+    app.mount(console.ASSETS_PATH, console.Assets(directory=console.ASSETS), name="assets")
 
     @app.get("/healthz", tags=["health"], summary="Liveness: the process answers (no key needed)",
              response_model=None, responses=ok(Health))

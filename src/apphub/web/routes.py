@@ -8,13 +8,14 @@ with the session's cookie.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
@@ -26,6 +27,24 @@ from apphub.keys import hash_key
 from apphub.web.sessions import COOKIE_NAME, Session, SessionStore
 
 STATIC = Path(__file__).parent / "static"
+ASSETS = STATIC / "assets"
+
+
+def assets_version(folder: Path = ASSETS) -> str:
+    """A digest of every file the page loads: the part of their URLs that changes when any does."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            digest.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
+# The files are served under /assets/VERSION/ and cached for good (a script's relative imports
+# stay under the same VERSION); only the page itself, which names VERSION, is asked for each time.
+# Without it, every script of every page load costs a round trip to revalidate.
+ASSETS_VERSION = assets_version()
+ASSETS_PATH = f"/assets/{ASSETS_VERSION}"
+PAGE = (STATIC / "index.html").read_text(encoding="utf-8").replace("/assets/", f"{ASSETS_PATH}/")
 # The page runs only what it brought: no inline script, nothing from another origin, and it is
 # never framed (clickjacking a rollback button).
 CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -48,11 +67,12 @@ class SessionAnswer(BaseModel):
 
 
 class Assets(StaticFiles):
-    """The console's files, with the page's headers; revalidated each time (they change with apphub)."""
+    """The console's files, with the page's headers, cached for good (their URL names their version)."""
 
     def file_response(self, full_path: Any, stat_result: Any, scope: Scope, status_code: int = 200) -> Response:
         response = super().file_response(full_path, stat_result, scope, status_code)
         response.headers.update(PAGE_HEADERS)
+        response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
         return response
 
 
@@ -67,8 +87,8 @@ def _answer(name: str, role: str, session: Session | None) -> dict[str, Any]:
 
 
 @router.get("/", include_in_schema=False)
-async def page() -> FileResponse:
-    return FileResponse(STATIC / "index.html", headers=PAGE_HEADERS)
+async def page() -> HTMLResponse:
+    return HTMLResponse(PAGE, headers=PAGE_HEADERS)
 
 
 @router.get("/favicon.ico", include_in_schema=False)
