@@ -46,6 +46,18 @@ def core_of(request: HTTPConnection) -> Core:
     return core
 
 
+def _websoft9_key(core: Core) -> str | None:
+    """The plaintext of Websoft9's key as config.ini holds it now, or None."""
+    try:
+        snapshot = core.config.last_good()
+        legacy = snapshot.secret(*WEBSOFT9_KEY) if snapshot is not None else None
+    except ApphubError:
+        # A config.ini that does not parse, or a damaged key, accepts no Websoft9 key; and the
+        # caller, not yet authenticated, must learn nothing about the file.
+        return None
+    return legacy.reveal() if legacy else None
+
+
 def authenticate(core: Core, presented: str | None) -> Principal:
     if not presented:
         raise Unauthenticated("No API Key provided")
@@ -54,33 +66,18 @@ def authenticate(core: Core, presented: str | None) -> Principal:
         if key is not None:
             return Principal(key.name, key.role, key.service)
         raise Unauthenticated("Invalid API Key")
-    try:
-        snapshot = core.config.last_good()
-        legacy = snapshot.secret(*WEBSOFT9_KEY) if snapshot is not None else None
-    except ApphubError:
-        # A config.ini that does not parse, or a damaged key, accepts no Websoft9 key; and the
-        # caller, not yet authenticated, must learn nothing about the file.
-        legacy = None
-    if legacy and hmac.compare_digest(legacy.reveal().encode(), presented.encode("utf-8", "replace")):
+    legacy = _websoft9_key(core)
+    if legacy and hmac.compare_digest(legacy.encode(), presented.encode("utf-8", "replace")):
         return Principal(LEGACY_ACTOR, "admin")
     raise Unauthenticated("Invalid API Key")
-
-
-def _legacy_key_hash(core: Core) -> str | None:
-    try:
-        snapshot = core.config.last_good()
-        legacy = snapshot.secret(*WEBSOFT9_KEY) if snapshot is not None else None
-    except ApphubError:
-        return None
-    return hash_key(legacy.reveal()) if legacy else None
 
 
 def key_still_valid(core: Core, session: Session) -> bool:
     """Whether the key a session was opened with still opens the API: not revoked, and for
     Websoft9's key, not replaced since (`apphub genkey`)."""
     if session.key_name == LEGACY_ACTOR:
-        current = _legacy_key_hash(core)
-        return current is not None and hmac.compare_digest(current, session.key_hash)
+        legacy = _websoft9_key(core)
+        return legacy is not None and hmac.compare_digest(hash_key(legacy), session.key_hash)
     key = core.keys.by_hash(session.key_hash)
     return key is not None and key.service is None and key.name == session.key_name
 
