@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -20,7 +20,6 @@ from apphub.notify.destinations import Destinations, Kind
 from apphub.notify.events import Event
 from apphub.notify.outbox import Outbox, next_delay
 from apphub.notify.sender import Sender
-from apphub.store.secrets import SecretBox
 from tests.notify.receivers import TOKEN, Answer, Receiver
 
 
@@ -30,16 +29,6 @@ def render(kind: Kind, events: Sequence[Event]) -> dict[str, object]:
     return {"text": f"{len(events)} event(s)", "ids": [event.id for event in events]}
 
 
-@pytest.fixture
-def parts(tmp_path: Path) -> Iterator[tuple[Database, Destinations, Outbox]]:
-    key = tmp_path / "secret.key"
-    SecretBox.create_key_file(key)
-    db = Database(tmp_path / "apphub.db")
-    db.migrate()
-    try:
-        yield db, Destinations(db, SecretBox(key)), Outbox(db)
-    finally:
-        db.close()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -19,7 +18,6 @@ import pytest
 from apphub.api.app import notify_of_sync
 from apphub.audit.log import Actor, Change
 from apphub.core import Core
-from apphub.db import Database
 from apphub.errors import HistoryError, NotFound, ValidationFailed
 from apphub.history.push import PushSettings
 from apphub.notify import events
@@ -30,7 +28,6 @@ from apphub.notify.events import Event
 from apphub.notify.outbox import Outbox, next_delay
 from apphub.notify.sender import Sender
 from apphub.reload.build import build_backends
-from apphub.store.secrets import SecretBox
 from apphub.sync.engine import SyncEngine
 from tests.notify.receivers import TOKEN, Answer, Receiver, SlackReceiver
 from tests.notify.test_delivery import render
@@ -40,16 +37,6 @@ ADMIN = Actor("alice", "api")
 NOBODY = "http://127.0.0.1:9/hook"
 
 
-@pytest.fixture
-def parts(tmp_path: Path) -> Iterator[tuple[Destinations, Outbox]]:
-    key = tmp_path / "secret.key"
-    SecretBox.create_key_file(key)
-    db = Database(tmp_path / "apphub.db")
-    db.migrate()
-    try:
-        yield Destinations(db, SecretBox(key)), Outbox(db)
-    finally:
-        db.close()
 
 
 def attempted_once(destinations: Destinations, outbox: Outbox, delivery: int) -> None:
@@ -67,7 +54,7 @@ def change(summary: str = "a change") -> Event:
 
 
 def test_a_paused_destination_neither_spins_the_sender_nor_starves_another(parts, monkeypatch) -> None:
-    destinations, outbox = parts
+    _, destinations, outbox = parts
     served: list[str] = []
     real_get = destinations.get
     with Receiver() as quick:
@@ -89,7 +76,7 @@ def test_a_paused_destination_neither_spins_the_sender_nor_starves_another(parts
 
 
 def test_a_url_httpx_cannot_use_is_refused_and_an_old_one_is_recorded(parts) -> None:
-    destinations, outbox = parts
+    _, destinations, outbox = parts
     for url in ("https://hooks..slack.com/services/x", "http://[::1/T0KEN", "http://a\x00b.example/x",
                 "https://example.org/" + "x" * 3000, "ftp://example.org/x", "http://exa mple.org/"):
         with pytest.raises(ValidationFailed) as refused:
@@ -108,14 +95,14 @@ def test_a_url_httpx_cannot_use_is_refused_and_an_old_one_is_recorded(parts) -> 
 
 
 def test_filters_are_checked_naming_the_field(parts) -> None:
-    destinations, _ = parts
+    _, destinations, _ = parts
     with pytest.raises(ValidationFailed) as refused:
         destinations.add("ops", "webhook", NOBODY, services=["", "web"], sections=["x" * 1000])
     assert sorted(error.key for error in refused.value.errors) == ["sections", "services"]
 
 
 def test_an_error_page_repeating_the_token_is_stored_without_it(parts, monkeypatch) -> None:
-    destinations, outbox = parts
+    _, destinations, outbox = parts
     monkeypatch.setattr(outbox_module, "RETRY_SCHEDULE_S", (60,))
     with Receiver() as receiver:
         receiver.plan(Answer(404, f"<pre>Cannot POST /hook/{TOKEN}?token=abcdefghijkl</pre>".encode()))
@@ -190,7 +177,7 @@ def test_a_change_whose_sync_failed_is_one_message_for_a_destination_of_failures
 
 
 def test_a_replay_never_goes_to_a_destination_added_later_under_the_name(parts) -> None:
-    destinations, outbox = parts
+    _, destinations, outbox = parts
     destinations.add("ops", "slack", "https://hooks.example.org/old")
     [made] = outbox.enqueue(change(), ["ops"])
     destinations.remove("ops")
@@ -202,7 +189,7 @@ def test_a_replay_never_goes_to_a_destination_added_later_under_the_name(parts) 
 
 
 def test_stopping_does_not_wait_for_tasks_that_never_ran(parts, monkeypatch) -> None:
-    destinations, outbox = parts
+    _, destinations, outbox = parts
     receivers = [Receiver() for _ in range(8)]
     for receiver in receivers:
         receiver.__enter__()
