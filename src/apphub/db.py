@@ -196,6 +196,12 @@ _MIGRATIONS: list[str] = [
     );
     CREATE INDEX web_sessions_expires_at ON web_sessions (expires_at);
     """,
+    # The notifications' sender looks at one destination at a time (its first due delivery, its
+    # due ones, whether a chat destination holds a change): without this, each look read every
+    # pending delivery, a hanging destination's backlog included (awaiting_sync: 2-4 ms at 840).
+    """
+    CREATE INDEX notify_outbox_destination ON notify_outbox (destination, state, next_at);
+    """,
 ]
 
 

@@ -112,14 +112,15 @@ class Outbox:
 
     def awaiting_sync(self) -> set[str]:
         """The chat destinations holding a change whose sync report has not come yet (never sent,
-        its event says a `sync.*` event follows, and they hold: they want one; see changesets)."""
+        its event says a `sync.*` event follows, and they hold: they want one; see changesets).
+        The destinations are looked at first: only their own pending deliveries are read."""
         rows = self._db.query(
-            "SELECT DISTINCT o.destination FROM notify_outbox o JOIN notify_destinations d ON d.name = o.destination"
-            " WHERE o.state = 'pending' AND o.attempts = 0 AND d.enabled = 1 AND d.kind != 'webhook'"
+            "SELECT d.name FROM notify_destinations d WHERE d.enabled = 1 AND d.kind != 'webhook'"
             " AND EXISTS (SELECT 1 FROM json_each(d.events) WHERE value IN ('*', 'sync.applied', 'sync.failed'))"
-            " AND json_extract(o.event, '$.data.sync_expected') = 1"
-            " AND json_extract(o.event, '$.type') IN ('settings.changed', 'settings.rolled_back')")
-        return {row["destination"] for row in rows}
+            " AND EXISTS (SELECT 1 FROM notify_outbox o WHERE o.destination = d.name AND o.state = 'pending'"
+            " AND o.attempts = 0 AND json_extract(o.event, '$.data.sync_expected') = 1"
+            " AND json_extract(o.event, '$.type') IN ('settings.changed', 'settings.rolled_back'))")
+        return {row["name"] for row in rows}
 
     def postpone(self, deliveries: Iterable[Delivery], until: float) -> None:
         """Hold pending deliveries until `until` (unix time), unless sent earlier with others."""
