@@ -197,11 +197,18 @@ def status(browser: Browser, url: str, key: str, changes: int) -> dict[str, Any]
             color = "purple" if number % 2 else "orange"
             answer = client.put("/api/v1/settings/hello_json", params={"wait": "true"}, json={"color": color})
             answer.raise_for_status()
-            services = {s["service"]: s for s in answer.json()["sync"]["services"]}
-            if services["hello-json"]["result"] != "applied":
-                raise RuntimeError(f"the change did not apply: {answer.text}")
-            updated = client.get("/api/v1/sync/status").json()
-            recorded = next(s["updated_at"] for s in updated["services"] if s["service"] == "hello-json")
+            version = answer.json()["version"]
+            # (the wait may end with a later round than the one that applied it: read the status)
+            deadline = time.monotonic() + 30
+            while True:
+                found = next(s for s in client.get("/api/v1/sync/status").json()["services"]
+                             if s["service"] == "hello-json")
+                if found["applied_version"] == version and found["state"] == "applied":
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"hello-json did not apply {version}: {found}")
+                time.sleep(0.05)
+            recorded = found["updated_at"]
             page.wait_for_function("u => window.__seen.some(s => s.updated === u && s.state === 'applied')",
                                    arg=recorded, timeout=10000)
             shown = page.evaluate("u => window.__seen.find(s => s.updated === u && s.state === 'applied').at",
