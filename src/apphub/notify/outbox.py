@@ -16,6 +16,7 @@ is honoured when it asks for longer.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import random
 import time
@@ -26,6 +27,8 @@ from typing import Any, Literal
 from apphub.db import Database
 from apphub.errors import NotFound
 from apphub.notify.events import Event, iso_time, now
+
+logger = logging.getLogger("apphub.notify")
 
 State = Literal["pending", "delivered", "failed"]
 # Seconds to wait before each attempt after the first: the Standard Webhooks guidance, then two more days.
@@ -104,6 +107,21 @@ class Outbox:
             (time.time() if at is None else at, per_destination))
         return [_delivery(row) for row in rows]
 
+    def due_for(self, destination: str, at: float | None = None, limit: int = 100) -> list[Delivery]:
+        """The pending deliveries of `destination` whose time has come, oldest first, at most `limit`."""
+        rows = self._db.query("SELECT * FROM notify_outbox WHERE destination = ? AND state = 'pending'"
+                              " AND next_at <= ? ORDER BY id LIMIT ?",
+                              (destination, time.time() if at is None else at, limit))
+        return [_delivery(row) for row in rows]
+
+    def first_due_at(self) -> dict[str, float]:
+        """When each enabled destination with pending deliveries has the first of them due (unix
+        time): one look at the index per destination, however long a backlog is."""
+        rows = self._db.query(
+            "SELECT d.name, (SELECT min(o.next_at) FROM notify_outbox o WHERE o.destination = d.name"
+            " AND o.state = 'pending') AS first FROM notify_destinations d WHERE d.enabled = 1")
+        return {row["name"]: float(row["first"]) for row in rows if row["first"] is not None}
+
     def untried(self, destination: str) -> list[Delivery]:
         """The pending deliveries of `destination` never sent yet (due, or held: see postpone)."""
         rows = self._db.query("SELECT * FROM notify_outbox WHERE destination = ? AND state = 'pending'"
@@ -153,9 +171,7 @@ class Outbox:
         return {int(row[0]) for row in rows}
 
     def next_due_at(self) -> float | None:
-        rows = self._db.query("SELECT min(o.next_at) FROM notify_outbox o JOIN notify_destinations d"
-                              " ON d.name = o.destination AND d.enabled = 1 WHERE o.state = 'pending'")
-        return float(rows[0][0]) if rows and rows[0][0] is not None else None
+        return min(self.first_due_at().values(), default=None)
 
     def get(self, delivery: int) -> Delivery:
         rows = self._db.query("SELECT * FROM notify_outbox WHERE id = ?", (delivery,))
@@ -190,11 +206,15 @@ class Outbox:
         with self._db.transaction() as connection:
             connection.execute("INSERT INTO notify_attempts (delivery, at, status, error, duration_ms)"
                                " VALUES (?, ?, ?, ?, ?)", (delivery.id, now(), status, error, duration_ms))
-            connection.execute(
+            updated = connection.execute(
                 "UPDATE notify_outbox SET state = ?, attempts = ?, next_at = ?, last_status = ?, last_error = ?,"
                 " done_at = ? WHERE id = ? AND state = 'pending'",
                 (state, attempts, time.time() + (delay or 0.0), status, error,
-                 now() if state != "pending" else None, delivery.id))
+                 now() if state != "pending" else None, delivery.id)).rowcount
+            if not updated:  # sent although it was no longer pending (removed meanwhile): it stays as it was
+                found = connection.execute("SELECT state FROM notify_outbox WHERE id = ?", (delivery.id,)).fetchone()
+                state = found[0] if found else "failed"
+                logger.warning("notifications: delivery %d was sent when it was %s already", delivery.id, state)
         return state
 
     def replay(self, delivery: int) -> Delivery:

@@ -58,7 +58,7 @@ class Sender:
         self._client = client or httpx.Client(timeout=TIMEOUT_S, follow_redirects=False)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="apphub-notify")
         self._busy: set[str] = set()  # destinations with a task in flight
-        self._next_allowed: dict[str, float] = {}
+        self._next_allowed: dict[str, float] = {}  # monotonic: a chat destination's pace
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -118,22 +118,28 @@ class Sender:
             self._wake.clear()
 
     def dispatch(self) -> int:
-        """Start a task for every destination that has deliveries due and none in flight; how many."""
-        by_destination: dict[str, list[Delivery]] = {}
-        for delivery in self._outbox.due():
-            by_destination.setdefault(delivery.destination, []).append(delivery)
+        """Start a task for every destination that has a delivery due, no task in flight, and no
+        pace to keep; how many. The task reads the deliveries once it holds the destination: a list
+        read before would hold those that a task ending meanwhile has just delivered (sent twice)."""
+        now, clock = time.time(), time.monotonic()
         started = 0
-        for name, due in by_destination.items():
+        for name, first in self._outbox.first_due_at().items():
+            if first > now:
+                continue
             with self._lock:
-                if name in self._busy or time.monotonic() < self._next_allowed.get(name, 0.0):
+                if self._stop.is_set() or name in self._busy or clock < self._next_allowed.get(name, 0.0):
                     continue
                 self._busy.add(name)
-            task = self._pool.submit(self._serve, name, due)
+            try:
+                task = self._pool.submit(self._serve, name)
+            except RuntimeError:  # the pool is shut down: stopping
+                self._release(name)
+                break
             task.add_done_callback(functools.partial(self._release_if_cancelled, name))
             started += 1
         return started
 
-    def _serve(self, name: str, due: list[Delivery]) -> None:
+    def _serve(self, name: str) -> None:
         try:
             try:
                 destination = self._destinations.get(name)
@@ -141,6 +147,7 @@ class Sender:
                 return  # removed: its pending deliveries were failed with it
             if not destination.enabled:
                 return
+            due = self._outbox.due_for(name)
             if destination.kind == "webhook":
                 for delivery in due:
                     if not self._send(destination, [delivery]):
