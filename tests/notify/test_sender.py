@@ -1,16 +1,33 @@
 """How the sender schedules its work, against real HTTP receivers on loopback: every delivery is
-posted once however rounds and tasks interleave."""
+posted once however rounds and tasks interleave; nothing is looked at again while a request hangs
+or a destination is paced."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 from apphub.notify.events import Event
 from apphub.notify.outbox import Outbox
 from apphub.notify.sender import Sender
-from tests.notify.receivers import Receiver
+from tests.notify.receivers import Receiver, SlackReceiver
 from tests.notify.test_delivery import render
 from tests.sync.conftest import wait_until
+
+
+class CountedSender(Sender):
+    """A sender that counts its rounds (its thread's passes through dispatch) and their CPU time."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.rounds = 0
+        self.cpu_s = 0.0
+
+    def dispatch(self) -> int:
+        if threading.current_thread().name == "apphub-notify":
+            self.rounds += 1
+            self.cpu_s = time.thread_time()  # the thread's CPU time so far: its last round's is its total
+        return super().dispatch()
 
 
 def change(summary: str) -> Event:
@@ -52,3 +69,50 @@ def test_every_delivery_is_posted_once_however_rounds_and_tasks_interleave(parts
     assert len(posted) == 50, f"{len(posted)} requests for 50 deliveries"
     assert len(set(posted)) == 50
     assert {d.state for d in outbox.deliveries(limit=1000)} == {"delivered"}
+
+
+def test_a_hanging_request_leaves_the_sender_asleep(parts) -> None:
+    # The delivery in flight is still pending and its time has come: the sender used to look again
+    # every 50 ms until the request ended (0.1 s of CPU a second, with nothing to do).
+    _, destinations, outbox = parts
+    with Receiver() as receiver:
+        receiver.hang(30)
+        destinations.add("hangs", "webhook", receiver.url)
+        for number in range(3):
+            outbox.enqueue(change(f"change {number}"), ["hangs"])
+        sender = CountedSender(outbox, destinations, render)
+        sender.start()
+        try:
+            wait_until(lambda: receiver.got, 5, "the request")
+            time.sleep(0.2)
+            rounds, cpu_s = sender.rounds, sender.cpu_s
+            time.sleep(1.0)
+            rounds, cpu_s = sender.rounds - rounds, sender.cpu_s - cpu_s
+        finally:
+            sender.stop()
+    assert rounds <= 1, f"{rounds} rounds in 1 s while the only destination's request hung"
+    assert cpu_s < 0.02, f"{cpu_s * 1000:.1f} ms of CPU in 1 s"
+
+
+def test_a_paced_chat_destination_is_looked_at_again_when_it_may_be_sent_to(parts) -> None:
+    # Slack takes one message a second: what comes meanwhile waits for that second, and the sender
+    # sleeps until then (it used to look every 50 ms).
+    _, destinations, outbox = parts
+    with SlackReceiver() as slack:
+        destinations.add("chat", "slack", slack.url)
+        sender = CountedSender(outbox, destinations, render)
+        sender.start()
+        try:
+            outbox.enqueue(change("first"), ["chat"])
+            sender.wake()
+            wait_until(lambda: slack.got, 5, "the first message")
+            sent_at = time.monotonic()
+            rounds = sender.rounds
+            outbox.enqueue(change("second"), ["chat"])
+            sender.wake()
+            wait_until(lambda: len(slack.got) == 2, 5, "the second message")
+            waited, rounds = time.monotonic() - sent_at, sender.rounds - rounds
+        finally:
+            sender.stop()
+    assert waited >= 0.9, f"the second message came {waited:.2f} s after the first"
+    assert rounds <= 4, f"{rounds} rounds while the destination was paced"

@@ -39,6 +39,8 @@ Render = Callable[[Kind, Sequence[Event]], dict[str, object]]  # one message's b
 MIN_INTERVAL_S: dict[Kind, float] = {"slack": 1.0, "discord": 0.4, "wecom": 3.0, "webhook": 0.0}
 TIMEOUT_S = 10.0
 PRUNE_EVERY_S = 3600.0  # how often old deliveries are forgotten (Outbox.prune)
+IDLE_S = 5.0  # the longest the sender sleeps with nothing to send
+FAULT_PAUSE_S = 5.0  # how long a destination whose task failed unexpectedly is left alone
 PAUSE_MAX_S = 2.0  # the longest sends wait for a sync round to end (pause)
 ERROR_CHARS = 300  # of a destination's answer, kept with the attempt
 ANSWER_CHARS = 10_000  # of an answer read for it (pieces of the URL are taken out before it is cut)
@@ -58,7 +60,7 @@ class Sender:
         self._client = client or httpx.Client(timeout=TIMEOUT_S, follow_redirects=False)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="apphub-notify")
         self._busy: set[str] = set()  # destinations with a task in flight
-        self._next_allowed: dict[str, float] = {}  # monotonic: a chat destination's pace
+        self._next_allowed: dict[str, float] = {}  # monotonic: a chat destination's pace, a failed task's pause
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -104,16 +106,16 @@ class Sender:
                 self._wake.wait(paused)
                 self._wake.clear()
                 continue
+            wait = IDLE_S
             try:
                 self._before_dispatch()
                 self.dispatch()
                 if time.monotonic() - pruned_at >= PRUNE_EVERY_S:
                     pruned_at = time.monotonic()
                     self._outbox.prune()
+                wait = self._seconds_to_next()
             except Exception:  # the notifier must outlive a database hiccup; the next round retries
                 logger.exception("notifications: a round failed")
-            next_at = self._outbox.next_due_at()
-            wait = 5.0 if next_at is None else min(max(next_at - time.time(), 0.05), 5.0)
             self._wake.wait(wait)
             self._wake.clear()
 
@@ -139,6 +141,17 @@ class Sender:
             started += 1
         return started
 
+    def _seconds_to_next(self) -> float:
+        """How long until something may be sent: the first due delivery of a destination neither
+        busy (its task wakes the sender as it ends) nor paced; at most IDLE_S (a queued event or
+        a resume wakes it sooner)."""
+        first_due = self._outbox.first_due_at()
+        now, clock = time.time(), time.monotonic()
+        with self._lock:
+            waits = [max(first - now, self._next_allowed.get(name, 0.0) - clock)
+                     for name, first in first_due.items() if name not in self._busy]
+        return max(min([IDLE_S, *waits]), 0.0)
+
     def _serve(self, name: str) -> None:
         try:
             try:
@@ -157,6 +170,8 @@ class Sender:
         except Exception:
             if not self._stop.is_set():  # stopping closes the database under a send cut short
                 logger.exception("notifications: delivering to '%s' failed", name)
+                with self._lock:  # a fault that comes back at once is not retried in a tight loop
+                    self._next_allowed[name] = time.monotonic() + FAULT_PAUSE_S
         finally:
             self._release(name)
             self._wake.set()
