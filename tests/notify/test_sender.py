@@ -1,6 +1,6 @@
 """How the sender schedules its work, against real HTTP receivers on loopback: every delivery is
 posted once however rounds and tasks interleave; nothing is looked at again while a request hangs
-or a destination is paced."""
+or a destination is paced; a destination enabled again is served at once."""
 
 from __future__ import annotations
 
@@ -116,3 +116,23 @@ def test_a_paced_chat_destination_is_looked_at_again_when_it_may_be_sent_to(part
             sender.stop()
     assert waited >= 0.9, f"the second message came {waited:.2f} s after the first"
     assert rounds <= 4, f"{rounds} rounds while the destination was paced"
+
+
+def test_a_destination_enabled_again_is_served_at_once(parts) -> None:
+    _, destinations, outbox = parts
+    with Receiver() as receiver:
+        destinations.add("ops", "webhook", receiver.url)
+        destinations.set_enabled("ops", False, "paused")
+        outbox.enqueue(change("while paused"), ["ops"])
+        sender = Sender(outbox, destinations, render)
+        sender.start()
+        try:
+            time.sleep(0.3)  # the sender has looked, and found nothing it may send
+            assert receiver.got == []
+            enabled = time.monotonic()
+            destinations.set_enabled("ops", True)
+            wait_until(lambda: receiver.got, 5, "the delivery")
+            took = time.monotonic() - enabled
+        finally:
+            sender.stop()
+    assert took < 1.0, f"sent {took:.2f} s after the destination was enabled again"

@@ -12,7 +12,7 @@ import base64
 import json
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 from urllib.parse import urlsplit
@@ -84,6 +84,7 @@ class Destinations:
     def __init__(self, db: Database, box: SecretBox) -> None:
         self._db = db
         self._box = box
+        self.on_change: list[Callable[[], None]] = []  # called after a destination is added, changed or removed
 
     def add(self, name: str, kind: str, url: str, *, secret: str | None = None, events: Iterable[str] = (ALL,),
             services: Iterable[str] = (), sections: Iterable[str] = ()) -> Destination:
@@ -105,6 +106,7 @@ class Destinations:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (name, kind, self._box.encrypt(url), self._box.encrypt(secret) if secret else None,
                  json.dumps(events), json.dumps(services), json.dumps(sections), now()))
+        self._changed()
         return self.get(name)
 
     def wanting(self, event: Event) -> list[str]:
@@ -130,6 +132,7 @@ class Destinations:
                 raise DestinationNotFound(name)
             connection.execute("UPDATE notify_outbox SET state = 'failed', last_error = 'the destination was removed'"
                                " WHERE destination = ? AND state = 'pending'", (name,))
+        self._changed()
 
     def set_enabled(self, name: str, enabled: bool, reason: str | None = None) -> None:
         with self._db.transaction() as connection:
@@ -139,6 +142,12 @@ class Destinations:
                 (int(enabled), None if enabled else reason, int(enabled), now(), name)).rowcount
         if changed == 0:
             raise DestinationNotFound(name)
+        self._changed()
+
+    def _changed(self) -> None:
+        """A change made here (committed): the listeners are told."""
+        for listener in list(self.on_change):
+            listener()
 
     def _destination(self, row: Any) -> Destination:
         where = f"notification destination '{row['name']}'"

@@ -67,6 +67,7 @@ class Sender:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        self._destinations.on_change.append(self.wake)  # one enabled again has deliveries waiting
         self._thread = threading.Thread(target=self._run, name="apphub-notify", daemon=True)
         self._thread.start()
 
@@ -76,6 +77,8 @@ class Sender:
         deadline = time.monotonic() + timeout
         self._stop.set()
         self._wake.set()
+        with contextlib.suppress(ValueError):
+            self._destinations.on_change.remove(self.wake)
         if self._thread is not None:
             self._thread.join(timeout)
         self._pool.shutdown(wait=False, cancel_futures=True)  # a task cancelled before it ran releases its name
@@ -143,8 +146,8 @@ class Sender:
 
     def _seconds_to_next(self) -> float:
         """How long until something may be sent: the first due delivery of a destination neither
-        busy (its task wakes the sender as it ends) nor paced; at most IDLE_S (a queued event or
-        a resume wakes it sooner)."""
+        busy (its task wakes the sender as it ends) nor paced; at most IDLE_S (a change of the
+        destinations, a queued event or a resume wakes it sooner)."""
         first_due = self._outbox.first_due_at()
         now, clock = time.time(), time.monotonic()
         with self._lock:
