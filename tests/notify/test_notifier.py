@@ -18,6 +18,7 @@ from tests.conftest import LiveServer
 from tests.notify.receivers import Receiver
 
 NEW_PASSWORD = "Notify-Secret-Horse-4417"
+NOBODY = "http://127.0.0.1:9/hook"
 
 
 def wait_for(receiver: Receiver, count: int, timeout: float = 10.0) -> None:
@@ -122,3 +123,50 @@ def test_with_the_sender_running_a_change_is_queued_after_its_sync_round_reports
         assert reopened.notifications.outbox.deliveries()[0].event.version == "v3"
     finally:
         reopened.close()
+
+
+def test_an_event_goes_to_the_destinations_enabled_when_it_happened(core: Core) -> None:
+    # The sender's thread used to choose them when it queued the event, once the sync round had
+    # reported: one enabled meanwhile got the change made before, one paused meanwhile lost it.
+    from apphub.notify import events
+    from apphub.sync.apply import ApplyReport, ServiceOutcome
+
+    notifier = core.notifications
+    notifier.destinations.add("earlier", "webhook", NOBODY)
+    notifier.destinations.add("later", "webhook", NOBODY)
+    notifier.destinations.set_enabled("later", False, "paused")
+    notifier.start()
+    try:
+        notifier.publish(events.settings_changed(Actor("alice", "api"), "config.ini", [], "v2", sync_expected=True))
+        notifier.destinations.set_enabled("later", True)  # while the change waits for its round's report
+        notifier.destinations.set_enabled("earlier", False, "paused")
+        notifier.on_report(ApplyReport("v2", {"web": ServiceOutcome("web", "applied", "v2", "reload")}))
+        deadline = time.monotonic() + 5
+        while len(notifier.outbox.deliveries()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.2)  # anything more would be queued meanwhile
+    finally:
+        assert notifier.sender is not None
+        notifier.sender.stop()
+    queued = {(d.destination, d.event.type) for d in notifier.outbox.deliveries()}
+    assert queued == {("earlier", "settings.changed"), ("later", "sync.applied")}
+
+
+def test_a_destination_paused_by_another_process_is_no_longer_chosen(core: Core) -> None:
+    # The destinations' filters are held in memory: one paused by a CLI command (another
+    # connection to the database) is seen at the next event, not at the next start.
+    from apphub.db import Database
+    from apphub.notify import events
+    from apphub.notify.destinations import Destinations
+
+    notifier = core.notifications
+    notifier.destinations.add("ops", "webhook", NOBODY)
+    notifier.publish(events.push_failed("origin", "main", "refused", 1))
+    cli = Database(core.data.database)
+    try:
+        Destinations(cli, core.box).set_enabled("ops", False, "disabled by an admin")
+    finally:
+        cli.close()
+    notifier.publish(events.push_failed("origin", "main", "refused again", 1))
+    assert [d.event.summary for d in notifier.outbox.deliveries()] == [
+        "the history could not be pushed to origin: refused"]

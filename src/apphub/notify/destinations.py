@@ -12,6 +12,7 @@ import base64
 import json
 import re
 import secrets
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, cast
@@ -53,16 +54,8 @@ class Destination:
     created_at: str = ""
     enabled_at: str | None = None  # when it was last enabled again after a pause
 
-    @property
-    def wanting_since(self) -> str:
-        """From when it wants events: its creation, or the end of its last pause."""
-        return max(self.created_at, self.enabled_at or "")
-
-    def wants(self, event: Event) -> bool:
-        return self.enabled and _wants(self.events, self.services, self.sections, event)
-
-    def wants_type(self, kind: str) -> bool:
-        return ALL in self.events or kind in self.events
+    def holds_change_sets(self) -> bool:
+        return holds_change_sets(self.kind, self.events)
 
     def public(self) -> dict[str, Any]:
         """As an answer shows it: the URL's scheme and host only (its path or query holds the
@@ -74,17 +67,60 @@ class Destination:
                 "disabled_reason": self.disabled_reason, "created_at": self.created_at}
 
 
+@dataclass(frozen=True)
+class Filters:
+    """What a destination asks for, and whether it is enabled: what choosing an event's recipients
+    reads, on every change (nothing decrypted)."""
+
+    name: str
+    kind: Kind
+    events: tuple[str, ...]
+    services: tuple[str, ...]
+    sections: tuple[str, ...]
+    enabled: bool
+    created_at: str
+    enabled_at: str | None
+
+    @property
+    def wanting_since(self) -> str:
+        """From when it wants events: its creation, or the end of its last pause."""
+        return max(self.created_at, self.enabled_at or "")
+
+    def wants(self, event: Event) -> bool:
+        return self.enabled and _wants(self.events, self.services, self.sections, event)
+
+    def holds_change_sets(self) -> bool:
+        return holds_change_sets(self.kind, self.events)
+
+
+def holds_change_sets(kind: Kind, events: tuple[str, ...]) -> bool:
+    """Whether a destination holds a change until its sync event, to send both as one message: a
+    chat destination that wants a sync event (a webhook gets each event as it comes; changesets)."""
+    return kind != "webhook" and bool({ALL, "sync.applied", "sync.failed"} & set(events))
+
+
 def new_signing_secret() -> str:
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
 
 
 class Destinations:
-    """The destinations of one data folder, in its database."""
+    """The destinations of one data folder, in its database.
+
+    Their filters are kept in memory (`filters`): choosing an event's recipients, on every change,
+    decrypts and parses nothing. They are read again after a change made here and, to see one a CLI
+    command made in another process, when another connection has written to the database since
+    (SQLite's `PRAGMA data_version`; mostly the audit log's, and then the rows are only compared).
+    """
 
     def __init__(self, db: Database, box: SecretBox) -> None:
         self._db = db
         self._box = box
         self.on_change: list[Callable[[], None]] = []  # called after a destination is added, changed or removed
+        self._lock = threading.Lock()
+        self._generation = 0  # of the changes made here: a read that a change overtook is not kept
+        self._rows: tuple[tuple[Any, ...], ...] | None = None  # as last read, and their filters
+        self._filters: tuple[Filters, ...] = ()
+        self._data_version: int | None = None  # of the database when they were read
 
     def add(self, name: str, kind: str, url: str, *, secret: str | None = None, events: Iterable[str] = (ALL,),
             services: Iterable[str] = (), sections: Iterable[str] = ()) -> Destination:
@@ -109,12 +145,29 @@ class Destinations:
         self._changed()
         return self.get(name)
 
+    def filters(self) -> tuple[Filters, ...]:
+        """Every destination's filters, by name, as they are now."""
+        with self._lock:
+            generation, rows, kept, seen = self._generation, self._rows, self._filters, self._data_version
+        # Read before the rows: a change another connection makes in between is read again next time.
+        version = int(self._db.query("PRAGMA data_version")[0][0])
+        if rows is not None and version == seen:
+            return kept
+        found = tuple(tuple(row) for row in self._db.query(
+            "SELECT name, kind, events, services, sections, enabled, created_at, enabled_at"
+            " FROM notify_destinations ORDER BY name"))
+        if found != rows:  # another connection wrote something else (the audit log, mostly): nothing to parse
+            kept = tuple(Filters(name, cast(Kind, kind), tuple(json.loads(events)), tuple(json.loads(services)),
+                                 tuple(json.loads(sections)), bool(enabled), created_at, enabled_at)
+                         for name, kind, events, services, sections, enabled, created_at, enabled_at in found)
+        with self._lock:
+            if self._generation == generation:
+                self._rows, self._filters, self._data_version = found, kept, version
+        return kept
+
     def wanting(self, event: Event) -> list[str]:
-        """The enabled destinations that ask for `event`, by name (nothing decrypted: this runs on
-        every change)."""
-        rows = self._db.query("SELECT name, events, services, sections FROM notify_destinations WHERE enabled = 1")
-        return [row["name"] for row in rows if _wants(tuple(json.loads(row["events"])), tuple(json.loads(
-            row["services"])), tuple(json.loads(row["sections"])), event)]
+        """The enabled destinations that ask for `event`, by name."""
+        return [found.name for found in self.filters() if found.wants(event)]
 
     def get(self, name: str) -> Destination:
         rows = self._db.query("SELECT * FROM notify_destinations WHERE name = ?", (name,))
@@ -145,7 +198,10 @@ class Destinations:
         self._changed()
 
     def _changed(self) -> None:
-        """A change made here (committed): the listeners are told."""
+        """A change made here (committed): the filters are read again, and the listeners told."""
+        with self._lock:
+            self._generation += 1
+            self._rows = None
         for listener in list(self.on_change):
             listener()
 

@@ -2,8 +2,9 @@
 write, a sync round, a history push or an initialiser's run into an event. The server starts the
 sender; a CLI command only queues (the server, or the next one started, delivers).
 
-What publishing costs the change it tells of: one query of the destinations' filters (no secret
-decrypted) and, when one wants the event, one SQLite transaction. Sending happens elsewhere.
+What publishing costs the change it tells of: choosing the event's recipients from the
+destinations' filters held in memory (Destinations.filters), then, with the sender running, handing
+both over; without it (a CLI command), one SQLite transaction. Sending happens elsewhere.
 """
 
 from __future__ import annotations
@@ -50,7 +51,9 @@ class Notifier:
         self.synced: Callable[[str], bool] = lambda file: False
         self._lock = threading.Lock()
         self._last_version: str | None = None  # of the last sync report heard
-        self._told: collections.deque[Event] = collections.deque()  # to queue, in the sender's thread
+        # (event, its recipients) to queue, in the sender's thread; an event leaves once queued (flush)
+        self._told: collections.deque[tuple[Event, tuple[str, ...]]] = collections.deque()
+        self._flushing = threading.Lock()
         self._drift_told: dict[str, tuple[str, ...]] = {}  # service -> the edit last told of
 
     def start(self) -> None:
@@ -77,7 +80,8 @@ class Notifier:
             made += page
             before = page[-1].id
         told = self.outbox.told_audit_events(cursor)
-        since = {destination.name: normalise_time(destination.wanting_since) for destination in self.destinations.all()}
+        filters = self.destinations.filters()
+        since = {found.name: normalise_time(found.wanting_since) for found in filters}
         queued = []
         for write in sorted(made, key=lambda event: event.id):
             if write.id in told or not _is_told_write(write):
@@ -85,7 +89,7 @@ class Notifier:
             event = events.settings_changed(Actor(write.actor, write.source, write.request_id), write.file or "",
                                             write.changes, write.version_after, message=write.message,
                                             audit_event=write.id, at=write.at)
-            wanted = [name for name in self.destinations.wanting(event) if since.get(name, "~") <= write.at]
+            wanted = tuple(found.name for found in filters if found.wants(event) and since[found.name] <= write.at)
             if self._queue(event, wanted):
                 queued.append(event)
                 logger.warning("notifications: the event of audit event %d (%s) was queued at start: the process "
@@ -101,37 +105,57 @@ class Notifier:
         self._db.close()
 
     def publish(self, event: Event) -> None:
-        """Queue `event` for every destination that wants it. Never raises: a notification that
-        cannot be queued must not fail the change it tells of.
+        """Queue `event` for every destination that wants it now. Never raises: a notification
+        that cannot be queued must not fail the change it tells of.
 
-        With the sender running (the server), the event is only handed over here, and queued by
-        the sender's thread: a write or a sync round pays for neither the destinations' query nor
-        the outbox's transaction. One that would be lost with the process is a write's, and the
-        audit log holds it (catch_up). A change the sync will report on pauses the sender until
-        the report: the round has the interpreter and the database to itself."""
-        if self.sender is None:
-            self._publish_now(event)
-            return
-        self._told.append(event)
-        if events.awaits_sync(event):
-            self.sender.pause()
-        else:
-            self.sender.wake()
+        The recipients are chosen here, in the publishing thread, from the destinations as they
+        are at this moment: one enabled right after a change does not get its event, and one
+        paused right before does not get it later. With the sender running (the server), the
+        event and its recipients are then only handed over, and queued by the sender's thread: a
+        write or a sync round pays for no outbox transaction. One that would be lost with the
+        process is a write's, and the audit log holds it (catch_up). A change the sync will report
+        on pauses the sender until the report: the round has the interpreter and the database to
+        itself."""
+        try:
+            recipients = self._recipients(event)
+            if self.sender is None:
+                self._queue(event, recipients)
+                return
+            awaits_sync = events.awaits_sync(event)
+            if awaits_sync:
+                self.sender.pause()  # before the hand-over: not queued before the round reports
+            if recipients:
+                self._told.append((event, recipients))
+                if not awaits_sync:
+                    self.sender.wake()
+        except Exception:
+            logger.exception("notifications: the event %s (%s) could not be queued", event.id, event.type)
 
     def flush(self) -> None:
         """Queue what was handed over (the sender's thread, before each round), in order."""
-        while self._told:
-            self._publish_now(self._told.popleft())
+        with self._flushing:  # the sender's thread, or close() after it stopped (or gave up waiting for it)
+            while self._told:
+                event, recipients = self._told[0]
+                try:
+                    self._queue(event, recipients)
+                except Exception:
+                    logger.exception("notifications: the event %s (%s) could not be queued", event.id, event.type)
+                self._told.popleft()  # only now: _recipients looks for it here until it is in the outbox
 
-    def _publish_now(self, event: Event) -> list[int]:
-        try:
-            wanted = self.destinations.wanting(event)
-            if event.type in events.SYNC_TYPES:  # the end of a change set a chat destination holds
-                wanted += sorted(self.outbox.awaiting_sync() - set(wanted))
-            return self._queue(event, wanted)
-        except Exception:
-            logger.exception("notifications: the event %s (%s) could not be queued", event.id, event.type)
-            return []
+    def _recipients(self, event: Event) -> tuple[str, ...]:
+        """The destinations that want `event`; and for a sync event, also the chat destinations
+        holding a change for it (the end of their change set, whatever they filter on)."""
+        filters = self.destinations.filters()
+        wanted = [found.name for found in filters if found.wants(event)]
+        if event.type in events.SYNC_TYPES:
+            holders = {found.name for found in filters if found.enabled and found.holds_change_sets()}
+            # The hand-over first, then the outbox: an event moves from the one to the other, never
+            # out of both (flush), so it is seen in one of them.
+            holding = {name for told, recipients in list(self._told) if events.awaits_sync(told)
+                       for name in recipients if name in holders}
+            holding |= self.outbox.awaiting_sync()
+            wanted += sorted(holding - set(wanted))
+        return tuple(wanted)
 
     def test(self, name: str) -> list[int]:
         """Queue a test event for the destination `name` alone (DestinationNotFound if none)."""
@@ -201,8 +225,8 @@ class Notifier:
             self.publish(events.init_failed(run))
 
 
-def _awaiting_in(told: collections.deque[Event]) -> bool:
-    return any(events.awaits_sync(event) for event in list(told))
+def _awaiting_in(told: collections.deque[tuple[Event, tuple[str, ...]]]) -> bool:
+    return any(events.awaits_sync(event) for event, _ in list(told))
 
 
 def _is_told_write(event: AuditEvent) -> bool:

@@ -85,14 +85,16 @@ class Outbox:
 
     def enqueue(self, event: Event, destinations: Iterable[str]) -> list[int]:
         """Queue `event` for each destination, due now; the ids of the deliveries made. Queuing the
-        same event for a destination twice makes no second delivery."""
+        same event for a destination twice makes no second delivery; nor does queuing it for one
+        removed since it was chosen, or added after the event under its name (another destination)."""
         body = json.dumps(event.as_dict(), separators=(",", ":"))
         made = []
         with self._db.transaction() as connection:  # not durable: see the module's docstring
             for destination in dict.fromkeys(destinations):
                 cursor = connection.execute(
                     "INSERT OR IGNORE INTO notify_outbox (event_id, destination, event, state, next_at, created_at)"
-                    " VALUES (?, ?, ?, 'pending', ?, ?)", (event.id, destination, body, time.time(), event.at))
+                    " SELECT ?, name, ?, 'pending', ?, ? FROM notify_destinations WHERE name = ? AND created_at <= ?",
+                    (event.id, body, time.time(), event.at, destination, event.at))
                 if cursor.rowcount:
                     made.append(int(cursor.lastrowid or 0))
         return made

@@ -191,7 +191,7 @@ class Sender:
         """One message, however many piled up; a change whose sync report is on its way waits for
         it (changesets), with what came after it."""
         pile = due
-        if destination.wants_type("sync.applied") or destination.wants_type("sync.failed"):
+        if destination.holds_change_sets():
             held = {delivery.id: delivery for delivery in self._outbox.untried(destination.name)}
             pile = sorted({**held, **{delivery.id: delivery for delivery in due}}.values(), key=lambda d: d.id)
             pile, waiting, until = changesets.split(pile, time.time())
