@@ -1,5 +1,6 @@
 // What a change does to each service: its file diffs, environment changes and reload action; and
 // the live progress of a version reaching the services, from the sync engine's event stream.
+import { streamUrl } from "./api.js";
 import { badge, h, replace, short } from "./dom.js";
 import { switchableDiff } from "./diff.js";
 
@@ -40,7 +41,7 @@ function envChanges(env) {
 // final states. Returns what stops following.
 export function followVersion(version, services, holder, done) {
   const wanted = new Set(services);
-  const events = new EventSource("/api/v1/sync/events");
+  const events = new EventSource(streamUrl("/api/v1/sync/events"));
   const rows = new Map();
   const list = h("ul", { class: "progress", "data-version": version });
   replace(holder, h("p", {}, "Version ", h("code", {}, short(version)), " is reaching the services:"), list);

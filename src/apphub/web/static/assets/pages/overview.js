@@ -1,6 +1,6 @@
 // Overview: every service with its state, health, last change and how long it took, what needs
 // attention first; live while a change is applied (server-sent events from the sync engine).
-import { get } from "../api.js";
+import { get, streamUrl } from "../api.js";
 import { badge, h, ms, replace, short, when } from "../dom.js";
 
 const STAGES = ["detect", "render", "validate", "write", "reload", "healthy", "total"];
@@ -87,7 +87,7 @@ export async function render(view) {
   draw();
   refreshHealth();
   const timer = setInterval(refreshHealth, HEALTH_EVERY_MS);
-  const events = new EventSource("/api/v1/sync/events");
+  const events = new EventSource(streamUrl("/api/v1/sync/events"));
   events.addEventListener("status", (event) => {
     status = { ...JSON.parse(event.data), history };
     live.dataset.live = "on";
