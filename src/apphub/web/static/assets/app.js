@@ -2,7 +2,7 @@
 // module loaded when first shown; the URL says the page, the section and the versions compared,
 // so that a link can be bookmarked and shared and the back button works.
 import { can, currentSession, loadSession, signOut } from "./api.js";
-import { h, params, replace, toast } from "./dom.js";
+import { h, loading, params, replace, toast } from "./dom.js";
 
 const PAGES = [
   { path: "/", label: "Overview", module: "./pages/overview.js" },
@@ -58,15 +58,21 @@ async function route() {
     return;
   }
   drawFrame();
+  // Busy until the page has what it asked the API for: assistive technology (and the browser
+  // tests) know when it is shown, and a slow page says it is loading instead of staying blank.
+  main.dataset.route = path;
+  main.setAttribute("aria-busy", "true");
+  delete main.dataset.failed;
   const page = pageFor(path);
   if (!page) {
     replace(main, h("h1", {}, "Not found"), h("p", {}, `No page at ${path}. `, h("a", { href: "#/" }, "Overview")));
+    main.removeAttribute("aria-busy");
     return;
   }
   try {
     const module = await import(page.module);
     if (ticket !== shown) return;
-    const view = h("div", { class: "page" });
+    const view = h("div", { class: "page" }, loading());
     replace(main, view);
     const done = await module.render(view, { path, parts: path.split("/").slice(2), query });
     if (ticket !== shown) { if (done) done(); return; }
@@ -76,8 +82,10 @@ async function route() {
     if (document.activeElement === document.body || !main.contains(document.activeElement)) main.focus();
   } catch (error) {
     if (ticket !== shown) return;
+    main.dataset.failed = "true";
     replace(main, h("h1", {}, "Something went wrong"), h("p", { class: "error" }, error.message));
   }
+  main.removeAttribute("aria-busy");
 }
 
 window.addEventListener("hashchange", route);
