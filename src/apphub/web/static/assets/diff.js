@@ -5,19 +5,40 @@ import { h, replace } from "./dom.js";
 const FIRST_LINES = 400;
 const MORE_LINES = 2000;
 
+// A hunk's header says how many lines it holds: within them, a line is the file's own, even a
+// removed "-- note" or an added "++x" (which read "--- note" and "+++x", like the file headers).
 function parse(text) {
   const lines = [];
   let old = 0;
   let now = 0;
+  let oldLeft = 0;
+  let nowLeft = 0;
   for (const line of text.split("\n")) {
-    if (line === "" ) continue;
-    if (line.startsWith("---") || line.startsWith("+++")) { lines.push({ kind: "file", text: line }); continue; }
-    const hunk = /^@@ -(\d+)(?:,\d+)? \+(\d+)(?:,\d+)? @@/.exec(line);
-    if (hunk) { old = Number(hunk[1]); now = Number(hunk[2]); lines.push({ kind: "hunk", text: line }); continue; }
-    if (line.startsWith("-")) lines.push({ kind: "del", text: line.slice(1), old: old++ });
-    else if (line.startsWith("+")) lines.push({ kind: "add", text: line.slice(1), now: now++ });
-    else if (line.startsWith("\\")) lines.push({ kind: "note", text: line });
-    else lines.push({ kind: "same", text: line.slice(1), old: old++, now: now++ });
+    if (line === "" && oldLeft === 0 && nowLeft === 0) continue;
+    const inHunk = oldLeft > 0 || nowLeft > 0;
+    if (!inHunk && (line.startsWith("---") || line.startsWith("+++"))) { lines.push({ kind: "file", text: line }); continue; }
+    const hunk = /^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@/.exec(line);
+    if (!inHunk && hunk) {
+      old = Number(hunk[1]);
+      now = Number(hunk[3]);
+      oldLeft = hunk[2] === undefined ? 1 : Number(hunk[2]);
+      nowLeft = hunk[4] === undefined ? 1 : Number(hunk[4]);
+      lines.push({ kind: "hunk", text: line });
+      continue;
+    }
+    if (line.startsWith("\\")) {
+      lines.push({ kind: "note", text: line });
+    } else if (line.startsWith("-")) {
+      lines.push({ kind: "del", text: line.slice(1), old: old++ });
+      oldLeft = Math.max(0, oldLeft - 1);
+    } else if (line.startsWith("+")) {
+      lines.push({ kind: "add", text: line.slice(1), now: now++ });
+      nowLeft = Math.max(0, nowLeft - 1);
+    } else {
+      lines.push({ kind: "same", text: line.slice(1), old: old++, now: now++ });
+      oldLeft = Math.max(0, oldLeft - 1);
+      nowLeft = Math.max(0, nowLeft - 1);
+    }
   }
   return lines;
 }
@@ -27,7 +48,10 @@ function sideBySide(lines) {
   const rows = [];
   for (let i = 0; i < lines.length;) {
     const line = lines[i];
-    if (line.kind === "del" || line.kind === "add") {
+    if (line.kind === "file" && lines[i + 1]?.kind === "file") { // "--- old" on the left, "+++ new" on the right
+      rows.push([line, lines[i + 1]]);
+      i += 2;
+    } else if (line.kind === "del" || line.kind === "add") {
       const dels = [];
       const adds = [];
       while (i < lines.length && lines[i].kind === "del") dels.push(lines[i++]);
