@@ -8,6 +8,13 @@ const ACTION_TEXT = {
   none: "nothing to reload: it reads the file again itself",
 };
 
+// Said only of a hot change: "none" for keys that need a reload or a restart is no reason to say
+// the service re-reads its file by itself.
+function actionText(service) {
+  const hot = !service.level || service.level === "hot";
+  return (hot && ACTION_TEXT[service.action]) || `${service.action} (${service.level})`;
+}
+
 export function planView(plan, { title = "What it does to each service" } = {}) {
   if (!plan) return h("p", { class: "muted" }, "The sync engine does not run here: no plan.");
   const changed = plan.services.filter((service) => service.changed);
@@ -19,7 +26,7 @@ export function planView(plan, { title = "What it does to each service" } = {}) 
     changed.map((service) => h("details", { class: "service-plan", open: changed.length <= 3,
       "data-service": service.service },
     h("summary", {}, h("strong", {}, service.service), " — ",
-      ACTION_TEXT[service.action] || `${service.action} (${service.level})`,
+      actionText(service),
       service.because.length ? h("span", { class: "muted small" }, ` because of ${service.because.join(", ")}`) : null),
     service.files.filter((file) => file.changed).map((file) => h("div", { class: "file" },
       h("div", { class: "path" }, file.path), switchableDiff(file.diff, file.path))),
