@@ -36,6 +36,12 @@ function inputFor(key, spec, value, editable, revealed) {
     minlength: spec.min_length, maxlength: spec.max_length, value: value ?? "", spellcheck: "false" });
 }
 
+function writeInput(input, spec, value) {
+  if (spec.type === "bool") input.checked = value === true || value === "true";
+  else if (spec.type === "list") input.value = Array.isArray(value) ? value.join("\n") : value ?? "";
+  else input.value = value ?? "";
+}
+
 function readInput(input, spec) {
   if (spec.type === "bool") return input.checked;
   if (spec.type === "list") return input.value.split("\n").map((line) => line.trim()).filter(Boolean);
@@ -78,6 +84,12 @@ async function drawSection(panel, section, spec, revealed) {
   let stopFollowing = null;
   let timer = null;
   let checked = 0;
+  const versionCode = h("code");
+  function showVersion() {
+    versionCode.dataset.version = version;
+    versionCode.textContent = short(version);
+  }
+  showVersion();
 
   for (const key of keys) {
     const keySpec = spec.keys[key] || { type: "string", description: "(not in the schema)", apply: "restart" };
@@ -171,7 +183,12 @@ async function drawSection(panel, section, spec, revealed) {
     try {
       const answer = await call("PUT", `/api/v1/settings/${encodeURIComponent(section)}`, { body: changed, ifMatch: version });
       version = answer.etag || answer.data.version;
-      stored = { ...stored, ...answer.data.settings?.[section] };
+      showVersion();
+      // The answer masks the secrets: keeping those masks as the stored values would count a revealed
+      // secret as changed at the next edit. What was saved is known: it is what was sent.
+      for (const [key, value] of Object.entries(answer.data.settings?.[section] || {})) {
+        if (!fields.get(key)?.spec.secret) stored[key] = value;
+      }
       const changedServices = plan ? plan.services.filter((s) => s.changed).map((s) => s.service) : [];
       toast(`Saved: config.ini is at version ${short(version)}.`);
       for (const [key, { input, spec: keySpec }] of fields) {
@@ -193,9 +210,15 @@ async function drawSection(panel, section, spec, revealed) {
       if (error instanceof ApiError && error.status === 412) {
         replace(planArea, h("div", { class: "alert alert-error", "data-conflict": "true" },
           "Someone else changed config.ini since you opened this page. Nothing was saved; your edits are still here. ",
-          h("button", { type: "button", onclick: async () => {
+          h("button", { type: "button", "data-action": "load-new-version", onclick: async () => {
             const fresh = await call("GET", path);
             version = fresh.etag || fresh.data.version;
+            showVersion();
+            // A field left as it was takes the other change's value: kept, it would undo that change.
+            for (const [key, { input, spec: keySpec }] of fields) {
+              if (keySpec.secret && !revealed) continue; // left empty, it stays unchanged whatever the version
+              if (same(readInput(input, keySpec), stored[key])) writeInput(input, keySpec, fresh.data.settings[key]);
+            }
             stored = fresh.data.settings;
             replace(planArea, h("p", {}, "Loaded version ", h("code", {}, short(version)), ". Review your edits against it again."));
             check();
@@ -217,8 +240,7 @@ async function drawSection(panel, section, spec, revealed) {
 
   const secrets = keys.some((key) => (spec.keys[key] || {}).secret);
   replace(panel,
-    h("div", { class: "title" }, h("h2", {}, `[${section}]`),
-      h("span", { class: "muted small" }, "version ", h("code", { "data-version": version }, short(version)))),
+    h("div", { class: "title" }, h("h2", {}, `[${section}]`), h("span", { class: "muted small" }, "version ", versionCode)),
     spec.description ? h("p", { class: "muted" }, spec.description) : null,
     !editable ? h("p", { class: "notice" }, "Your key reads only: the fields cannot be changed.") : null,
     secrets && can("admin") ? h("p", {}, revealed
