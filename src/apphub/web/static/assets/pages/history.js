@@ -133,14 +133,21 @@ async function confirmRollback(version, file, entry) {
   const content = h("div", { class: "dialog-body" }, h("p", { class: "muted" }, "Planning the rollback…"));
   const dialog = h("dialog", { class: "dialog", "aria-labelledby": "rollback-title" },
     h("h2", { id: "rollback-title" }, `Roll ${file} back to ${short(version)}?`), content);
+  let stopFollowing = null;
+  let rolledBack = false;
   document.body.append(dialog);
-  dialog.addEventListener("close", () => dialog.remove());
+  dialog.addEventListener("close", () => {
+    dialog.remove();
+    if (stopFollowing) stopFollowing();
+    // The page behind was drawn before the rollback: drawn again, it lists the version it made.
+    if (rolledBack) window.dispatchEvent(new HashChangeEvent("hashchange"));
+  });
   dialog.showModal();
   let plan;
   try {
     plan = (await call("POST", "/api/v1/settings/rollback/plan", { body: { version, file } })).data;
   } catch (error) {
-    replace(content, h("p", { class: "error" }, error.message), h("button", { type: "button", onclick: () => dialog.close() }, "Close"));
+    replace(content, h("p", { class: "error" }, error.message), h("button", { type: "button", "data-action": "close-dialog", onclick: () => dialog.close() }, "Close"));
     return;
   }
   const services = plan.services && plan.services.services ? plan.services.services.filter((s) => s.changed).map((s) => s.service) : [];
@@ -149,10 +156,11 @@ async function confirmRollback(version, file, entry) {
     try {
       const answer = await call("POST", "/api/v1/settings/rollback", { body: { version, file } });
       const now = answer.etag || answer.data.version;
+      rolledBack = true;
       toast(`Rolled back: ${file} is at version ${short(now)}.`);
       const progress = h("div", { class: "card" });
-      replace(content, progress, h("button", { type: "button", onclick: () => dialog.close() }, "Close"));
-      followVersion(now, file === "config.ini" ? services : [], progress, (states) => {
+      replace(content, progress, h("button", { type: "button", "data-action": "close-dialog", onclick: () => dialog.close() }, "Close"));
+      stopFollowing = followVersion(now, file === "config.ini" ? services : [], progress, (states) => {
         const failed = [...states].filter(([, s]) => s.state !== "applied");
         progress.append(h("p", { class: failed.length ? "error" : "ok", "data-outcome": failed.length ? "failed" : "applied" },
           failed.length ? `${failed.map(([n]) => n).join(", ")} did not take it and run their previous files again.`
@@ -171,6 +179,6 @@ async function confirmRollback(version, file, entry) {
     changesTable(plan.changes, { caption: "The keys it brings back" }),
     plan.services ? planView(plan.services) : null,
     plan.notes.length ? h("ul", { class: "muted" }, plan.notes.map((n) => h("li", {}, n))) : null,
-    h("div", { class: "actions" }, go, h("button", { type: "button", onclick: () => dialog.close() }, "Cancel")));
+    h("div", { class: "actions" }, go, h("button", { type: "button", "data-action": "close-dialog", onclick: () => dialog.close() }, "Cancel")));
   go.focus();
 }
