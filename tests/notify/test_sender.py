@@ -1,6 +1,7 @@
 """How the sender schedules its work, against real HTTP receivers on loopback: every delivery is
 posted once however rounds and tasks interleave; nothing is looked at again while a request hangs
-or a destination is paced; a destination enabled again is served at once."""
+or a destination is paced; a destination enabled again is served at once; stopping cuts off a
+hanging request and leaves its delivery pending, untried, for the next start."""
 
 from __future__ import annotations
 
@@ -136,3 +137,29 @@ def test_a_destination_enabled_again_is_served_at_once(parts) -> None:
         finally:
             sender.stop()
     assert took < 1.0, f"sent {took:.2f} s after the destination was enabled again"
+
+
+def test_stopping_cuts_off_a_hanging_request_and_its_delivery_stays_pending(parts) -> None:
+    _, destinations, outbox = parts
+    with Receiver() as receiver:
+        receiver.hang(30)
+        destinations.add("hangs", "webhook", receiver.url)
+        [made] = outbox.enqueue(change("in flight at stop"), ["hangs"])
+        sender = Sender(outbox, destinations, render)
+        sender.start()
+        wait_until(lambda: receiver.got, 5, "the request")
+        started = time.monotonic()
+        sender.stop(timeout=5.0)
+        took = time.monotonic() - started
+        cut = outbox.get(made)
+        assert (cut.state, cut.attempts, outbox.attempts(made)) == ("pending", 0, []), "counted as tried"
+
+        receiver.reset()  # answers at once from now on
+        restarted = Sender(outbox, destinations, render)
+        restarted.start()
+        try:
+            wait_until(lambda: outbox.get(made).state == "delivered", 5, "the delivery at the next start")
+        finally:
+            restarted.stop()
+    assert took < 1.0, f"stop took {took:.2f} s"
+    assert [attempt.status for attempt in outbox.attempts(made)] == [200]

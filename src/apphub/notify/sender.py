@@ -28,6 +28,7 @@ import httpx
 from standardwebhooks.webhooks import Webhook
 
 from apphub.notify import changesets
+from apphub.notify.cutoff import OpenSockets
 from apphub.notify.destinations import Destination, DestinationNotFound, Destinations, Kind
 from apphub.notify.events import Event
 from apphub.notify.outbox import Delivery, Outbox
@@ -58,6 +59,7 @@ class Sender:
         self._destinations = destinations
         self._render = render
         self._client = client or httpx.Client(timeout=TIMEOUT_S, follow_redirects=False)
+        self._sockets = OpenSockets()  # of the requests in flight, cut off at stop
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="apphub-notify")
         self._busy: set[str] = set()  # destinations with a task in flight
         self._next_allowed: dict[str, float] = {}  # monotonic: a chat destination's pace, a failed task's pause
@@ -72,8 +74,9 @@ class Sender:
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop dispatching, and give the sends in flight up to `timeout` to record their result
-        (one cut off stays pending, and is sent again: receivers de-duplicate on the event's id)."""
+        """Stop dispatching and cut off the sends in flight. A send cut off records nothing: its
+        delivery stays pending, untried, and goes out at the next start (receivers de-duplicate on
+        the event's id). One that had its answer gets up to `timeout` to record it."""
         deadline = time.monotonic() + timeout
         self._stop.set()
         self._wake.set()
@@ -82,6 +85,7 @@ class Sender:
         if self._thread is not None:
             self._thread.join(timeout)
         self._pool.shutdown(wait=False, cancel_futures=True)  # a task cancelled before it ran releases its name
+        self._sockets.cut_off()
         while self._busy and time.monotonic() < deadline:
             time.sleep(0.01)
         if not self._busy:
@@ -166,7 +170,7 @@ class Sender:
             due = self._outbox.due_for(name)
             if destination.kind == "webhook":
                 for delivery in due:
-                    if not self._send(destination, [delivery]):
+                    if self._stop.is_set() or not self._send(destination, [delivery]):
                         break  # down: the rest wait for the retry, in order
             else:
                 self._serve_chat(destination, due)
@@ -222,7 +226,8 @@ class Sender:
             target = httpx.URL(url)
             if destination.kind == "discord":  # Discord says what is wrong only with wait=true
                 target = target.copy_set_param("wait", "true")
-            response = self._client.post(target, content=body.encode("utf-8"), headers=headers)
+            response = self._client.post(target, content=body.encode("utf-8"), headers=headers,
+                                         extensions={"trace": self._sockets.trace})
             status, error, retry_after = _judged(destination.kind, response)
             # an error page may repeat the path (a credential): taken out before the text is cut
             error = without_url(error, url)[:ERROR_CHARS] if error else None
@@ -232,6 +237,8 @@ class Sender:
             # the exception's text may name the URL: a credential
             error = f"could not connect ({type(exc).__name__})" if isinstance(exc, httpx.HTTPError) \
                 else f"the URL cannot be used ({type(exc).__name__}): add the destination again with a valid one"
+        if status is None and self._stop.is_set():
+            return False  # cut off by stop (cutoff): not an attempt, the next start sends it
         duration_ms = (time.monotonic() - started) * 1000
         gone = status == 410
         for delivery in deliveries:
