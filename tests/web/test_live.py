@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from apphub.core import Core
+from apphub.web.sessions import CSRF_HEADER
 from tests.conftest import LiveServer, serving
 from tests.sync.conftest import HttpService, SyncWorld, http_services, make_world, wait_until
 
@@ -177,3 +178,22 @@ def test_the_diff_of_services_masks_a_changed_secret(setup: Setup) -> None:
     [web] = [s for s in answer.json()["services"]["services"] if s["service"] == "web"]
     assert web["changed"] is True
     assert MASK in web["files"][0]["diff"]
+
+
+def test_the_stream_ends_when_its_session_ends(setup: Setup, core: Core) -> None:
+    key = core.keys.create("console-user", "read")
+    with setup.server.client() as client:
+        csrf = client.post("/api/v1/session", json={"key": key}).json()["csrf_token"]
+        bare = client.get("/api/v1/sync/events")  # the cookie alone: another app on this host has it too
+        stream = client.stream("GET", "/api/v1/sync/events", params={"csrf_token": csrf},
+                               timeout=httpx.Timeout(5, read=15))
+        with stream as response:
+            lines = response.iter_lines()
+            assert next(line for line in lines if line.startswith("data:"))
+            client.delete("/api/v1/session", headers={CSRF_HEADER: csrf}).raise_for_status()
+            began = time.monotonic()
+            rest = list(lines)  # the server ends the stream: this returns
+
+    assert bare.status_code == 403
+    assert time.monotonic() - began < 5  # it asks again every 2 s
+    assert not [line for line in rest if line.startswith("data:")], rest

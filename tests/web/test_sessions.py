@@ -78,17 +78,23 @@ def test_over_tls_the_cookie_is_secure(live_server: LiveServer, admin_key: str) 
     assert "secure" in answer.headers["set-cookie"].lower().split("; ")
 
 
-def test_the_cookie_reads_and_a_write_needs_the_csrf_header(console: tuple[httpx.Client, str], core: Core) -> None:
+def test_every_request_with_the_cookie_needs_its_token(console: tuple[httpx.Client, str], core: Core) -> None:
+    """A browser sends the cookie to every port of the host name (Gitea's, Portainer's...): the
+    cookie alone must open nothing, not even a read."""
     client, csrf = console
-    assert client.get("/api/v1/settings/gitea").status_code == 200
+    wrong = csrf[:-1] + ("A" if csrf[-1] != "A" else "B")
 
+    read_bare = client.get("/api/v1/settings/gitea")
+    read_wrong = client.get("/api/v1/settings/gitea", headers={CSRF_HEADER: wrong})
+    who = client.get("/api/v1/session")
+    read = client.get("/api/v1/settings/gitea", headers={CSRF_HEADER: csrf})
     forged = client.put("/api/v1/settings/gitea", json={"user_email": "forged@example.com"})
-    wrong = client.put("/api/v1/settings/gitea", json={"user_email": "forged@example.com"},
-                       headers={CSRF_HEADER: csrf[:-1] + ("A" if csrf[-1] != "A" else "B")})
     made = client.put("/api/v1/settings/gitea", json={"user_email": "console@example.com"}, headers={CSRF_HEADER: csrf})
 
-    assert_problem(forged, 403, CSRF_HEADER)
-    assert_problem(wrong, 403, CSRF_HEADER)
+    for refused in (read_bare, read_wrong, who, forged):
+        assert_problem(refused, 403, CSRF_HEADER)
+        assert csrf not in refused.text
+    assert read.status_code == 200, read.text
     assert made.status_code == 200, made.text
     assert core.config.snapshot().public["gitea"]["user_email"] == "console@example.com"
     assert _last_update(core) == {"actor": "deployer", "source": "console"}
@@ -114,6 +120,25 @@ def test_a_read_session_may_not_write_even_with_its_csrf_token(live_server: Live
 
     assert_problem(answer, 403, "reader", "read", "write")
     assert core.data.config_ini.read_bytes() == before
+
+
+def test_a_revealed_secret_is_not_stored_by_the_browser(console: tuple[httpx.Client, str], keys: Keys,
+                                                         live_server: LiveServer) -> None:
+    with live_server.client(keys.admin) as admin:
+        revealed = admin.get("/api/v1/settings/gitea", params={"reveal": "true"})
+        masked = admin.get("/api/v1/settings/gitea")
+
+    assert revealed.headers["cache-control"] == "no-store"
+    assert masked.headers["cache-control"] == "no-cache"
+
+
+def test_signing_in_is_audited_as_the_console(live_server: LiveServer, keys: Keys, core: Core) -> None:
+    signed_in(live_server, keys.write)[0].close()
+
+    with sqlite3.connect(core.data.database) as connection:
+        rows = connection.execute("SELECT actor, source, message FROM audit_events WHERE action = 'session.opened'"
+                                  ).fetchall()
+    assert rows == [("deployer", "console", "signed in to the web console")]
 
 
 def test_a_bad_key_or_body_opens_nothing(live_server: LiveServer, keys: Keys) -> None:
@@ -147,27 +172,27 @@ def test_signing_out_ends_the_session(console: tuple[httpx.Client, str]) -> None
 
     assert answer.status_code == 204, answer.text
     assert COOKIE_NAME not in client.cookies  # the answer deleted it
-    client.cookies.set(COOKIE_NAME, cookie)  # and the old cookie, sent again, opens nothing
-    assert_problem(client.get("/api/v1/settings"), 401, "sign in again")
+    client.cookies.set(COOKIE_NAME, cookie)  # and the old cookie, sent again with its token, opens nothing
+    assert_problem(client.get("/api/v1/settings", headers={CSRF_HEADER: csrf}), 401, "sign in again")
 
 
 def test_revoking_the_key_ends_its_sessions(console: tuple[httpx.Client, str], live_server: LiveServer) -> None:
-    client, _ = console
-    assert client.get("/api/v1/settings").status_code == 200
+    client, csrf = console
+    assert client.get("/api/v1/settings", headers={CSRF_HEADER: csrf}).status_code == 200
 
     cli(live_server, "keys", "revoke", "deployer")
 
-    assert_problem(client.get("/api/v1/settings"), 401, "revoked")
+    assert_problem(client.get("/api/v1/settings", headers={CSRF_HEADER: csrf}), 401, "revoked")
 
 
 def test_replacing_the_websoft9_key_ends_its_sessions(live_server: LiveServer, core: Core) -> None:
-    client, _ = signed_in(live_server, websoft9_key_of(core))
+    client, csrf = signed_in(live_server, websoft9_key_of(core))
     try:
-        assert client.get("/api/v1/session").json()["role"] == "admin"
+        assert client.get("/api/v1/session", headers={CSRF_HEADER: csrf}).json()["role"] == "admin"
 
         cli(live_server, "genkey")
 
-        assert_problem(client.get("/api/v1/settings"), 401, "sign in again")
+        assert_problem(client.get("/api/v1/settings", headers={CSRF_HEADER: csrf}), 401, "sign in again")
     finally:
         client.close()
 
@@ -175,7 +200,7 @@ def test_replacing_the_websoft9_key_ends_its_sessions(live_server: LiveServer, c
 def test_a_key_header_wins_over_the_cookie(console: tuple[httpx.Client, str], keys: Keys) -> None:
     client, _ = console
 
-    answer = client.get("/api/v1/session", headers={"x-api-key": keys.read})
+    answer = client.get("/api/v1/session", headers={"x-api-key": keys.read})  # no token: the key is enough
 
     assert (answer.json()["name"], answer.json()["csrf_token"]) == ("reader", None)
 

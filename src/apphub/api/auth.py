@@ -4,7 +4,7 @@ the web console's session cookie, exchanged once for such a key.
 Named keys (`ahk_...`) are stored hashed and carry a role. Websoft9's key lives encrypted in
 `config.ini` as `[api_key] key`, because its clients fetch it with `apphub getkey`; it is accepted
 as an admin key (DESIGN §10). Both comparisons run in constant time. A session holds for as long
-as the key it was exchanged for does, and its writes must carry its CSRF token.
+as the key it was exchanged for does, and every request with it must carry its token.
 """
 
 from __future__ import annotations
@@ -82,20 +82,48 @@ def key_still_valid(core: Core, session: Session) -> bool:
     return key is not None and key.service is None and key.name == session.key_name
 
 
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# EventSource cannot send a header: the status stream takes the session's token in its query.
+STREAM_PATH = "/api/v1/sync/events"
+TOKEN_PARAMETER = "csrf_token"  # noqa: S105 (the name of a query parameter)
 
 
-def session_principal(sessions: SessionStore, core: Core, token: str, method: str,
-                      csrf_token: str | None) -> Principal:
+def session_principal(sessions: SessionStore, core: Core, cookie: str, token: str | None) -> Principal:
     """The caller of a request that carries the console's cookie, or AuthError: the session
-    ended (expired, signed out, its key revoked), or a write lacks the session's CSRF token."""
-    session = sessions.find(token)
+    ended (expired, signed out, its key revoked), or the request lacks the session's token.
+
+    Every request needs the token, reads too: a browser sends a cookie to every site of the host
+    name whatever its port, so another web app on the same host (Gitea, Portainer...) gets the
+    cookie. It never gets the token, which the page keeps in its own origin's storage."""
+    session = sessions.find(cookie)
     if session is None or not key_still_valid(core, session):
         raise Unauthenticated("the console session has ended (expired, signed out, or its key was revoked): "
                               "sign in again")
-    if method not in SAFE_METHODS and not session.csrf_matches(csrf_token):
-        raise Forbidden(f"a write with the console's session cookie needs the session's {CSRF_HEADER} header")
+    if not session.csrf_matches(token):
+        raise Forbidden(f"a request with the console's session cookie needs the session's {CSRF_HEADER} header "
+                        "(the token the sign-in answered)")
     return Principal(session.key_name, session.role, session=session)
+
+
+def caller_of(request: HTTPConnection) -> Principal:
+    """Who sends `request`: its `x-api-key`, or else the console's cookie and token (AuthError if neither)."""
+    presented = request.headers.get("x-api-key")
+    cookie = request.cookies.get(COOKIE_NAME)
+    if presented is None and cookie:
+        token = request.headers.get(CSRF_HEADER)
+        if token is None and request.url.path == STREAM_PATH:
+            token = request.query_params.get(TOKEN_PARAMETER)
+        return session_principal(request.app.state.sessions, core_of(request), cookie, token)
+    return authenticate(core_of(request), presented)
+
+
+def still_authenticated(request: HTTPConnection) -> bool:
+    """Whether what authenticated `request` still does (a long request, the status stream, asks
+    again: a session signed out or a key revoked since must not go on being served)."""
+    try:
+        caller_of(request)
+    except AuthError:
+        return False
+    return True
 
 
 OPEN_PATHS = frozenset({"/healthz", "/", "/favicon.ico"})
@@ -106,6 +134,8 @@ SIGN_IN = ("POST", "/api/v1/session")
 
 def is_open(method: str, path: str) -> bool:
     return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES) or (method, path) == SIGN_IN
+
+
 # What a service's key may call: its own configuration bundle and its dependencies' health.
 SERVICE_KEY_ROUTES = ("config", "dependencies")
 
@@ -138,13 +168,7 @@ class AuthenticationMiddleware:
             return
         request = Request(scope) if scope["type"] == "http" else HTTPConnection(scope)
         try:
-            presented = request.headers.get("x-api-key")
-            token = request.cookies.get(COOKIE_NAME)
-            if presented is None and token:
-                principal = session_principal(request.app.state.sessions, core_of(request), token,
-                                              scope.get("method", "GET"), request.headers.get(CSRF_HEADER))
-            else:
-                principal = authenticate(core_of(request), presented)
+            principal = caller_of(request)
             check_service_key(principal, scope.get("method", "GET"), scope["path"])
         except AuthError as exc:
             if scope["type"] == "websocket":  # no route serves one yet; a future one is closed too

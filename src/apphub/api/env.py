@@ -126,7 +126,7 @@ async def read_scope(scope: Scope, request: Request, principal: Annotated[Princi
     if reveal:
         shown = [(scope, var["name"]) for var in body["variables"] if var["secret"]]
         await run_in_threadpool(core.audit.record_reveal, actor_of(request, principal), FILE, tag, shown)
-    headers = {"ETag": etag(tag), "Cache-Control": "no-cache"}
+    headers = {"ETag": etag(tag), "Cache-Control": "no-store" if reveal else "no-cache"}
     if not reveal and is_not_modified(if_none_match, tag):
         return Response(status_code=304, headers=headers)
     return Response(json.dumps(body), media_type=JSON, headers=headers)

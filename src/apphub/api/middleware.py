@@ -23,7 +23,7 @@ access_logger = logging.getLogger("apphub.access")
 MAX_BODY_BYTES = 1024 * 1024
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 # Query parameters whose values are never logged.
-_REDACTED_PARAMETERS = frozenset({"value", "x-api-key", "api_key", "key_value"})
+_REDACTED_PARAMETERS = frozenset({"value", "x-api-key", "api_key", "key_value", "csrf_token"})
 
 
 class RequestContextMiddleware:

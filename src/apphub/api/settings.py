@@ -70,8 +70,10 @@ def actor_of(request: Request, principal: Principal) -> Actor:
     return Actor(principal.name, source, getattr(request.state, "request_id", None))
 
 
-def read_response(snapshot: Snapshot, if_none_match: str | None, payload: dict[str, Any] | None = None) -> Response:
-    headers = {"ETag": etag(snapshot.version), "Cache-Control": "no-cache"}
+def read_response(snapshot: Snapshot, if_none_match: str | None, payload: dict[str, Any] | None = None,
+                  *, revealed: bool = False) -> Response:
+    # Revealed secrets must not rest in a browser's cache after the page is closed.
+    headers = {"ETag": etag(snapshot.version), "Cache-Control": "no-store" if revealed else "no-cache"}
     if is_not_modified(if_none_match, snapshot.version):
         return Response(status_code=304, headers=headers)
     content = snapshot.public_json if payload is None else json.dumps(payload).encode()
@@ -111,7 +113,8 @@ async def read_file(request: Request, principal: Principal, store: IniStore, rev
     snapshot = store.snapshot()
     if reveal:
         return read_response(snapshot, if_none_match,
-                             await reveal_payload(request, principal, store, snapshot, snapshot.sections()))
+                             await reveal_payload(request, principal, store, snapshot, snapshot.sections()),
+                             revealed=True)
     return read_response(snapshot, if_none_match)
 
 
@@ -122,7 +125,7 @@ async def read_file_section(request: Request, principal: Principal, store: IniSt
     if reveal:
         values = (await reveal_payload(request, principal, store, snapshot, [section]))["settings"][section]
     return read_response(snapshot, if_none_match,
-                         {"version": snapshot.version, "section": section, "settings": values})
+                         {"version": snapshot.version, "section": section, "settings": values}, revealed=reveal)
 
 
 @router.get("/settings", summary="All sections of config.ini", response_description="Secrets masked",

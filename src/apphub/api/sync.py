@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query, Request
@@ -14,7 +14,14 @@ from sse_starlette import EventSourceResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from apphub.api.auth import Principal, check_may_compare_secrets, core_of, require_read, require_write
+from apphub.api.auth import (
+    Principal,
+    check_may_compare_secrets,
+    core_of,
+    require_read,
+    require_write,
+    still_authenticated,
+)
 from apphub.api.problems import SYNC_RESPONSES, WRITE_RESPONSES, problem_response
 from apphub.errors import SyncError
 from apphub.sync.apply import ApplyReport
@@ -106,8 +113,10 @@ STREAM_CHECK_S = 2.0
 PING_S = 15
 
 
-async def status_events(board: StatusBoard) -> AsyncIterator[dict[str, str]]:
-    """A `status` event with the engine's status now, then one after every change of it."""
+async def status_events(board: StatusBoard, allowed: Callable[[], Awaitable[bool]]) -> AsyncIterator[dict[str, str]]:
+    """A `status` event with the engine's status now, then one after every change of it, for as
+    long as the caller is `allowed` (asked before each event and every STREAM_CHECK_S: a session
+    that ended or a key revoked ends the stream)."""
     changed = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -118,7 +127,7 @@ async def status_events(board: StatusBoard) -> AsyncIterator[dict[str, str]]:
     unsubscribe = board.subscribe(tell)
     try:
         sent = None
-        while True:
+        while await allowed():
             changed.clear()
             body = json.dumps(board.snapshot())
             if body != sent:
@@ -135,9 +144,15 @@ async def status_events(board: StatusBoard) -> AsyncIterator[dict[str, str]]:
             responses={200: {"description": "text/event-stream: `event: status`, `data:` the body of "
                                             "GET /api/v1/sync/status without `history`",
                              "content": {"text/event-stream": {}}}})
-async def events(request: Request, _: Annotated[Principal, Depends(require_read)]) -> EventSourceResponse:
-    return EventSourceResponse(status_events(engine_of(request).status), ping=PING_S,
-                               headers={"Cache-Control": "no-cache"})
+async def events(request: Request, _: Annotated[Principal, Depends(require_read)],
+                 csrf_token: Annotated[str | None, Query(description="The console's session token (EventSource "
+                                                                     "sends no header); a key header needs none")]
+                 = None) -> EventSourceResponse:
+    async def allowed() -> bool:
+        return await run_in_threadpool(still_authenticated, request)
+
+    return EventSourceResponse(status_events(engine_of(request).status, allowed), ping=PING_S,
+                               headers={"Cache-Control": "no-store"})
 
 
 def history_status(request: Request) -> dict[str, Any]:

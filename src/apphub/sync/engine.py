@@ -212,6 +212,7 @@ class SyncEngine(EngineInputs):
                 logger.exception("sync round failed")
                 report = ApplyReport(self._applied.version if self._applied else "")
                 report.refused = ["internal error in the sync engine; see the apphub log"]
+                self.status.abandon(report.refused[0])
             with self._cond:
                 served = self._completed = self._served
                 self._reports[served] = report

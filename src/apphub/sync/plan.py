@@ -19,7 +19,7 @@ from typing import Any
 from apphub.envvars import resolve as envvars
 from apphub.envvars.store import EnvStore
 from apphub.errors import RenderError, SecretError
-from apphub.reload.base import ActionSpec, EnvReader
+from apphub.reload.base import ActionSpec, ContainerEnv, EnvReader
 from apphub.store.schema import APPLY_STRENGTH
 from apphub.store.secrets import MASK
 from apphub.store.snapshot import Snapshot, changed_keys
@@ -110,6 +110,7 @@ class Plan:
     errors: list[str]
     failed: dict[str, str] = field(default_factory=dict)  # service -> why it cannot be rendered (in `errors`)
     masks: list[str] = field(default_factory=list, repr=False)  # every known secret's spellings
+    notes: list[str] = field(default_factory=list)  # what a reader should know (a compare leaving a service out)
 
     @property
     def refused(self) -> bool:
@@ -119,12 +120,15 @@ class Plan:
         return [service for service in self.services.values() if service.changed]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        found = {
             "version": self.version,
             "refused": self.refused,
             "errors": self.errors,
             "services": [service.to_dict() for service in self.services.values()],
         }
+        if self.notes:
+            found["notes"] = self.notes
+        return found
 
 
 class Planner:
@@ -180,13 +184,27 @@ class Planner:
     def compare(self, old: Snapshot, new: Snapshot, *, env: Snapshot | None = None) -> Plan:
         """What going from version `old` to version `new` does to every service: both are rendered,
         and each file's diff is between the two renders, not against the disk (which holds neither,
-        perhaps). The action is the one the keys changed between them call for."""
-        first = self.plan(old, env=env)
-        rendered = {file.real: file.after for service in first.services.values() for file in service.files}
-        second = self.plan(new, previous=old, env=env)
+        perhaps); a container's environment, likewise. The action is the one the keys changed
+        between them call for. A service that `old` cannot render is left out, with a note."""
+        engine = self.container_env
+        try:
+            self.container_env = lambda container: ContainerEnv({})  # the old render needs no engine
+            first = self.plan(old, env=env)
+            rendered = {file.real: file.after for service in first.services.values() for file in service.files}
+            old_env = {service.env.container: {name: var.value for name, var in service.env.after.items()}
+                       for service in first.services.values() if service.env is not None}
+            self.container_env = lambda container: ContainerEnv(old_env.get(container, {}),
+                                                                frozenset(old_env.get(container, {})))
+            second = self.plan(new, previous=old, env=env)
+        finally:
+            self.container_env = engine
         for service in second.services.values():
             for file in service.files:
                 file.before = rendered.get(file.real, file.before)
+        for name, why in first.failed.items():
+            second.services.pop(name, None)
+            second.notes.append(f"service {name} is left out: version {old.version[:12]} cannot be rendered for it "
+                                f"({why})")
         return second
 
     def _plan_service(self, name: str, service: ServiceSpec, snapshot: Snapshot, previous: Snapshot | None,

@@ -114,6 +114,16 @@ class StatusBoard:
                 self.services.setdefault(name, ServiceStatus(name))
         self.touch()
 
+    def abandon(self, why: str) -> None:
+        """A round that failed unexpectedly: the services it was applying are not `applying` any more
+        (the journal still says so: the next start, or the next change, reloads them)."""
+        with self._lock:
+            for status in self.services.values():
+                if status.state == "applying":
+                    status.state, status.last_error = "interrupted", why
+            self.engine.refused = [why]
+        self.touch()
+
     def record(self, report: ApplyReport, stage_times: dict[str, float]) -> None:
         now = utc_now()
         with self._lock:

@@ -22,6 +22,7 @@ from starlette.types import Scope
 from apphub.api.auth import Principal, authenticate, core_of, require_read
 from apphub.api.problems import COMMON_RESPONSES, SERVER_FAULT, UNAUTHENTICATED, problem_response
 from apphub.api.settings import actor_of
+from apphub.audit.log import Actor
 from apphub.errors import Forbidden
 from apphub.keys import hash_key
 from apphub.web.sessions import COOKIE_NAME, Session, SessionStore
@@ -109,7 +110,8 @@ def sign_in(request: Request, body: Annotated[SignIn, Body()]) -> JSONResponse:
                         "to the console")
     sessions = sessions_of(request)
     token, session = sessions.open(principal.name, hash_key(body.key), principal.role)
-    core.audit.record(actor_of(request, principal), "session.opened", message="signed in to the web console")
+    core.audit.record(Actor(principal.name, "console", getattr(request.state, "request_id", None)), "session.opened",
+                      message="signed in to the web console")
     response = JSONResponse(_answer(principal.name, principal.role, session))
     response.set_cookie(COOKIE_NAME, token, max_age=int(sessions.lifetime.total_seconds()), path="/",
                         httponly=True, samesite="strict", secure=request.url.scheme == "https")
