@@ -319,9 +319,6 @@ def test_two_versions_compare_in_keys_file_and_services(hub: Hub, tabs: Tabs) ->
     expect(services.locator(".service-plan[data-service=hello-json] td.code.add")).to_contain_text(f'"color": "{new}"')
 
 
-@pytest.mark.xfail(strict=True, reason="the diff's services layer (SyncEngine.compare) decides hello-env's action "
-                   "from its program.conf on disk, which holds the newer version: 'none', where going there from "
-                   "the older one is a supervisor-update (the rollback plan says so)")
 def test_a_comparison_says_what_each_service_would_do(hub: Hub, tabs: Tabs) -> None:
     history = hub.api.get("/api/v1/settings/history", params={"file": "config.ini", "limit": 200}).json()["entries"]
     first = history[-1]["file_version"] or history[-1]["version"]  # the quickstart's ports were not chosen yet

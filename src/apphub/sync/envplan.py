@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,14 +95,16 @@ def container_plan(container: str, env: Mapping[str, EnvVar], reader: EnvReader 
     return EnvPlan(container, dict(env), before, unset)
 
 
-def env_file_specs(name: str, spec: ServiceSpec, env: Mapping[str, EnvVar],
-                   manifest: Manifest) -> list[tuple[FileSpec, str, bytes | None, bytes]]:
-    """The files the environment goes into: (spec, real path, bytes now, bytes planned)."""
+def env_file_specs(name: str, spec: ServiceSpec, env: Mapping[str, EnvVar], manifest: Manifest,
+                   read: Callable[[str], bytes | None] = read_regular,
+                   ) -> list[tuple[FileSpec, str, bytes | None, bytes]]:
+    """The files the environment goes into: (spec, real path, bytes now, bytes planned); `read`
+    says what a file holds now (the disk, or another version's render)."""
     found = []
     if spec.env_file is not None:
         target = FileSpec.model_construct(path=spec.env_file, format="env", mode="merge", map=None, template=None,
                                           check=None, if_missing="create", file_mode="0600", owner=None)
-        real, before = _read(name, spec.env_file, manifest)
+        real, before = _read(name, spec.env_file, manifest, read)
         text = _decoded(name, spec.env_file, before)
         try:
             after = managed_env_file(text, {var.name: var.value for var in env.values()})
@@ -113,7 +115,7 @@ def env_file_specs(name: str, spec: ServiceSpec, env: Mapping[str, EnvVar],
         conf = spec.inject.conf
         target = FileSpec.model_construct(path=conf, format="ini", mode="merge", map=None, template=None,
                                           check=None, if_missing="create", file_mode=None, owner=None)
-        real, before = _read(name, conf, manifest)
+        real, before = _read(name, conf, manifest, read)
         try:
             line = environment_value({var.name: var.value for var in env.values()})
             after = inifile.merge(_decoded(name, conf, before), [(f"program:{spec.inject.program}.environment",
@@ -164,7 +166,8 @@ def program_action(spec: ServiceSpec) -> SupervisorUpdateAction:
                                   timeout=spec.inject.timeout)
 
 
-def _read(name: str, path: str, manifest: Manifest) -> tuple[str, bytes | None]:
+def _read(name: str, path: str, manifest: Manifest,
+          read: Callable[[str], bytes | None]) -> tuple[str, bytes | None]:
     real = resolve(path)
     confinement = manifest.confinement
     problem = confinement.problem(real) if confinement is not None else None
@@ -172,7 +175,7 @@ def _read(name: str, path: str, manifest: Manifest) -> tuple[str, bytes | None]:
         raise RenderError(f"service {name}, {path}: it now leads to {real}, which {problem}; nothing is read or "
                           "written there (a symlink put in its place?)")
     try:
-        return real, read_regular(real)
+        return real, read(real)
     except RenderError as exc:
         raise RenderError(f"service {name}, {path}: {exc}") from None
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,6 +146,8 @@ class Planner:
         self.environ = environ
         self.reads: dict[str, frozenset[Key]] = {}
         self.known_secrets = known_secrets if known_secrets is not None else set()
+        # What a file holds now: the disk, or in a compare the older version's render.
+        self.read: Callable[[str], bytes | None] = read_regular
 
     def affected(self, changed: set[Key] | None) -> list[str]:
         """The services a change can touch: those that read a changed key, and any not rendered yet."""
@@ -195,12 +197,10 @@ class Planner:
                        for service in first.services.values() if service.env is not None}
             self.container_env = lambda container: ContainerEnv(old_env.get(container, {}),
                                                                 frozenset(old_env.get(container, {})))
+            self.read = lambda real: rendered[real] if real in rendered else read_regular(real)
             second = self.plan(new, previous=old, env=env)
         finally:
-            self.container_env = engine
-        for service in second.services.values():
-            for file in service.files:
-                file.before = rendered.get(file.real, file.before)
+            self.container_env, self.read = engine, read_regular
         for name, why in first.failed.items():
             second.services.pop(name, None)
             second.notes.append(f"service {name} is left out: version {old.version[:12]} cannot be rendered for it "
@@ -220,7 +220,7 @@ class Planner:
                 raise RenderError(f"service {name}, file {number} ({spec.path}): it now leads to {real}, which "
                                   f"{problem}; nothing is read or written there (a symlink put in its place?)")
             try:
-                before = read_regular(real)
+                before = self.read(real)
             except RenderError as exc:
                 raise RenderError(f"service {name}, file {number}: {exc}") from None
             if before is None and spec.if_missing == "skip":
@@ -243,7 +243,7 @@ class Planner:
             variables = envvars.service_env(name, service, snapshot, env, self.environ)
             reads |= envvars.reads(name) | {key for var in variables.values() for key in var.keys}
             holds_secret = any(var.secret for var in variables.values())
-            for target, real, before, after in env_file_specs(name, service, variables, self.manifest):
+            for target, real, before, after in env_file_specs(name, service, variables, self.manifest, self.read):
                 files.append(FilePlan(target, before, after, holds_secret, masks, real))
             if service.inject is not None and service.inject.container is not None:
                 env_plan = container_plan(service.inject.container, variables, self.container_env)
