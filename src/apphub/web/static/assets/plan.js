@@ -22,6 +22,7 @@ export function planView(plan, { title = "What it does to each service" } = {}) 
     h("h3", {}, title),
     plan.refused ? h("div", { class: "alert alert-error" }, "apphub would refuse this version: ",
       plan.errors.join("; ")) : null,
+    (plan.notes || []).map((note) => h("p", { class: "notice", "data-note": "true" }, note)),
     changed.length === 0 ? h("p", { class: "muted" }, "No service's files or environment change.") : null,
     changed.map((service) => h("details", { class: "service-plan", open: changed.length <= 3,
       "data-service": service.service },

@@ -49,8 +49,13 @@ function filterForm(query) {
   FILTERS.some((name) => query[name]) ? h("a", { href: "#/history" }, "Clear") : null);
 }
 
+// The files a rollback may bring back over the API, and where their current version is read.
+const ROLLBACK_FILES = { "config.ini": "/api/v1/settings", "env.ini": "/api/v1/env" };
+
 async function list(view, query) {
   const file = query.file || "config.ini";
+  // the version the file is at: its row says so, and offers no rollback to itself
+  const current = ROLLBACK_FILES[file] ? (await get(ROLLBACK_FILES[file])).version : null;
   const chosen = [];
   const compareLink = h("a", { class: "button", "aria-disabled": "true", "data-action": "compare" }, "Compare the two selected");
   const body = h("tbody");
@@ -88,11 +93,12 @@ async function list(view, query) {
         keys.slice(0, 6).map((c) => `${c.section}${c.key ? `.${c.key}` : ""}`).join(", "),
         keys.length > 6 ? ` and ${keys.length - 6} more` : "") : null),
       h("td", {}, h("code", { title: version }, short(version))),
-      h("td", {}, h("div", { class: "row-actions" },
-        h("a", { href: routeWith("/history/compare", { from: version, file }) }, "Compare with now"),
-        can("write") && (file === "config.ini" || file === "env.ini")
-          ? h("button", { type: "button", "data-action": "rollback", onclick: () => confirmRollback(version, file, entry) }, "Roll back to this")
-          : null)));
+      h("td", {}, version === current ? h("span", { class: "badge badge-applied", "data-current": "true" }, "current")
+        : h("div", { class: "row-actions" },
+          h("a", { href: routeWith("/history/compare", { from: version, file }) }, "Compare with now"),
+          can("write") && ROLLBACK_FILES[file]
+            ? h("button", { type: "button", "data-action": "rollback", onclick: () => confirmRollback(version, file, entry) }, "Roll back to this")
+            : null)));
   }
 
   async function page(cursor) {
@@ -123,7 +129,7 @@ async function compare(view, query) {
     diff.services !== undefined ? h("section", { "aria-labelledby": "services-layer" },
       h("h2", { id: "services-layer" }, "Each service's files and what it would do"),
       planView(diff.services, { title: `Going from ${short(diff.from.version)} to ${short(diff.to.version)}` })) : null,
-    can("write") && (file === "config.ini" || file === "env.ini") && diff.from.version
+    can("write") && ROLLBACK_FILES[file] && diff.from.version
       ? h("div", { class: "actions" }, h("button", { type: "button", class: "danger", "data-action": "rollback",
         onclick: () => confirmRollback(diff.from.version, file, null) }, `Roll back to ${short(diff.from.version)}`)) : null);
   return undefined;
