@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, Request, Response, expect
 
@@ -69,8 +69,10 @@ class Tabs:
     _contexts: list[BrowserContext] = field(default_factory=list)
     _pending: set[Request] = field(default_factory=set)  # asked, with no response recorded yet
 
-    def open(self, viewport: dict[str, int] | None = None, *, record: bool = False) -> Page:
-        context = self.browser.new_context(viewport=viewport or DESKTOP, base_url=self.base_url)  # type: ignore[arg-type]
+    def open(self, viewport: dict[str, int] | None = None, *, record: bool = False,
+             color_scheme: Literal["light", "dark"] = "light") -> Page:
+        context = self.browser.new_context(viewport=viewport or DESKTOP, base_url=self.base_url,  # type: ignore[arg-type]
+                                           color_scheme=color_scheme)
         context.set_default_timeout(WAIT_MS)
         self._contexts.append(context)
         page = context.new_page()

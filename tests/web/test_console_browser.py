@@ -568,3 +568,48 @@ def test_a_diff_shows_a_line_that_looks_like_a_file_header_as_a_line(hub: Hub, t
         assert kinds["--- a.sql (now)"] == kinds["+++ a.sql (planned)"] == "file", cells
         if mode == "split":  # the headers side by side, each once
             assert [text for _, text in cells].count("--- a.sql (now)") == 1, cells
+
+
+def test_the_keyboard_alone_signs_in_reaches_a_section_and_keeps_a_dialog_modal(hub: Hub, tabs: Tabs) -> None:
+    page = tabs.open()
+    page.goto("/")
+    shown(page, "/signin")
+    assert page.evaluate("document.activeElement.id") == "key"  # the field has the focus at once
+    page.keyboard.type(hub.admin_key)
+    page.keyboard.press("Enter")
+    shown(page, "/")
+
+    page.evaluate("document.activeElement.blur()")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to the page"
+    page.keyboard.press("Enter")
+    shown(page, "/")  # the skip link is no route: the page stays, with the focus in it
+    assert page.evaluate("document.activeElement.id") == "main"
+
+    page.focus("#nav a[href='#/settings']")
+    page.keyboard.press("Enter")
+    shown(page, "/settings")
+    page.focus("nav.sections a[href='#/settings/hello_json']")
+    page.keyboard.press("Enter")
+    shown(page, "/settings/hello_json")
+
+    visit(page, "/history")
+    page.focus("table.history tbody tr:not(:first-child) button[data-action=rollback]")
+    page.keyboard.press("Enter")
+    expect(page.locator("dialog[open] .plan")).to_be_visible()
+    # modal: the focus is in the dialog (on its confirmation, when the version still passes the rules)
+    assert page.evaluate("document.activeElement.closest('dialog[open]') !== null")
+    page.keyboard.press("Escape")
+    expect(page.locator("dialog")).to_have_count(0)  # closed by Escape, nothing rolled back
+    assert tabs.errors == []
+
+
+def test_the_console_follows_the_system_dark_mode(hub: Hub, tabs: Tabs) -> None:
+    page = tabs.open(color_scheme="dark")
+    sign_in(page, hub.admin_key)
+    page.screenshot(path=str(screenshots_dir() / "overview-dark-desktop.png"), full_page=True, animations="disabled")
+
+    background = page.evaluate("getComputedStyle(document.documentElement).backgroundColor")
+    red, green, blue = (int(part) for part in re.findall(r"\d+", background)[:3])
+    assert max(red, green, blue) < 60, background  # dark, not the light theme's near-white
+    assert tabs.errors == []

@@ -89,6 +89,11 @@ async function route() {
 }
 
 window.addEventListener("hashchange", route);
+// The skip link moves the focus to the page; followed as a link, its #main would be taken for a route.
+document.querySelector("a.skip").addEventListener("click", (event) => {
+  event.preventDefault();
+  document.getElementById("main").focus();
+});
 window.addEventListener("apphub:signed-out", () => {
   toast("Your session has ended: sign in again.", "error");
   route();
