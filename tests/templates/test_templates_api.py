@@ -26,7 +26,7 @@ from apphub.templates.catalog import FOLDER
 from tests.api.conftest import Keys, assert_problem, websoft9_key_of
 from tests.conftest import LiveServer, free_port, serving
 from tests.integration.conftest import eventually
-from tests.integration.test_quickstart import PROGRAMS, Quickstart, health, settled, stop_supervisord
+from tests.integration.quickstart import PROGRAMS, Quickstart, health, settled, stop_supervisord
 
 PASSWORDS = [("nginx_proxy_manager", "user_pwd"), ("gitea", "user_pwd"), ("portainer", "user_pwd")]
 SECRET_DEFAULT = "QXZJ-Vwy-default-QXZJ-Vwy"  # a secret only a template's default gives
