@@ -1,5 +1,6 @@
-"""Delivers what the outbox holds, in threads of its own: a write or a sync only queues (one SQLite
-transaction), so a destination that is down, slow or hanging costs a change nothing.
+"""Delivers what the outbox holds, in threads of its own: a write or a sync only hands its event over
+(with the destinations that want it, chosen then); this thread queues it in the outbox and sends it,
+so a destination that is down, slow or hanging costs a change nothing.
 
 Each destination is served by one task at a time, in the order its events came. A chat destination
 is sent no faster than the service takes (Slack about one message a second, Discord five per two
