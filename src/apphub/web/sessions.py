@@ -87,8 +87,3 @@ class SessionStore:
         with self._db.transaction(durable=True) as connection:
             return connection.execute("DELETE FROM web_sessions WHERE token_hash = ?",
                                       (_token_hash(token),)).rowcount > 0
-
-    def close_all_of(self, key_hash: str) -> int:
-        """End every session opened with that key (how many)."""
-        with self._db.transaction(durable=True) as connection:
-            return int(connection.execute("DELETE FROM web_sessions WHERE key_hash = ?", (key_hash,)).rowcount)
